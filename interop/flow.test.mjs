@@ -1,0 +1,191 @@
+// One complete FAPI 2.0 Security Profile flow against a fresh Portcullis, driven by panva's
+// oauth4webapi (an independent, certified client) and a scripted form browser:
+// discovery -> DCR -> PAR (PKCE, private_key_jwt, DPoP) -> login + consent -> callback with iss
+// -> token (DPoP) -> id_token (oauth4webapi + jose) -> userinfo -> refresh with a new DPoP key.
+// Plus the two unhappy front-channel paths: consent denied, wrong password.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+
+import * as jose from 'jose';
+import * as oauth from 'oauth4webapi';
+
+import {
+  FAPI_ALGS, discover, newDpop, pushAuthorizationRequest, registerClient, requestOptions, step, withDpopNonceRetry,
+} from './lib/fapi-client.mjs';
+import { FormBrowser, consentButton, describePage, loginForm } from './lib/form-browser.mjs';
+import { REDIRECT_URI, USER, startServer } from './lib/server.mjs';
+
+describe('FAPI 2.0 flow with oauth4webapi', () => {
+  let server;
+  let as;
+  let registered;
+
+  before(async () => {
+    server = await startServer();
+    as = await step('discovery', () => discover(server));
+    registered = await step('registration', () => registerClient(server, as));
+  });
+
+  after(async () => {
+    await server?.stop();
+  });
+
+  // Logs in through the form browser; returns the page after the login POST.
+  async function login(browser, authorizationUrl, password = server.password) {
+    const first = await step('authorization request', () => browser.open(authorizationUrl));
+    const form = loginForm(first);
+    assert.ok(form, `expected the login form (inputs username, password), got ${describePage(first)}`);
+    return step('login', () => browser.submit(first, form, { fill: { username: server.username, password } }));
+  }
+
+  test('discovery publishes the FAPI 2.0 metadata a client needs', async () => {
+    // processDiscoveryResponse already checked that `issuer` equals the issuer URL (AS-SP-13).
+    assert.equal(as.issuer, server.issuer);
+    assert.match(as.pushed_authorization_request_endpoint ?? '', /^https:\/\//, 'PAR endpoint (AS-SP-14)');
+    assert.equal(as.require_pushed_authorization_requests, true, 'require_pushed_authorization_requests (AS-SP-14)');
+    assert.ok(as.code_challenge_methods_supported?.includes('S256'), 'S256 PKCE (AS-SP-15)');
+    assert.ok(!as.code_challenge_methods_supported?.includes('plain'), 'plain PKCE must not be listed (AS-SP-15)');
+    assert.ok(as.token_endpoint_auth_methods_supported?.includes('private_key_jwt'), 'private_key_jwt (AS-SP-19)');
+    assert.ok(as.dpop_signing_alg_values_supported?.includes('ES256'), 'DPoP ES256 (AS-SP-17)');
+    for (const alg of as.dpop_signing_alg_values_supported) assert.ok(FAPI_ALGS.includes(alg), `non-FAPI DPoP alg ${alg} (AS-SP-17)`);
+    assert.equal(as.authorization_response_iss_parameter_supported, true, 'RFC 9207 iss (AS-SP-16)');
+    for (const name of ['authorization_endpoint', 'token_endpoint', 'jwks_uri', 'registration_endpoint', 'userinfo_endpoint']) {
+      assert.match(as[name] ?? '', /^https:\/\//, `${name} must be an https URL (AS-SP-01)`);
+    }
+    // oauth4webapi falls back to RS256 for id_tokens when neither the client nor this list says otherwise.
+    assert.ok(as.id_token_signing_alg_values_supported?.some((a) => FAPI_ALGS.includes(a)), 'id_token_signing_alg_values_supported lists a FAPI alg');
+
+    // Every response carries x-fapi-interaction-id, echoing ours (INTERFACE.md).
+    const id = crypto.randomUUID();
+    const res = await oauth.discoveryRequest(new URL(server.issuer), { ...requestOptions(server), headers: { 'x-fapi-interaction-id': id } });
+    await res.arrayBuffer();
+    assert.equal(res.headers.get('x-fapi-interaction-id'), id, 'x-fapi-interaction-id echoed');
+  });
+
+  test('dynamic client registration returns the registered FAPI client (RFC 7591)', () => {
+    const { client, metadata } = registered;
+    assert.equal(typeof client.client_id, 'string');
+    // RFC 7591 §3.2.1: the response carries all registered metadata.
+    assert.equal(client.token_endpoint_auth_method, 'private_key_jwt');
+    assert.equal(client.dpop_bound_access_tokens, true);
+    assert.deepEqual(client.redirect_uris, metadata.redirect_uris);
+    assert.deepEqual([...client.grant_types].sort(), [...metadata.grant_types].sort());
+    assert.equal(client.client_secret, undefined, 'a private_key_jwt client gets no secret (AS-SP-23)');
+  });
+
+  test('authorization code flow: PAR, login, consent, token, id_token, userinfo, refresh', async (t) => {
+    const { client, clientAuth, metadata } = registered;
+    const dpop = await newDpop(client); // a fresh DPoP key for this user session
+
+    // PAR: 201 with a request_uri that lives less than 600 s (AS-SP-39, AS-SP-40).
+    const { codeVerifier, state, nonce, par, authorizationUrl } = await step('PAR', () => pushAuthorizationRequest(server, as, registered, dpop));
+    assert.ok(par.expires_in > 0 && par.expires_in < 600, `PAR expires_in ${par.expires_in} (AS-SP-40)`);
+
+    // Front channel: only client_id + request_uri (AS-SP-49), login, then consent naming the client (AS-SP-54).
+    const browser = new FormBrowser({ fetch: server.fetch, redirectUri: REDIRECT_URI });
+    const consentPage = await login(browser, authorizationUrl);
+    const allow = consentButton(consentPage, 'allow');
+    assert.ok(allow, `expected the consent form (decision=allow), got ${describePage(consentPage)}`);
+    assert.ok(consentPage.text.includes(metadata.client_name), 'the consent page names the client (AS-SP-54)');
+    const callback = await step('consent', () => browser.submit(consentPage, allow.form, { button: allow.button }));
+    assert.equal(callback.kind, 'callback', `expected a redirect to ${REDIRECT_URI}, got ${describePage(callback)}`);
+
+    // Callback: iss is the issuer (AS-SP-50, RFC 9207); state and iss are checked again by oauth4webapi.
+    assert.equal(callback.url.searchParams.get('iss'), as.issuer, 'iss in the authorization response (AS-SP-50)');
+    assert.equal(callback.url.hash, '', 'the response is in the query, not the fragment (AS-SP-51)');
+    const params = await step('callback', () => oauth.validateAuthResponse(as, client, callback.url, state));
+    assert.ok(params.get('code'), 'authorization code');
+
+    // Token request with private_key_jwt and DPoP (AS-SP-24, AS-SP-72, AS-SP-79).
+    let tokenResponse;
+    const tokens = await step('token', () => withDpopNonceRetry(async () => {
+      tokenResponse = await oauth.authorizationCodeGrantRequest(as, client, clientAuth, params, REDIRECT_URI, codeVerifier, requestOptions(server, { DPoP: dpop }));
+      return oauth.processAuthorizationCodeResponse(as, client, tokenResponse, { expectedNonce: nonce, requireIdToken: true });
+    }));
+    assert.equal(tokens.token_type, 'dpop', 'token_type DPoP (AS-SP-73, AS-SP-80)');
+    assert.match(tokenResponse.headers.get('cache-control') ?? '', /no-store/, 'Cache-Control: no-store (AS-SP-68)');
+    assert.ok(tokens.refresh_token, 'a client with the refresh_token grant gets a refresh token (INTERFACE.md)');
+
+    // id_token: oauth4webapi validated iss, aud, exp, iat and nonce; now the signature, twice.
+    const claims = oauth.getValidatedIdTokenClaims(tokens);
+    assert.equal(claims.nonce, nonce);
+    await step('id_token signature (oauth4webapi)', () => oauth.validateApplicationLevelSignature(as, tokenResponse, requestOptions(server)));
+    const jwks = await step('jwks_uri', async () => {
+      const res = await server.fetch(as.jwks_uri, { headers: { accept: 'application/json' }, redirect: 'manual' });
+      assert.equal(res.status, 200, `GET jwks_uri: HTTP ${res.status}`);
+      return res.json();
+    });
+    for (const key of jwks.keys) {
+      assert.ok(key.kid, `every JWKS key has a kid (AS-SP-21): ${JSON.stringify(key)}`);
+      for (const secret of ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k']) assert.equal(key[secret], undefined, `JWKS key ${key.kid} exposes "${secret}" (AS-SP-21)`);
+    }
+    const { payload, protectedHeader } = await step('id_token signature (jose)', () => jose.jwtVerify(tokens.id_token, jose.createLocalJWKSet(jwks), {
+      issuer: as.issuer,
+      audience: client.client_id,
+      algorithms: FAPI_ALGS, // AS-SP-95
+    }));
+    assert.ok(protectedHeader.kid, 'id_token header has a kid (AS-SP-101)');
+    assert.equal(payload.sub, claims.sub);
+    t.diagnostic(`id_token alg ${protectedHeader.alg}, sub ${claims.sub}`);
+
+    // userinfo with the DPoP-bound access token (AS-SP-103).
+    const userinfo = await step('userinfo', () => withDpopNonceRetry(async () => oauth.processUserInfoResponse(as, client, claims.sub,
+      await oauth.userInfoRequest(as, client, tokens.access_token, requestOptions(server, { DPoP: dpop })))));
+    assert.equal(userinfo.sub, claims.sub);
+    if (server.spawned) {
+      // the claims given to `portcullis user add --claim` come back for scope profile + email
+      assert.equal(userinfo.email, USER.claims.email);
+      assert.equal(userinfo.name, USER.claims.name);
+    }
+
+    // Refresh with a NEW DPoP key: the refresh token is bound to the client, not to the old key,
+    // and the new access token is bound to the new key (AS-SP-85); no rotation (AS-SP-89).
+    const dpop2 = await newDpop(client);
+    const refreshed = await step('refresh', () => withDpopNonceRetry(async () => oauth.processRefreshTokenResponse(as, client,
+      await oauth.refreshTokenGrantRequest(as, client, clientAuth, tokens.refresh_token, requestOptions(server, { DPoP: dpop2 })))));
+    assert.equal(refreshed.token_type, 'dpop');
+    assert.ok(refreshed.access_token && refreshed.access_token !== tokens.access_token, 'refresh issues a new access token');
+    assert.ok(refreshed.refresh_token === undefined || refreshed.refresh_token === tokens.refresh_token, 'refresh token not rotated (AS-SP-89)');
+    if (refreshed.id_token) assert.equal(oauth.getValidatedIdTokenClaims(refreshed).sub, claims.sub);
+    const userinfo2 = await step('userinfo after refresh', () => withDpopNonceRetry(async () => oauth.processUserInfoResponse(as, client, claims.sub,
+      await oauth.userInfoRequest(as, client, refreshed.access_token, requestOptions(server, { DPoP: dpop2 })))));
+    assert.equal(userinfo2.sub, claims.sub);
+  });
+
+  test('denying consent redirects with access_denied, the pushed state and iss (AS-SP-55)', async () => {
+    const { client } = registered;
+    const { state, authorizationUrl } = await step('PAR', async () => pushAuthorizationRequest(server, as, registered, await newDpop(client)));
+    const browser = new FormBrowser({ fetch: server.fetch, redirectUri: REDIRECT_URI });
+    const consentPage = await login(browser, authorizationUrl);
+    const deny = consentButton(consentPage, 'deny');
+    assert.ok(deny, `expected the consent form (decision=deny), got ${describePage(consentPage)}`);
+    const callback = await step('consent', () => browser.submit(consentPage, deny.form, { button: deny.button }));
+    assert.equal(callback.kind, 'callback', `expected a redirect to ${REDIRECT_URI}, got ${describePage(callback)}`);
+
+    const q = callback.url.searchParams;
+    assert.equal(q.get('error'), 'access_denied');
+    assert.equal(q.get('state'), state);
+    assert.equal(q.get('iss'), as.issuer, 'iss on error responses too (AS-SP-50)');
+    assert.equal(q.get('code'), null);
+    // oauth4webapi checks iss and state first, then reports the error.
+    assert.throws(() => oauth.validateAuthResponse(as, client, callback.url, state),
+      (err) => err instanceof oauth.AuthorizationResponseError && err.error === 'access_denied');
+  });
+
+  test('a wrong password shows the login form again with HTTP 401', async () => {
+    const { client } = registered;
+    const { authorizationUrl } = await step('PAR', async () => pushAuthorizationRequest(server, as, registered, await newDpop(client)));
+    const browser = new FormBrowser({ fetch: server.fetch, redirectUri: REDIRECT_URI });
+    const rejected = await login(browser, authorizationUrl, `${server.password}-wrong`);
+    assert.equal(rejected.kind, 'page', `a wrong password must not redirect: ${describePage(rejected)}`);
+    assert.equal(rejected.status, 401, describePage(rejected));
+    const form = loginForm(rejected);
+    assert.ok(form, `the login form is shown again: ${describePage(rejected)}`);
+
+    // The same interaction still accepts the right password.
+    const next = await step('second login', () => browser.submit(rejected, form, { fill: { username: server.username, password: server.password } }));
+    assert.ok(consentButton(next, 'allow'), `after the right password, consent: ${describePage(next)}`);
+  });
+});
+

@@ -1,0 +1,67 @@
+// The shared reference driver (peer/flow.mjs: oauth4webapi, dynamic registration, PAR, DPoP,
+// form login + consent, token, id_token signature, userinfo, refresh, introspection, and with
+// --negative the misuse checks: DPoP-bound token as Bearer, proof from another key, code replay
+// (AS-SP-64, AS-SP-72, RS-SP-*)) run unchanged against a fresh Portcullis. It is the same script
+// the peer baseline was measured with, so a pass here means "behaves like the reference server".
+//
+// The driver is copied into interop/.peer-run/ so that its `jose` / `oauth4webapi` imports
+// resolve to interop/node_modules (the versions pinned here are the peer's).
+// PEER_DIR (default ../../shared/peer, relative to interop/) says where the driver lives;
+// PEER_FLOW_ARGS adds options (e.g. "--no-introspection").
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { after, before, test } from 'node:test';
+
+import { INTEROP_DIR, startServer } from './lib/server.mjs';
+
+const PEER_DIR = path.resolve(INTEROP_DIR, process.env.PEER_DIR || '../../shared/peer');
+const RUN_DIR = path.join(INTEROP_DIR, '.peer-run');
+
+let server;
+
+before(async () => {
+  fs.mkdirSync(RUN_DIR, { recursive: true });
+  for (const file of ['flow.mjs', 'login-form.mjs']) {
+    fs.copyFileSync(path.join(PEER_DIR, file), path.join(RUN_DIR, file));
+    fs.chmodSync(path.join(RUN_DIR, file), 0o644); // the shared copy is read-only
+  }
+  server = await startServer();
+});
+
+after(async () => {
+  await server?.stop();
+});
+
+function run(args, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, args, { cwd: INTEROP_DIR, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d) => { output += d; });
+    child.stderr.on('data', (d) => { output += d; });
+    const timer = setTimeout(() => child.kill('SIGTERM'), timeoutMs);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ status: code ?? signal, output });
+    });
+  });
+}
+
+test('peer/flow.mjs --negative passes against the server under test', async (t) => {
+  assert.ok(server.password, 'the user password is known (set INTEROP_PASSWORD for an external issuer)');
+  const args = [
+    path.join('.peer-run', 'flow.mjs'), '--negative',
+    '--issuer', server.issuer,
+    '--ca', server.caFile,
+    '--initial-access-token', server.initialAccessToken ?? 'none',
+    '--username', server.username,
+    '--password', server.password,
+    ...(process.env.PEER_FLOW_ARGS?.split(/\s+/).filter(Boolean) ?? []),
+  ];
+  const { status, output } = await run(args, 120_000);
+  assert.equal(status, 0, `node ${args.join(' ')} exited with ${status}:\n${output}`);
+  for (const line of output.trim().split('\n')) t.diagnostic(line);
+});
