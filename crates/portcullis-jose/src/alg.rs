@@ -15,12 +15,7 @@ pub enum Algorithm {
 
 impl Algorithm {
     /// Every algorithm, in the order they are advertised in metadata.
-    pub const ALL: [Algorithm; 4] = [
-        Algorithm::Ps256,
-        Algorithm::Es256,
-        Algorithm::EdDsa,
-        Algorithm::Ed25519,
-    ];
+    pub const ALL: [Algorithm; 4] = [Algorithm::Ps256, Algorithm::Es256, Algorithm::EdDsa, Algorithm::Ed25519];
 
     /// Parses a JOSE `alg` value; anything outside the FAPI allow-list is refused (AS-SP-95/96).
     pub fn parse(name: &str) -> Result<Self, JoseError> {

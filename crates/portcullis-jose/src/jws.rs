@@ -43,8 +43,8 @@ impl<'a> CompactJws<'a> {
             return Err(JoseError::Malformed("the signature is missing"));
         }
         let header_bytes = b64url_decode(h)?;
-        let raw: Map<String, Value> =
-            serde_json::from_slice(&header_bytes).map_err(|_| JoseError::Malformed("the header is not a JSON object"))?;
+        let raw: Map<String, Value> = serde_json::from_slice(&header_bytes)
+            .map_err(|_| JoseError::Malformed("the header is not a JSON object"))?;
         let alg = match raw.get("alg") {
             Some(Value::String(a)) => Algorithm::parse(a)?,
             Some(_) => return Err(JoseError::Malformed("alg must be a string")),
@@ -59,7 +59,13 @@ impl<'a> CompactJws<'a> {
         let payload = b64url_decode(p)?;
         let signature = b64url_decode(s)?;
         Ok(Self {
-            header: JwsHeader { alg, typ, kid, jwk, raw },
+            header: JwsHeader {
+                alg,
+                typ,
+                kid,
+                jwk,
+                raw,
+            },
             signing_input: &token[..h.len() + 1 + p.len()],
             payload,
             signature,
@@ -84,7 +90,11 @@ impl<'a> CompactJws<'a> {
                 return Ok(());
             }
         }
-        Err(if found { JoseError::BadSignature } else { JoseError::NoMatchingKey })
+        Err(if found {
+            JoseError::BadSignature
+        } else {
+            JoseError::NoMatchingKey
+        })
     }
 
     /// The payload parsed as JSON claims. Only call after verification.

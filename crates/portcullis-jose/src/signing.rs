@@ -79,7 +79,13 @@ impl SigningKey {
             m.insert("alg".into(), Value::String(alg.as_str().into()));
         }
         let public = PublicJwk::from_json(&full)?;
-        Ok(Self { kid, alg, inner, pkcs8: pkcs8.to_vec(), public })
+        Ok(Self {
+            kid,
+            alg,
+            inner,
+            pkcs8: pkcs8.to_vec(),
+            public,
+        })
     }
 
     pub fn kid(&self) -> &str {
@@ -125,7 +131,11 @@ impl SigningKey {
     pub fn sign_raw(&self, message: &[u8]) -> Result<Vec<u8>, JoseError> {
         let rng = SystemRandom::new();
         match &self.inner {
-            Inner::Es256(kp) => Ok(kp.sign(&rng, message).map_err(|_| JoseError::SigningFailed)?.as_ref().to_vec()),
+            Inner::Es256(kp) => Ok(kp
+                .sign(&rng, message)
+                .map_err(|_| JoseError::SigningFailed)?
+                .as_ref()
+                .to_vec()),
             Inner::Ps256(kp) => {
                 let mut sig = vec![0; kp.public_modulus_len()];
                 kp.sign(&signature::RSA_PSS_SHA256, &rng, message, &mut sig)
@@ -139,6 +149,9 @@ impl SigningKey {
 
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigningKey").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
     }
 }

@@ -27,7 +27,9 @@ fn oracle_alg(alg: Algorithm) -> jwt::Algorithm {
 fn our_signatures_verify_with_jsonwebtoken() {
     for alg in [Algorithm::Es256, Algorithm::Ps256, Algorithm::EdDsa] {
         let key = SigningKey::generate(alg).unwrap();
-        let token = key.sign_jwt(alg, Some("JWT"), &json!({"sub": "alice", "n": 1})).unwrap();
+        let token = key
+            .sign_jwt(alg, Some("JWT"), &json!({"sub": "alice", "n": 1}))
+            .unwrap();
         let jwk: jwt::jwk::Jwk = serde_json::from_value(key.public_jwk().to_json()).unwrap();
         let decoded = jwt::decode::<Value>(
             &token,

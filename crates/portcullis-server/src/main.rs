@@ -1,1 +1,488 @@
-fn main() {}
+//! `portcullis`: a FAPI 2.0 authorization server. See INTERFACE.md for the commands.
+#![forbid(unsafe_code)]
+
+mod app;
+mod config;
+mod http;
+mod pages;
+mod tls;
+mod users;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use portcullis_core::keyring::{SERVER_ALGORITHMS, generate_stored_key};
+use portcullis_core::model::{Client, User};
+use portcullis_core::random::{credential, hash};
+use portcullis_core::registration::validate_metadata;
+use portcullis_core::{KeyRing, Store};
+use serde_json::{Map, Value, json};
+
+use crate::config::Config;
+
+#[derive(Parser)]
+#[command(name = "portcullis", version, about = "A FAPI 2.0 authorization server")]
+struct Cli {
+    /// Configuration file (TOML)
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Data directory (database, keys, development CA); overrides server.data_dir
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the authorization server
+    Serve,
+    /// Validate the configuration and print the effective settings (secrets masked)
+    Check,
+    /// Manage users
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage clients
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Initial access tokens for dynamic client registration (RFC 7591)
+    #[command(subcommand, name = "registration-token")]
+    RegistrationToken(TokenCommand),
+    /// The server's signing keys
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user (argon2id password hash)
+    Add {
+        username: String,
+        /// Read the password from standard input (one line)
+        #[arg(long)]
+        password_stdin: bool,
+        /// A claim for the id_token and userinfo, e.g. email=alice@example.com
+        #[arg(long = "claim", value_name = "K=V")]
+        claims: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register a client; prints its metadata as JSON
+    Add(ClientAdd),
+    /// List clients
+    List,
+    /// Show one client
+    Show { client_id: String },
+    /// Remove a client and everything issued to it
+    Remove { client_id: String },
+}
+
+#[derive(Args)]
+struct ClientAdd {
+    #[arg(long)]
+    name: Option<String>,
+    /// private_key_jwt, tls_client_auth or self_signed_tls_client_auth
+    #[arg(long)]
+    auth: String,
+    #[arg(long = "redirect-uri", required = true)]
+    redirect_uris: Vec<String>,
+    #[arg(long, conflicts_with = "jwks_uri")]
+    jwks_file: Option<PathBuf>,
+    #[arg(long)]
+    jwks_uri: Option<String>,
+    #[arg(long)]
+    tls_subject_dn: Option<String>,
+    #[arg(long = "tls-san-dns")]
+    tls_san_dns: Vec<String>,
+    /// dpop (default) or mtls
+    #[arg(long, default_value = "dpop")]
+    sender_constraint: String,
+    /// Allowed scopes (space-separated)
+    #[arg(long)]
+    scope: Option<String>,
+    /// Do not allow the refresh_token grant
+    #[arg(long)]
+    no_refresh: bool,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a new initial access token
+    Create {
+        /// Lifetime, e.g. 30m, 1h, 7d
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+        /// Number of registrations it allows (default: any number until it expires)
+        #[arg(long)]
+        uses: Option<i64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List signing keys
+    List,
+    /// Make new keys current; earlier keys stay published until what they signed has expired
+    Rotate,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let config = match Config::load(cli.config.as_deref(), cli.data_dir.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("portcullis: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(e)) => {
+            eprintln!("portcullis: {e}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(e)) => {
+            eprintln!("portcullis: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+enum Failure {
+    Usage(String),
+    Runtime(String),
+}
+
+fn rt(e: impl std::fmt::Display) -> Failure {
+    Failure::Runtime(e.to_string())
+}
+
+async fn run(command: Command, config: Config) -> Result<(), Failure> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Check => {
+            print!("{}", config.to_masked_toml());
+            Ok(())
+        }
+        Command::User(UserCommand::Add {
+            username,
+            password_stdin,
+            claims,
+        }) => add_user(&config, username, password_stdin, claims).await,
+        Command::Client(c) => client_command(&config, c).await,
+        Command::RegistrationToken(TokenCommand::Create { ttl, uses }) => {
+            let ttl = parse_duration(&ttl).map_err(Failure::Usage)?;
+            if uses.is_some_and(|u| u < 1) {
+                return Err(Failure::Usage("--uses must be at least 1".into()));
+            }
+            let store = app::open_store(&config).await.map_err(rt)?;
+            let token = credential();
+            let expires_at = now() + ttl;
+            store
+                .insert_initial_access_token(&hash(&token), expires_at, uses)
+                .await
+                .map_err(rt)?;
+            println!("{token}");
+            eprintln!(
+                "expires in {ttl} s{}",
+                uses.map(|u| format!(", {u} use(s)")).unwrap_or_default()
+            );
+            Ok(())
+        }
+        Command::Keys(k) => keys_command(&config, k).await,
+    }
+}
+
+fn now() -> i64 {
+    use portcullis_core::Clock;
+    app::SystemClock.now()
+}
+
+fn parse_duration(s: &str) -> Result<i64, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (e.g. 30m, 1h, 7d)"))?;
+    let factor = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("invalid duration unit in {s:?} (s, m, h, d)")),
+    };
+    let secs = n
+        .checked_mul(factor)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("invalid duration {s:?}"))?;
+    Ok(secs)
+}
+
+async fn serve(config: Config) -> Result<(), Failure> {
+    init_tracing(&config);
+    let store = app::open_store(&config).await.map_err(rt)?;
+    let state = app::build(&config, store).await.map_err(rt)?;
+    let files = tls::TlsFiles::new(&config.server.data_dir);
+    let issuer_host = url::Url::parse(&config.server.issuer)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
+        .unwrap_or_else(|| "localhost".into());
+    let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    if !hosts.contains(&issuer_host) {
+        hosts.insert(0, issuer_host);
+    }
+    tls::ensure_dev_certificates(&files, &hosts).map_err(rt)?;
+    let (plain, mtls) = tls::server_configs(&files).map_err(rt)?;
+    let main_listener = tls::bind(config.server.listen).await.map_err(rt)?;
+    let mtls_listener = tls::bind(config.server.mtls_listen).await.map_err(rt)?;
+    let discovery = format!("{}/.well-known/openid-configuration", config.server.issuer);
+    println!("issuer: {}", config.server.issuer);
+    println!("discovery: {discovery}");
+    println!("ca: {}", files.ca_cert().display());
+    println!(
+        "listening: https://{} and https://{} (client certificates requested)",
+        config.server.listen, config.server.mtls_listen
+    );
+    let router = http::router(state.clone());
+    app::spawn_maintenance(state);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let a = tokio::spawn(tls::serve(main_listener, plain, router.clone(), rx.clone()));
+    let b = tokio::spawn(tls::serve(mtls_listener, mtls, router, rx));
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    let _ = tx.send(true);
+    let _ = a.await;
+    let _ = b.await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn init_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+async fn add_user(config: &Config, username: String, password_stdin: bool, claims: Vec<String>) -> Result<(), Failure> {
+    if username.is_empty() || username.len() > 256 || username.chars().any(char::is_control) {
+        return Err(Failure::Usage(
+            "the username must be 1 to 256 printable characters".into(),
+        ));
+    }
+    let mut claim_map = Map::new();
+    for c in claims {
+        let Some((k, v)) = c.split_once('=') else {
+            return Err(Failure::Usage(format!("--claim {c:?} must look like key=value")));
+        };
+        if matches!(k, "sub" | "iss" | "aud" | "exp" | "iat") {
+            return Err(Failure::Usage(format!("--claim {k} is reserved")));
+        }
+        let value = match (k, v) {
+            ("email_verified", "true") => Value::Bool(true),
+            ("email_verified", "false") => Value::Bool(false),
+            _ => Value::String(v.to_owned()),
+        };
+        claim_map.insert(k.to_owned(), value);
+    }
+    if !password_stdin {
+        eprintln!("reading the password from standard input (use --password-stdin to silence this)");
+    }
+    let mut input = String::new();
+    std::io::stdin().read_to_string(&mut input).map_err(rt)?;
+    let password = input.lines().next().unwrap_or("").to_owned();
+    if password.is_empty() {
+        return Err(Failure::Usage("the password must not be empty".into()));
+    }
+    let password_hash = tokio::task::spawn_blocking(move || users::hash_password(&password))
+        .await
+        .map_err(rt)?
+        .map_err(rt)?;
+    let store = app::open_store(config).await.map_err(rt)?;
+    if store.get_user(&username).await.map_err(rt)?.is_some() {
+        return Err(Failure::Usage(format!("user {username} already exists")));
+    }
+    let user = User {
+        username: username.clone(),
+        sub: uuid::Uuid::new_v4().to_string(),
+        password_hash,
+        claims: claim_map,
+    };
+    store.insert_user(&user).await.map_err(rt)?;
+    println!("{}", json!({ "username": username, "sub": user.sub }));
+    Ok(())
+}
+
+async fn client_command(config: &Config, command: ClientCommand) -> Result<(), Failure> {
+    let store = app::open_store(config).await.map_err(rt)?;
+    let settings = app::settings(config);
+    // the registration body needs a Provider only for URLs; build the JSON directly
+    let body = |c: &Client| {
+        let mut v = serde_json::to_value(&c.metadata).unwrap_or_default();
+        v["client_id"] = json!(c.client_id);
+        v["client_id_issued_at"] = json!(c.issued_at);
+        v
+    };
+    match command {
+        ClientCommand::Add(a) => {
+            let mut meta = json!({
+                "redirect_uris": a.redirect_uris,
+                "token_endpoint_auth_method": a.auth,
+                "grant_types": if a.no_refresh { json!(["authorization_code"]) } else { json!(["authorization_code", "refresh_token"]) },
+                "response_types": ["code"],
+            });
+            if let Some(n) = a.name {
+                meta["client_name"] = json!(n);
+            }
+            if let Some(s) = a.scope {
+                meta["scope"] = json!(s);
+            }
+            if let Some(f) = a.jwks_file {
+                let text = std::fs::read_to_string(&f).map_err(|e| Failure::Usage(format!("{}: {e}", f.display())))?;
+                let v: Value =
+                    serde_json::from_str(&text).map_err(|e| Failure::Usage(format!("{}: {e}", f.display())))?;
+                meta["jwks"] = v;
+            }
+            if let Some(u) = a.jwks_uri {
+                meta["jwks_uri"] = json!(u);
+            }
+            if let Some(dn) = a.tls_subject_dn {
+                meta["tls_client_auth_subject_dn"] = json!(dn);
+            }
+            if let Some(d) = a.tls_san_dns.first() {
+                if a.tls_san_dns.len() > 1 {
+                    return Err(Failure::Usage(
+                        "give exactly one --tls-san-dns (RFC 8705 §2.1.2)".into(),
+                    ));
+                }
+                meta["tls_client_auth_san_dns"] = json!(d);
+            }
+            match a.sender_constraint.as_str() {
+                "dpop" => meta["dpop_bound_access_tokens"] = json!(true),
+                "mtls" => {
+                    return Err(Failure::Usage(
+                        "--sender-constraint mtls is not supported yet (dpop only)".into(),
+                    ));
+                }
+                other => {
+                    return Err(Failure::Usage(format!(
+                        "--sender-constraint must be dpop or mtls, not {other}"
+                    )));
+                }
+            }
+            let metadata = validate_metadata(&meta, &settings.scopes_supported)
+                .map_err(|e| Failure::Usage(e.description.to_string()))?;
+            let client = Client {
+                client_id: credential(),
+                issued_at: now(),
+                metadata,
+            };
+            store.insert_client(&client, None).await.map_err(rt)?;
+            println!("{}", serde_json::to_string_pretty(&body(&client)).unwrap_or_default());
+        }
+        ClientCommand::List => {
+            for c in store.list_clients().await.map_err(rt)? {
+                let name = c.metadata.client_name.clone().unwrap_or_default();
+                println!(
+                    "{}\t{}\t{}",
+                    c.client_id,
+                    c.metadata.token_endpoint_auth_method.as_str(),
+                    name
+                );
+            }
+        }
+        ClientCommand::Show { client_id } => match store.get_client(&client_id).await.map_err(rt)? {
+            Some(c) => println!("{}", serde_json::to_string_pretty(&body(&c)).unwrap_or_default()),
+            None => return Err(Failure::Usage(format!("no client {client_id}"))),
+        },
+        ClientCommand::Remove { client_id } => {
+            if !store.delete_client(&client_id).await.map_err(rt)? {
+                return Err(Failure::Usage(format!("no client {client_id}")));
+            }
+            println!("removed {client_id}");
+        }
+    }
+    Ok(())
+}
+
+async fn keys_command(config: &Config, command: KeysCommand) -> Result<(), Failure> {
+    let store = app::open_store(config).await.map_err(rt)?;
+    let settings = app::settings(config);
+    let t = now();
+    match command {
+        KeysCommand::List => {
+            let ring = app::load_keys(store.as_ref(), &settings, t).await.map_err(rt)?;
+            for (kid, alg, created, retired) in ring.describe() {
+                let status = match retired {
+                    None => "active".to_owned(),
+                    Some(r) => format!(
+                        "retired at {r}, published until {}",
+                        r + settings.key_publication_grace()
+                    ),
+                };
+                println!("{kid}\t{alg}\tcreated {created}\t{status}");
+            }
+        }
+        KeysCommand::Rotate => {
+            app::load_keys(store.as_ref(), &settings, t).await.map_err(rt)?;
+            store.retire_signing_keys(t).await.map_err(rt)?;
+            for alg in SERVER_ALGORITHMS {
+                let key = generate_stored_key(alg, t).map_err(rt)?;
+                store.insert_signing_key(&key).await.map_err(rt)?;
+                println!("{}\t{alg}\tnew", key.kid);
+            }
+            // keys retired long enough ago that nothing they signed is still valid
+            store
+                .delete_signing_keys_retired_before(t - settings.key_publication_grace())
+                .await
+                .map_err(rt)?;
+            let stored = store.list_signing_keys().await.map_err(rt)?;
+            KeyRing::from_stored(&stored, t, settings.key_publication_grace()).map_err(rt)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! Authorization server metadata (RFC 8414, OIDC Discovery §3), listing exactly what this server
+//! implements (AS-SP-12..21) and nothing it does not.
+
+use portcullis_jose::Algorithm;
+use serde_json::{Value, json};
+
+use crate::provider::Provider;
+
+impl Provider {
+    pub fn metadata(&self) -> Value {
+        let s = &self.settings;
+        let e = &s.endpoints;
+        let algs: Vec<&str> = Algorithm::ALL.iter().map(|a| a.as_str()).collect();
+        json!({
+            "issuer": s.issuer,
+            "authorization_endpoint": e.authorization,
+            "token_endpoint": e.token,
+            "pushed_authorization_request_endpoint": e.par,
+            "require_pushed_authorization_requests": true,
+            "userinfo_endpoint": e.userinfo,
+            "jwks_uri": e.jwks,
+            "registration_endpoint": e.registration,
+            "introspection_endpoint": e.introspection,
+            "introspection_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "introspection_endpoint_auth_signing_alg_values_supported": algs,
+            "scopes_supported": s.scopes_supported,
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "subject_types_supported": ["public"],
+            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": algs,
+            "code_challenge_methods_supported": ["S256"],
+            "authorization_response_iss_parameter_supported": true,
+            "dpop_signing_alg_values_supported": algs,
+            "id_token_signing_alg_values_supported": algs,
+            "prompt_values_supported": ["none", "login", "consent"],
+            "claims_supported": [
+                "sub", "iss", "aud", "azp", "exp", "iat", "auth_time", "nonce",
+                "name", "given_name", "family_name", "preferred_username", "email", "email_verified"
+            ],
+            "claims_parameter_supported": false,
+            "request_parameter_supported": false,
+            "request_uri_parameter_supported": false,
+        })
+    }
+}

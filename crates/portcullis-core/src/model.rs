@@ -1,0 +1,240 @@
+//! Domain types shared by the protocol and the store.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use portcullis_jose::Algorithm;
+
+/// How a client authenticates (SP 5.3.2.1-6): one variant per method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    PrivateKeyJwt,
+    TlsClientAuth,
+    SelfSignedTlsClientAuth,
+}
+
+impl ClientAuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PrivateKeyJwt => "private_key_jwt",
+            Self::TlsClientAuth => "tls_client_auth",
+            Self::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
+        }
+    }
+}
+
+/// Registered client metadata (RFC 7591 §2), already validated against the FAPI 2.0 rules.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientMetadata {
+    pub redirect_uris: Vec<String>,
+    pub token_endpoint_auth_method: ClientAuthMethod,
+    pub grant_types: Vec<String>,
+    pub response_types: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", with = "opt_alg")]
+    pub token_endpoint_auth_signing_alg: Option<Algorithm>,
+    #[serde(with = "alg")]
+    pub id_token_signed_response_alg: Algorithm,
+    pub dpop_bound_access_tokens: bool,
+    pub tls_client_certificate_bound_access_tokens: bool,
+    /// RFC 8705 §2.1.2 subject attributes, and any other plain string metadata kept as given
+    /// (client_uri, logo_uri, contacts, tls_client_auth_*).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl ClientMetadata {
+    pub fn allows_grant(&self, grant_type: &str) -> bool {
+        self.grant_types.iter().any(|g| g == grant_type)
+    }
+}
+
+/// A registered client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Client {
+    pub client_id: String,
+    pub issued_at: i64,
+    pub metadata: ClientMetadata,
+}
+
+/// An end user who can log in.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub username: String,
+    pub sub: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Claims for the id_token and userinfo (OIDC Core §5.1), e.g. `email`, `name`.
+    pub claims: Map<String, Value>,
+}
+
+/// The sender constraint of a grant's access tokens (RFC 9449 / RFC 8705). mTLS arrives later as
+/// a second variant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SenderConstraint {
+    Dpop { jkt: String },
+}
+
+/// The authorization request as the client pushed it (RFC 9126), after every check. Later, a
+/// verified request object (JAR) turns into the same value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthorizationRequest {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub scope: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    pub code_challenge: String,
+    /// RFC 9449 §10: the key the authorization code is bound to (`dpop_jkt` or the PAR proof).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dpop_jkt: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prompt: Vec<String>,
+}
+
+impl AuthorizationRequest {
+    pub fn is_openid(&self) -> bool {
+        self.scope.iter().any(|s| s == "openid")
+    }
+}
+
+/// A stored pushed authorization request.
+#[derive(Debug, Clone)]
+pub struct PushedRequest {
+    pub request_uri_hash: String,
+    pub request: AuthorizationRequest,
+    pub expires_at: i64,
+    pub consumed: bool,
+}
+
+/// What the user granted; access and refresh tokens hang off it so they can be revoked together
+/// (SP 6.8, RFC 6749 §4.1.2 on code replay).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Grant {
+    pub grant_id: String,
+    pub client_id: String,
+    pub sub: String,
+    pub scope: Vec<String>,
+    pub auth_time: i64,
+    pub created_at: i64,
+}
+
+/// A stored authorization code (hash only).
+#[derive(Debug, Clone)]
+pub struct AuthorizationCode {
+    pub code_hash: String,
+    pub grant: Grant,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub dpop_jkt: Option<String>,
+    pub nonce: Option<String>,
+    pub expires_at: i64,
+}
+
+/// Result of the atomic single-use consumption of a code (AS-SP-64).
+#[derive(Debug, Clone)]
+pub enum CodeRedemption {
+    /// This caller won: the code was unused, unexpired and issued to this client.
+    Redeemed(Box<AuthorizationCode>),
+    /// The code was already used: the grant it created must be revoked.
+    Replayed {
+        grant_id: String,
+    },
+    /// Exists but was issued to another client (not consumed).
+    OtherClient,
+    Expired,
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+impl TokenKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Access => "access",
+            Self::Refresh => "refresh",
+        }
+    }
+}
+
+/// A stored access or refresh token (hash only).
+#[derive(Debug, Clone)]
+pub struct TokenRecord {
+    pub token_hash: String,
+    pub kind: TokenKind,
+    pub grant_id: String,
+    /// Access tokens only: the key they are bound to. Refresh tokens of confidential clients are
+    /// bound to the client, not to a key (RFC 9449 §5, AS-SP-85).
+    pub constraint: Option<SenderConstraint>,
+    pub scope: Vec<String>,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+/// A logged-in browser session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub username: String,
+    pub auth_time: i64,
+    pub expires_at: i64,
+}
+
+/// A persisted server signing key.
+#[derive(Debug, Clone)]
+pub struct StoredKey {
+    pub kid: String,
+    pub alg: Algorithm,
+    pub pkcs8: Vec<u8>,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+mod alg {
+    use portcullis_jose::Algorithm;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(a: &Algorithm, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(a.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Algorithm, D::Error> {
+        let s = String::deserialize(d)?;
+        Algorithm::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+mod opt_alg {
+    use portcullis_jose::Algorithm;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(a: &Option<Algorithm>, s: S) -> Result<S::Ok, S::Error> {
+        match a {
+            Some(a) => s.serialize_str(a.as_str()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Algorithm>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        s.map(|s| Algorithm::parse(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}

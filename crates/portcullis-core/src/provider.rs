@@ -1,0 +1,236 @@
+//! `Provider`: the authorization server's protocol engine. It is given a `Store`, a `Clock`,
+//! the key ring and a JWKS fetcher, takes typed requests and returns typed outcomes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use async_trait::async_trait;
+use portcullis_jose::{Algorithm, Jwks};
+use serde_json::Value;
+
+use crate::clock::Clock;
+use crate::dpop::{DpopNonces, DpopRequest, VerifiedProof, check_proof};
+use crate::error::{OAuthError, OAuthResult};
+use crate::keyring::KeyRing;
+use crate::model::Client;
+use crate::settings::Settings;
+use crate::store::Store;
+
+/// Fetches a client's `jwks_uri` (https only, time-outs and a size cap are the implementer's
+/// duty, AS-SP-01/05).
+#[async_trait]
+pub trait JwksFetcher: Send + Sync + 'static {
+    async fn fetch(&self, uri: &str) -> Result<Value, String>;
+}
+
+/// A fetcher for deployments without outbound HTTP: every `jwks_uri` fails.
+pub struct NoFetcher;
+
+#[async_trait]
+impl JwksFetcher for NoFetcher {
+    async fn fetch(&self, _uri: &str) -> Result<Value, String> {
+        Err("fetching jwks_uri is not available".into())
+    }
+}
+
+/// A client with its keys parsed once (no key parsing on the hot path).
+pub struct ParsedClient {
+    pub client: Client,
+    pub inline_jwks: Option<Jwks>,
+}
+
+/// How long parsed clients and fetched JWKS stay cached in memory.
+const CLIENT_CACHE_TTL: i64 = 30;
+const JWKS_CACHE_TTL: i64 = 300;
+const CACHE_CAPACITY: usize = 10_000;
+
+pub struct Provider {
+    pub(crate) settings: Settings,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    keys: RwLock<Arc<KeyRing>>,
+    pub(crate) nonces: DpopNonces,
+    fetcher: Arc<dyn JwksFetcher>,
+    clients: Mutex<HashMap<String, (Arc<ParsedClient>, i64)>>,
+    remote_jwks: Mutex<HashMap<String, (Arc<Jwks>, i64)>>,
+    dpop_algs: String,
+}
+
+impl Provider {
+    pub fn new(
+        settings: Settings,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        keys: KeyRing,
+        nonce_secret: &[u8],
+        fetcher: Arc<dyn JwksFetcher>,
+    ) -> Self {
+        Self {
+            settings,
+            store,
+            clock,
+            keys: RwLock::new(Arc::new(keys)),
+            nonces: DpopNonces::new(nonce_secret),
+            fetcher,
+            clients: Mutex::new(HashMap::new()),
+            remote_jwks: Mutex::new(HashMap::new()),
+            dpop_algs: Algorithm::ALL.map(|a| a.as_str()).join(" "),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+
+    pub fn keys(&self) -> Arc<KeyRing> {
+        match self.keys.read() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Swaps in a reloaded key ring (after `keys rotate`).
+    pub fn replace_keys(&self, ring: KeyRing) {
+        let ring = Arc::new(ring);
+        match self.keys.write() {
+            Ok(mut k) => *k = ring,
+            Err(poisoned) => *poisoned.into_inner() = ring,
+        }
+    }
+
+    /// The `algs` value of DPoP challenges (RFC 9449 §7.1).
+    pub fn dpop_algs(&self) -> &str {
+        &self.dpop_algs
+    }
+
+    /// The current DPoP nonce.
+    pub fn current_dpop_nonce(&self) -> String {
+        self.nonces.current(self.now())
+    }
+
+    /// A client by id, with its inline JWKS parsed, from a short-lived cache.
+    pub async fn client(&self, client_id: &str) -> OAuthResult<Option<Arc<ParsedClient>>> {
+        let now = self.now();
+        if let Some((c, at)) = lock(&self.clients).get(client_id)
+            && now - at < CLIENT_CACHE_TTL
+        {
+            return Ok(Some(c.clone()));
+        }
+        let Some(client) = self.store.get_client(client_id).await? else {
+            return Ok(None);
+        };
+        let inline_jwks = match &client.metadata.jwks {
+            Some(v) => {
+                Some(Jwks::from_json(v).map_err(|e| OAuthError::server_error(format!("stored jwks unusable: {e}")))?)
+            }
+            None => None,
+        };
+        let parsed = Arc::new(ParsedClient { client, inline_jwks });
+        let mut cache = lock(&self.clients);
+        if cache.len() >= CACHE_CAPACITY {
+            cache.retain(|_, (_, at)| now - *at < CLIENT_CACHE_TTL);
+            if cache.len() >= CACHE_CAPACITY {
+                cache.clear();
+            }
+        }
+        cache.insert(client_id.to_owned(), (parsed.clone(), now));
+        Ok(Some(parsed))
+    }
+
+    /// Drops a client from the cache after it changed.
+    pub fn forget_client(&self, client_id: &str) {
+        lock(&self.clients).remove(client_id);
+    }
+
+    /// The JWKS behind a `jwks_uri`, cached; `refresh` forces a new fetch (unknown `kid`).
+    pub(crate) async fn remote_jwks(&self, uri: &str, refresh: bool) -> OAuthResult<Arc<Jwks>> {
+        let now = self.now();
+        if !refresh
+            && let Some((j, at)) = lock(&self.remote_jwks).get(uri)
+            && now - at < JWKS_CACHE_TTL
+        {
+            return Ok(j.clone());
+        }
+        let value = self
+            .fetcher
+            .fetch(uri)
+            .await
+            .map_err(|e| OAuthError::invalid_client("the client's jwks_uri could not be fetched").with_detail(e))?;
+        let jwks =
+            Arc::new(Jwks::from_json(&value).map_err(|e| {
+                OAuthError::invalid_client(format!("the client's jwks_uri holds no usable JWK Set: {e}"))
+            })?);
+        let mut cache = lock(&self.remote_jwks);
+        if cache.len() >= CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(uri.to_owned(), (jwks.clone(), now));
+        Ok(jwks)
+    }
+
+    /// Checks a DPoP proof and records its `jti` (RFC 9449 §4.3, §11.1).
+    pub(crate) async fn verify_dpop(&self, req: &DpopRequest<'_>) -> OAuthResult<VerifiedProof> {
+        let now = self.now();
+        let proof = check_proof(req, now, &self.nonces, self.settings.dpop_nonce_required)?;
+        if !self
+            .store
+            .remember_once(&proof.replay_key, proof.replay_until, now)
+            .await?
+        {
+            return Err(OAuthError::invalid_dpop_proof(
+                "the DPoP proof jti has already been used",
+            ));
+        }
+        Ok(proof)
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// Form parameters as received; a parameter sent twice is an error (RFC 6749 §3.1, §3.2).
+pub struct Params<'a> {
+    pairs: &'a [(String, String)],
+}
+
+impl<'a> Params<'a> {
+    pub fn new(pairs: &'a [(String, String)]) -> OAuthResult<Self> {
+        for (i, (k, _)) in pairs.iter().enumerate() {
+            if pairs[..i].iter().any(|(k2, _)| k2 == k) {
+                return Err(OAuthError::invalid_request(format!(
+                    "the parameter {k} was sent more than once"
+                )));
+            }
+        }
+        Ok(Self { pairs })
+    }
+
+    /// A parameter's value; an empty value counts as absent (RFC 6749 §3.1).
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.pairs
+            .iter()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.pairs.iter().any(|(k, _)| k == name)
+    }
+
+    pub fn require(&self, name: &str) -> OAuthResult<&'a str> {
+        self.get(name)
+            .ok_or_else(|| OAuthError::invalid_request(format!("the {name} parameter is required")))
+    }
+}

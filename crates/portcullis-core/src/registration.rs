@@ -1,0 +1,389 @@
+//! Dynamic Client Registration (RFC 7591) and its management protocol (RFC 7592), with the
+//! FAPI 2.0 rules applied to the metadata (AS-OPT-21..25).
+
+use portcullis_jose::{Algorithm, Jwks};
+use serde_json::{Map, Value, json};
+
+use crate::error::{ErrorCode, OAuthError, OAuthResult};
+use crate::model::{Client, ClientAuthMethod, ClientMetadata};
+use crate::provider::Provider;
+use crate::random::{credential, hash};
+
+/// Plain string metadata kept as given (RFC 7591 §2, RFC 8705 §2.1.2).
+const STRING_FIELDS: [&str; 10] = [
+    "client_uri",
+    "logo_uri",
+    "policy_uri",
+    "tos_uri",
+    "software_id",
+    "software_version",
+    "tls_client_auth_subject_dn",
+    "tls_client_auth_san_dns",
+    "tls_client_auth_san_uri",
+    "tls_client_auth_san_ip",
+];
+/// RFC 8705 §2.1.2: exactly one of these for tls_client_auth.
+const TLS_SUBJECT_FIELDS: [&str; 5] = [
+    "tls_client_auth_subject_dn",
+    "tls_client_auth_san_dns",
+    "tls_client_auth_san_uri",
+    "tls_client_auth_san_ip",
+    "tls_client_auth_san_email",
+];
+/// Fields the client must not send in an RFC 7592 update (§2.2).
+const SERVER_FIELDS: [&str; 4] = [
+    "registration_access_token",
+    "registration_client_uri",
+    "client_id_issued_at",
+    "client_secret_expires_at",
+];
+
+/// A registration (or RFC 7592 read/update) response.
+#[derive(Debug, Clone)]
+pub struct RegistrationResponse {
+    pub body: Value,
+}
+
+fn bad(field: &str, why: &str) -> OAuthError {
+    OAuthError::invalid_client_metadata(format!("{field}: {why}"))
+}
+
+/// A Bearer credential from the Authorization header (RFC 6750 §2.1), or 401 `invalid_token`.
+fn bearer<'a>(authorization: Option<&'a str>, what: &str) -> OAuthResult<&'a str> {
+    let invalid = |d: String| {
+        let mut e = OAuthError::new(ErrorCode::InvalidToken, 401, d);
+        e.www_authenticate = Some("Bearer".into());
+        e
+    };
+    let Some(h) = authorization else {
+        let mut e = invalid(format!("{what} is required as a Bearer token"));
+        e.www_authenticate = Some("Bearer".into());
+        return Err(e);
+    };
+    match h.split_once(' ') {
+        Some((scheme, t)) if scheme.eq_ignore_ascii_case("Bearer") && !t.trim().is_empty() => Ok(t.trim()),
+        _ => Err(invalid(format!("{what} must be sent as Authorization: Bearer"))),
+    }
+}
+
+/// Validates registration metadata against RFC 7591 and FAPI 2.0; refusals name the field.
+pub fn validate_metadata(input: &Value, scopes_supported: &[String]) -> OAuthResult<ClientMetadata> {
+    let obj = input
+        .as_object()
+        .ok_or_else(|| OAuthError::invalid_client_metadata("the registration request must be a JSON object"))?;
+    let string_list = |field: &str| -> OAuthResult<Option<Vec<String>>> {
+        match obj.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| {
+                    i.as_str()
+                        .map(String::from)
+                        .ok_or_else(|| bad(field, "must be an array of strings"))
+                })
+                .collect::<OAuthResult<Vec<_>>>()
+                .map(Some),
+            Some(_) => Err(bad(field, "must be an array of strings")),
+        }
+    };
+    let opt_string = |field: &str| -> OAuthResult<Option<String>> {
+        match obj.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(bad(field, "must be a string")),
+        }
+    };
+    let opt_bool = |field: &str| -> OAuthResult<Option<bool>> {
+        match obj.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(bad(field, "must be a boolean")),
+        }
+    };
+    let opt_alg = |field: &str| -> OAuthResult<Option<Algorithm>> {
+        opt_string(field)?
+            .map(|a| Algorithm::parse(&a).map_err(|_| bad(field, "must be PS256, ES256, EdDSA or Ed25519")))
+            .transpose()
+    };
+
+    // RFC 7591 §2; SP 5.3.2.2-8 (AS-SP-38): https only, exact strings, no fragment
+    let redirect_uris = string_list("redirect_uris")?.unwrap_or_default();
+    if redirect_uris.is_empty() {
+        return Err(OAuthError::invalid_redirect_uri(
+            "redirect_uris: at least one redirect URI is required",
+        ));
+    }
+    for r in &redirect_uris {
+        let Ok(u) = url::Url::parse(r) else {
+            return Err(OAuthError::invalid_redirect_uri(format!(
+                "redirect_uris: {r} is not an absolute URI"
+            )));
+        };
+        if u.scheme() != "https" {
+            return Err(OAuthError::invalid_redirect_uri(format!(
+                "redirect_uris: {r} must use https"
+            )));
+        }
+        if u.fragment().is_some() || r.contains('#') {
+            return Err(OAuthError::invalid_redirect_uri(format!(
+                "redirect_uris: {r} must not contain a fragment"
+            )));
+        }
+        if u.host_str().is_none_or(str::is_empty) {
+            return Err(OAuthError::invalid_redirect_uri(format!(
+                "redirect_uris: {r} has no host"
+            )));
+        }
+    }
+    // SP 5.3.2.2-1: code only
+    let response_types = string_list("response_types")?.unwrap_or_else(|| vec!["code".into()]);
+    if response_types != ["code"] {
+        return Err(bad("response_types", "only [\"code\"] is allowed"));
+    }
+    let grant_types = string_list("grant_types")?.unwrap_or_else(|| vec!["authorization_code".into()]);
+    if let Some(g) = grant_types
+        .iter()
+        .find(|g| !matches!(g.as_str(), "authorization_code" | "refresh_token"))
+    {
+        return Err(bad(
+            "grant_types",
+            &format!("{g} is not allowed (authorization_code and refresh_token only)"),
+        ));
+    }
+    if !grant_types.iter().any(|g| g == "authorization_code") {
+        return Err(bad("grant_types", "must include authorization_code"));
+    }
+    // SP 5.3.2.1-6 (AS-SP-23/24): confidential clients with strong authentication only
+    let method = match opt_string("token_endpoint_auth_method")?.as_deref() {
+        None | Some("private_key_jwt") => ClientAuthMethod::PrivateKeyJwt,
+        Some("tls_client_auth") => ClientAuthMethod::TlsClientAuth,
+        Some("self_signed_tls_client_auth") => ClientAuthMethod::SelfSignedTlsClientAuth,
+        Some(other) => {
+            return Err(bad(
+                "token_endpoint_auth_method",
+                &format!("{other} is not allowed (private_key_jwt, tls_client_auth or self_signed_tls_client_auth)"),
+            ));
+        }
+    };
+    let jwks = obj.get("jwks").filter(|v| !v.is_null()).cloned();
+    let jwks_uri = opt_string("jwks_uri")?;
+    if jwks.is_some() && jwks_uri.is_some() {
+        return Err(bad("jwks", "jwks and jwks_uri must not both be present (RFC 7591 §2)"));
+    }
+    if let Some(j) = &jwks {
+        Jwks::from_json(j).map_err(|e| bad("jwks", &e.to_string()))?;
+    }
+    if let Some(u) = &jwks_uri {
+        match url::Url::parse(u) {
+            Ok(parsed) if parsed.scheme() == "https" => {}
+            _ => return Err(bad("jwks_uri", "must be an https URL")),
+        }
+    }
+    match method {
+        ClientAuthMethod::PrivateKeyJwt | ClientAuthMethod::SelfSignedTlsClientAuth => {
+            if jwks.is_none() && jwks_uri.is_none() {
+                return Err(bad(
+                    "jwks",
+                    &format!("jwks or jwks_uri is required for {}", method.as_str()),
+                ));
+            }
+        }
+        ClientAuthMethod::TlsClientAuth => {
+            let n = TLS_SUBJECT_FIELDS
+                .iter()
+                .filter(|f| obj.get(**f).is_some_and(|v| !v.is_null()))
+                .count();
+            if n != 1 {
+                return Err(bad(
+                    "tls_client_auth_subject_dn",
+                    "tls_client_auth needs exactly one tls_client_auth_* subject field",
+                ));
+            }
+        }
+    }
+    // SP 5.4.1 (AS-SP-95): FAPI algorithms only
+    let token_endpoint_auth_signing_alg = opt_alg("token_endpoint_auth_signing_alg")?;
+    let id_token_signed_response_alg = opt_alg("id_token_signed_response_alg")?.unwrap_or(Algorithm::Es256);
+    for field in [
+        "request_object_signing_alg",
+        "authorization_signed_response_alg",
+        "introspection_signed_response_alg",
+        "userinfo_signed_response_alg",
+    ] {
+        opt_alg(field)?;
+    }
+    if opt_string("id_token_encrypted_response_alg")?.is_some() {
+        return Err(bad(
+            "id_token_encrypted_response_alg",
+            "encrypted id_tokens are not supported",
+        ));
+    }
+    let scope = opt_string("scope")?;
+    if let Some(s) = &scope
+        && let Some(unknown) = s
+            .split(' ')
+            .filter(|x| !x.is_empty())
+            .find(|x| !scopes_supported.iter().any(|k| k == x))
+    {
+        return Err(bad("scope", &format!("unknown scope {unknown}")));
+    }
+    let tls_bound = opt_bool("tls_client_certificate_bound_access_tokens")?.unwrap_or(false);
+    // this server issues DPoP-bound tokens (certificate binding comes with mTLS)
+    let dpop_bound = opt_bool("dpop_bound_access_tokens")?.unwrap_or(true);
+    if !dpop_bound {
+        return Err(bad(
+            "dpop_bound_access_tokens",
+            "must be true: access tokens are sender-constrained with DPoP",
+        ));
+    }
+    let mut extra = Map::new();
+    for f in STRING_FIELDS
+        .iter()
+        .chain(std::iter::once(&"tls_client_auth_san_email"))
+    {
+        if let Some(v) = opt_string(f)? {
+            extra.insert((*f).to_owned(), Value::String(v));
+        }
+    }
+    if let Some(contacts) = string_list("contacts")? {
+        extra.insert("contacts".into(), json!(contacts));
+    }
+    Ok(ClientMetadata {
+        redirect_uris,
+        token_endpoint_auth_method: method,
+        grant_types,
+        response_types,
+        client_name: opt_string("client_name")?,
+        scope,
+        jwks,
+        jwks_uri,
+        token_endpoint_auth_signing_alg,
+        id_token_signed_response_alg,
+        dpop_bound_access_tokens: dpop_bound,
+        tls_client_certificate_bound_access_tokens: tls_bound,
+        extra,
+    })
+}
+
+impl Provider {
+    /// RFC 7591 §3: registers a client, given an initial access token.
+    pub async fn register_client(
+        &self,
+        authorization: Option<&str>,
+        body: &Value,
+    ) -> OAuthResult<RegistrationResponse> {
+        let iat = bearer(authorization, "an initial access token")?;
+        let now = self.now();
+        // validate before spending a use of the initial access token
+        let metadata = validate_metadata(body, &self.settings.scopes_supported)?;
+        if !self.store.use_initial_access_token(&hash(iat), now).await? {
+            let mut e = OAuthError::new(
+                ErrorCode::InvalidToken,
+                401,
+                "the initial access token is unknown, expired or used up",
+            );
+            e.www_authenticate = Some("Bearer error=\"invalid_token\"".into());
+            return Err(e);
+        }
+        let client = Client {
+            client_id: credential(),
+            issued_at: now,
+            metadata,
+        };
+        let registration_token = credential();
+        self.store
+            .insert_client(&client, Some(&hash(&registration_token)))
+            .await?;
+        Ok(RegistrationResponse {
+            body: self.registration_body(&client, Some(&registration_token)),
+        })
+    }
+
+    /// RFC 7592 §2.1: read.
+    pub async fn read_registration(
+        &self,
+        client_id: &str,
+        authorization: Option<&str>,
+    ) -> OAuthResult<RegistrationResponse> {
+        let client = self.managed_client(client_id, authorization).await?;
+        Ok(RegistrationResponse {
+            body: self.registration_body(&client, None),
+        })
+    }
+
+    /// RFC 7592 §2.2: full replacement of the metadata.
+    pub async fn update_registration(
+        &self,
+        client_id: &str,
+        authorization: Option<&str>,
+        body: &Value,
+    ) -> OAuthResult<RegistrationResponse> {
+        let client = self.managed_client(client_id, authorization).await?;
+        match body.get("client_id") {
+            Some(Value::String(id)) if id == client_id => {}
+            _ => {
+                return Err(OAuthError::invalid_request(
+                    "client_id in the body must be this client's client_id",
+                ));
+            }
+        }
+        let current = self.registration_body(&client, None);
+        for f in SERVER_FIELDS {
+            if let Some(v) = body.get(f)
+                && current.get(f) != Some(v)
+            {
+                return Err(bad(f, "must not be sent in an update (RFC 7592 §2.2)"));
+            }
+        }
+        let metadata = validate_metadata(body, &self.settings.scopes_supported)?;
+        let updated = Client { metadata, ..client };
+        if !self.store.update_client(&updated).await? {
+            return Err(invalid_registration_token());
+        }
+        self.forget_client(client_id);
+        Ok(RegistrationResponse {
+            body: self.registration_body(&updated, None),
+        })
+    }
+
+    /// RFC 7592 §2.3: delete; the client's tokens go with it.
+    pub async fn delete_registration(&self, client_id: &str, authorization: Option<&str>) -> OAuthResult<()> {
+        self.managed_client(client_id, authorization).await?;
+        self.store.delete_client(client_id).await?;
+        self.forget_client(client_id);
+        Ok(())
+    }
+
+    async fn managed_client(&self, client_id: &str, authorization: Option<&str>) -> OAuthResult<Client> {
+        let token = bearer(authorization, "the registration access token")?;
+        // RFC 7592 §2: an unknown client and a wrong token look the same (401)
+        self.store
+            .get_client_by_registration_token(client_id, &hash(token))
+            .await?
+            .ok_or_else(invalid_registration_token)
+    }
+
+    /// The client information response (RFC 7591 §3.2.1, RFC 7592 §3).
+    pub fn registration_body(&self, client: &Client, registration_token: Option<&str>) -> Value {
+        let mut body = serde_json::to_value(&client.metadata).unwrap_or_else(|_| json!({}));
+        body["client_id"] = json!(client.client_id);
+        body["client_id_issued_at"] = json!(client.issued_at);
+        body["registration_client_uri"] =
+            json!(format!("{}/{}", self.settings.endpoints.registration, client.client_id));
+        body["require_pushed_authorization_requests"] = json!(true);
+        if let Some(t) = registration_token {
+            body["registration_access_token"] = json!(t);
+        }
+        body
+    }
+}
+
+fn invalid_registration_token() -> OAuthError {
+    let mut e = OAuthError::new(
+        ErrorCode::InvalidToken,
+        401,
+        "the registration access token is not valid for this client",
+    );
+    e.www_authenticate = Some("Bearer error=\"invalid_token\"".into());
+    e
+}

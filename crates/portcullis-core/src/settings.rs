@@ -1,0 +1,82 @@
+//! The protocol's view of the configuration: a typed value, validated by the server at start.
+
+/// SP 5.3.2.1-11 (AS-SP-63): an authorization code lives at most 60 s.
+pub const MAX_CODE_LIFETIME: i64 = 60;
+/// SP 5.3.2.2-12 (AS-SP-40): `expires_in` of a request_uri must be under 600 s.
+pub const MAX_REQUEST_URI_LIFETIME: i64 = 599;
+/// SP 5.3.2.1-13 (AS-SP-28): JWTs whose `iat`/`nbf` lie more than 60 s ahead are refused.
+pub const MAX_FUTURE_SKEW: i64 = 60;
+/// How old a DPoP proof may be (RFC 9449 §11.1 leaves the window to the server).
+pub const DPOP_MAX_AGE: i64 = 300;
+/// A client assertion may not be valid for longer than this (bounds the `jti` replay record).
+pub const MAX_ASSERTION_LIFETIME: i64 = 3600;
+/// The DPoP nonce time step; a nonce is accepted in its own step and the next (60 to 120 s).
+pub const DPOP_NONCE_STEP: i64 = 60;
+
+/// Every endpoint's public URL, derived from the issuer so that `htu` checks hold behind proxies.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub authorization: String,
+    pub token: String,
+    pub par: String,
+    pub userinfo: String,
+    pub jwks: String,
+    pub registration: String,
+    pub introspection: String,
+}
+
+impl Endpoints {
+    pub fn from_issuer(issuer: &str) -> Self {
+        let base = issuer.trim_end_matches('/');
+        Self {
+            authorization: format!("{base}/authorize"),
+            token: format!("{base}/token"),
+            par: format!("{base}/par"),
+            userinfo: format!("{base}/userinfo"),
+            jwks: format!("{base}/jwks"),
+            registration: format!("{base}/register"),
+            introspection: format!("{base}/introspect"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The issuer identifier (RFC 8414 §2): https, no query or fragment.
+    pub issuer: String,
+    pub endpoints: Endpoints,
+    pub code_lifetime: i64,
+    pub request_uri_lifetime: i64,
+    pub access_token_lifetime: i64,
+    pub refresh_token_lifetime: i64,
+    pub id_token_lifetime: i64,
+    pub session_lifetime: i64,
+    /// RFC 9449 §8: require server-provided nonces in DPoP proofs.
+    pub dpop_nonce_required: bool,
+    pub scopes_supported: Vec<String>,
+}
+
+impl Settings {
+    /// Settings with the documented defaults for `issuer`.
+    pub fn with_defaults(issuer: &str) -> Self {
+        Self {
+            issuer: issuer.to_owned(),
+            endpoints: Endpoints::from_issuer(issuer),
+            code_lifetime: MAX_CODE_LIFETIME,
+            request_uri_lifetime: 90,
+            access_token_lifetime: 600,
+            refresh_token_lifetime: 86_400,
+            id_token_lifetime: 600,
+            session_lifetime: 3600,
+            dpop_nonce_required: true,
+            scopes_supported: ["openid", "profile", "email", "offline_access"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+
+    /// How long a retired signing key must stay published: until everything it signed expired.
+    pub fn key_publication_grace(&self) -> i64 {
+        self.id_token_lifetime.max(self.access_token_lifetime) + MAX_FUTURE_SKEW
+    }
+}

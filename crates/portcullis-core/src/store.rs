@@ -1,0 +1,79 @@
+//! What the protocol needs from storage. Single use is a property of the store: every
+//! `consume_*` / `remember_once` is one atomic statement whose result says whether this caller
+//! won, so two nodes on one database can never both win.
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::model::{
+    AuthorizationCode, Client, CodeRedemption, Grant, PushedRequest, Session, StoredKey, TokenKind, TokenRecord, User,
+};
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // clients (RFC 7591 / 7592)
+    async fn insert_client(&self, client: &Client, registration_token_hash: Option<&str>) -> StoreResult<()>;
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<Client>>;
+    /// The client, if `token_hash` is its registration access token.
+    async fn get_client_by_registration_token(&self, client_id: &str, token_hash: &str) -> StoreResult<Option<Client>>;
+    async fn update_client(&self, client: &Client) -> StoreResult<bool>;
+    /// Deletes the client and everything issued to it.
+    async fn delete_client(&self, client_id: &str) -> StoreResult<bool>;
+    async fn list_clients(&self) -> StoreResult<Vec<Client>>;
+
+    // initial access tokens for registration
+    async fn insert_initial_access_token(
+        &self,
+        token_hash: &str,
+        expires_at: i64,
+        uses: Option<i64>,
+    ) -> StoreResult<()>;
+    /// Atomically spends one use of an unexpired token.
+    async fn use_initial_access_token(&self, token_hash: &str, now: i64) -> StoreResult<bool>;
+
+    // users
+    async fn insert_user(&self, user: &User) -> StoreResult<()>;
+    async fn get_user(&self, username: &str) -> StoreResult<Option<User>>;
+    async fn get_user_by_sub(&self, sub: &str) -> StoreResult<Option<User>>;
+
+    // pushed authorization requests (RFC 9126)
+    async fn insert_pushed_request(&self, request: &PushedRequest) -> StoreResult<()>;
+    async fn get_pushed_request(&self, request_uri_hash: &str) -> StoreResult<Option<PushedRequest>>;
+    /// Marks an unexpired, unused request_uri as used; true if this caller won.
+    async fn consume_pushed_request(&self, request_uri_hash: &str, now: i64) -> StoreResult<bool>;
+
+    // authorization codes, grants and tokens
+    /// Stores the grant and its code together.
+    async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()>;
+    /// Atomically redeems a code for `client_id` (AS-SP-64/65).
+    async fn redeem_code(&self, code_hash: &str, client_id: &str, now: i64) -> StoreResult<CodeRedemption>;
+    async fn insert_tokens(&self, tokens: &[TokenRecord]) -> StoreResult<()>;
+    /// A live token of `kind` with its grant.
+    async fn get_token(&self, token_hash: &str, kind: TokenKind, now: i64)
+    -> StoreResult<Option<(TokenRecord, Grant)>>;
+    /// Revokes every token of a grant (code replay, RFC 6749 §4.1.2).
+    async fn revoke_grant(&self, grant_id: &str) -> StoreResult<()>;
+
+    // replay protection for DPoP and client assertion `jti`s
+    /// Records `key` until `expires_at`; true if it had not been seen (RFC 9449 §11.1).
+    async fn remember_once(&self, key: &str, expires_at: i64, now: i64) -> StoreResult<bool>;
+
+    // browser sessions
+    async fn insert_session(&self, id_hash: &str, session: &Session) -> StoreResult<()>;
+    async fn get_session(&self, id_hash: &str, now: i64) -> StoreResult<Option<Session>>;
+
+    // server secrets and signing keys
+    /// Returns the stored secret `name`, storing `candidate` first if there is none (first
+    /// writer wins, so every node ends up with the same secret).
+    async fn get_or_create_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>>;
+    async fn list_signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
+    async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
+    /// Marks every current key retired at `now`.
+    async fn retire_signing_keys(&self, now: i64) -> StoreResult<u64>;
+    async fn delete_signing_keys_retired_before(&self, before: i64) -> StoreResult<u64>;
+
+    /// Deletes expired rows.
+    async fn purge_expired(&self, now: i64) -> StoreResult<()>;
+}

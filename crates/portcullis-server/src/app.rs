@@ -1,0 +1,183 @@
+//! Wiring: opens the store, loads or creates keys and secrets, builds the `Provider` and the
+//! shared state of the HTTP layer.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lc_rs::hmac;
+use portcullis_core::keyring::{SERVER_ALGORITHMS, generate_stored_key};
+use portcullis_core::random::random_bytes;
+use portcullis_core::{Clock, JwksFetcher, KeyRing, Provider, Settings, Store};
+use portcullis_store::SqliteStore;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::pages::LoginFailures;
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
+    }
+}
+
+pub struct AppState {
+    pub provider: Provider,
+    pub metadata: Value,
+    pub csrf_key: hmac::Key,
+    pub login_failures: LoginFailures,
+    /// The issuer's path ("" or "/tenant"), under which every route lives.
+    pub base_path: String,
+    pub authorize_path: String,
+    pub login_action: String,
+    pub consent_action: String,
+}
+
+pub async fn open_store(config: &Config) -> Result<Arc<SqliteStore>, String> {
+    std::fs::create_dir_all(&config.server.data_dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", config.server.data_dir.display()))?;
+    let store = if config.storage.database_url.is_empty() {
+        SqliteStore::open(&config.database_path()).await
+    } else {
+        SqliteStore::open_url(&config.storage.database_url).await
+    };
+    store
+        .map(Arc::new)
+        .map_err(|e| format!("cannot open the database: {e}"))
+}
+
+pub fn settings(config: &Config) -> Settings {
+    let mut s = Settings::with_defaults(&config.server.issuer);
+    let t = &config.tokens;
+    s.code_lifetime = t.code_lifetime;
+    s.request_uri_lifetime = t.request_uri_lifetime;
+    s.access_token_lifetime = t.access_token_lifetime;
+    s.refresh_token_lifetime = t.refresh_token_lifetime;
+    s.id_token_lifetime = t.id_token_lifetime;
+    s.session_lifetime = t.session_lifetime;
+    s.dpop_nonce_required = config.dpop.require_nonce;
+    s
+}
+
+/// Generates any missing signing key (first start) and loads the ring.
+pub async fn load_keys(store: &dyn Store, settings: &Settings, now: i64) -> Result<KeyRing, String> {
+    let stored = store.list_signing_keys().await.map_err(|e| e.to_string())?;
+    let ring = KeyRing::from_stored(&stored, now, settings.key_publication_grace()).map_err(|e| e.to_string())?;
+    let missing = ring.missing();
+    if missing.is_empty() {
+        return Ok(ring);
+    }
+    for alg in SERVER_ALGORITHMS.iter().filter(|a| missing.contains(a)) {
+        let key = generate_stored_key(*alg, now).map_err(|e| e.to_string())?;
+        store.insert_signing_key(&key).await.map_err(|e| e.to_string())?;
+    }
+    let stored = store.list_signing_keys().await.map_err(|e| e.to_string())?;
+    KeyRing::from_stored(&stored, now, settings.key_publication_grace()).map_err(|e| e.to_string())
+}
+
+pub async fn build(config: &Config, store: Arc<SqliteStore>) -> Result<Arc<AppState>, String> {
+    let settings = settings(config);
+    let clock = Arc::new(SystemClock);
+    let now = clock.now();
+    let keys = load_keys(store.as_ref(), &settings, now).await?;
+    let nonce_secret = store
+        .get_or_create_secret("dpop_nonce", &random_bytes::<32>())
+        .await
+        .map_err(|e| e.to_string())?;
+    let csrf_secret = store
+        .get_or_create_secret("csrf", &random_bytes::<32>())
+        .await
+        .map_err(|e| e.to_string())?;
+    let base_path = url::Url::parse(&settings.issuer)
+        .map(|u| u.path().trim_end_matches('/').to_owned())
+        .unwrap_or_default();
+    let provider = Provider::new(
+        settings,
+        store,
+        clock,
+        keys,
+        &nonce_secret,
+        Arc::new(HttpsJwksFetcher::new()?),
+    );
+    let metadata = provider.metadata();
+    Ok(Arc::new(AppState {
+        metadata,
+        csrf_key: hmac::Key::new(hmac::HMAC_SHA256, &csrf_secret),
+        login_failures: LoginFailures::default(),
+        authorize_path: format!("{base_path}/authorize"),
+        login_action: format!("{base_path}/login"),
+        consent_action: format!("{base_path}/consent"),
+        base_path,
+        provider,
+    }))
+}
+
+/// Housekeeping: purge expired rows and pick up rotated keys.
+pub fn spawn_maintenance(state: Arc<AppState>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            let p = &state.provider;
+            let now = p.now();
+            if let Err(e) = p.store().purge_expired(now).await {
+                tracing::warn!(error = %e, "purge failed");
+            }
+            match p.store().list_signing_keys().await {
+                Ok(stored) => match KeyRing::from_stored(&stored, now, p.settings().key_publication_grace()) {
+                    Ok(ring) if ring.missing().is_empty() => p.replace_keys(ring),
+                    Ok(_) => tracing::warn!("stored key ring lacks an algorithm; keeping the current one"),
+                    Err(e) => tracing::warn!(error = %e, "cannot reload keys"),
+                },
+                Err(e) => tracing::warn!(error = %e, "cannot list keys"),
+            }
+        }
+    });
+}
+
+/// Fetches client `jwks_uri` documents: https only, no redirects, 5 s time-out, 64 KiB cap
+/// (AS-SP-01/05).
+pub struct HttpsJwksFetcher {
+    client: reqwest::Client,
+}
+
+const JWKS_MAX_BYTES: usize = 64 * 1024;
+
+impl HttpsJwksFetcher {
+    pub fn new() -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .connect_timeout(Duration::from_secs(3))
+            .redirect(reqwest::redirect::Policy::none())
+            .https_only(true)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self { client })
+    }
+}
+
+#[async_trait]
+impl JwksFetcher for HttpsJwksFetcher {
+    async fn fetch(&self, uri: &str) -> Result<Value, String> {
+        if !uri.starts_with("https://") {
+            return Err("jwks_uri must be https".into());
+        }
+        let mut res = self.client.get(uri).send().await.map_err(|e| e.to_string())?;
+        if !res.status().is_success() {
+            return Err(format!("jwks_uri answered {}", res.status()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = res.chunk().await.map_err(|e| e.to_string())? {
+            if body.len() + chunk.len() > JWKS_MAX_BYTES {
+                return Err("jwks_uri document is too large".into());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("jwks_uri is not JSON: {e}"))
+    }
+}

@@ -1,0 +1,297 @@
+//! Configuration: a TOML file plus `PORTCULLIS_<SECTION>_<KEY>` environment overrides, validated
+//! once at start into a typed value (INTERFACE.md). Every setting's default is written here.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use portcullis_core::settings::{MAX_CODE_LIFETIME, MAX_REQUEST_URI_LIFETIME};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub tokens: TokenConfig,
+    pub dpop: DpopConfig,
+    pub demo_api: DemoApiConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The issuer identifier: https, no query or fragment (RFC 8414 §2). All endpoint URLs and
+    /// every DPoP `htu` check derive from it, so it must be the URL clients use.
+    pub issuer: String,
+    /// The main HTTPS listener.
+    pub listen: SocketAddr,
+    /// The listener that requests (but does not require) client certificates.
+    pub mtls_listen: SocketAddr,
+    /// Where the database, keys and the development CA live.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// `sqlite://PATH`; empty means `<data_dir>/portcullis.db`. (`postgres://` arrives with
+    /// the PostgreSQL engine.)
+    pub database_url: String,
+}
+
+/// Lifetimes in seconds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenConfig {
+    /// Authorization codes: at most 60 (SP 5.3.2.1-11).
+    pub code_lifetime: i64,
+    /// PAR request_uris: under 600 (SP 5.3.2.2-12).
+    pub request_uri_lifetime: i64,
+    pub access_token_lifetime: i64,
+    pub refresh_token_lifetime: i64,
+    pub id_token_lifetime: i64,
+    /// Login sessions.
+    pub session_lifetime: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DpopConfig {
+    /// Require server-provided nonces in DPoP proofs (RFC 9449 §8).
+    pub require_nonce: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DemoApiConfig {
+    /// Serve the demo protected API (it arrives with the resource-server work; until then this
+    /// setting has no effect and nothing is advertised).
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `portcullis=debug`.
+    pub level: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            issuer: "https://localhost:8443".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            mtls_listen: SocketAddr::from(([127, 0, 0, 1], 8444)),
+            data_dir: PathBuf::from("./portcullis-data"),
+        }
+    }
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            code_lifetime: MAX_CODE_LIFETIME,
+            request_uri_lifetime: 90,
+            access_token_lifetime: 600,
+            refresh_token_lifetime: 86_400,
+            id_token_lifetime: 600,
+            session_lifetime: 3600,
+        }
+    }
+}
+
+impl Default for DpopConfig {
+    fn default() -> Self {
+        Self { require_nonce: true }
+    }
+}
+
+impl Default for DemoApiConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: "text".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+/// The sections, longest first, so `PORTCULLIS_DEMO_API_ENABLED` finds `demo_api`.
+const SECTIONS: [&str; 6] = ["demo_api", "storage", "server", "tokens", "dpop", "log"];
+
+impl Config {
+    /// Reads the file (if any), applies `PORTCULLIS_*` overrides and `--data-dir`, validates.
+    pub fn load(file: Option<&Path>, data_dir: Option<&Path>) -> Result<Self, String> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, data_dir, &env)
+    }
+
+    pub fn load_from(file: Option<&Path>, data_dir: Option<&Path>, env: &[(String, String)]) -> Result<Self, String> {
+        let mut table: toml::Table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                text.parse()
+                    .map_err(|e: toml::de::Error| format!("{}: {}", path.display(), e.message()))?
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("PORTCULLIS_") else {
+                continue;
+            };
+            let rest = rest.to_ascii_lowercase();
+            let Some(section) = SECTIONS.iter().find(|s| rest.starts_with(&format!("{s}_"))) else {
+                continue;
+            };
+            let key = &rest[section.len() + 1..];
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(t) = entry else {
+                return Err(format!("[{section}] must be a table"));
+            };
+            t.insert(key.to_owned(), env_value(value));
+        }
+        let mut config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("invalid configuration: {}", e.message()))?;
+        if let Some(d) = data_dir {
+            config.server.data_dir = d.to_path_buf();
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let issuer = url::Url::parse(&self.server.issuer).map_err(|e| format!("server.issuer is not a URL: {e}"))?;
+        if issuer.scheme() != "https" {
+            return Err("server.issuer must be an https URL (RFC 8414 §2)".into());
+        }
+        if issuer.query().is_some()
+            || issuer.fragment().is_some()
+            || self.server.issuer.contains('?')
+            || self.server.issuer.contains('#')
+        {
+            return Err("server.issuer must not have a query or fragment (RFC 8414 §2)".into());
+        }
+        if self.server.issuer.ends_with('/') {
+            return Err("server.issuer must not end with a slash".into());
+        }
+        let t = &self.tokens;
+        if !(1..=MAX_CODE_LIFETIME).contains(&t.code_lifetime) {
+            return Err(format!(
+                "tokens.code_lifetime must be 1 to {MAX_CODE_LIFETIME} seconds (FAPI 2.0 SP 5.3.2.1-11)"
+            ));
+        }
+        if !(10..=MAX_REQUEST_URI_LIFETIME).contains(&t.request_uri_lifetime) {
+            return Err("tokens.request_uri_lifetime must be 10 to 599 seconds (FAPI 2.0 SP 5.3.2.2-12)".into());
+        }
+        if !(30..=86_400).contains(&t.access_token_lifetime) {
+            return Err("tokens.access_token_lifetime must be 30 to 86400 seconds".into());
+        }
+        if !(60..=31_536_000).contains(&t.refresh_token_lifetime) {
+            return Err("tokens.refresh_token_lifetime must be 60 seconds to a year".into());
+        }
+        if !(30..=86_400).contains(&t.id_token_lifetime) {
+            return Err("tokens.id_token_lifetime must be 30 to 86400 seconds".into());
+        }
+        if !(60..=604_800).contains(&t.session_lifetime) {
+            return Err("tokens.session_lifetime must be 60 seconds to a week".into());
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return Err("log.format must be text or json".into());
+        }
+        let db = &self.storage.database_url;
+        if !db.is_empty() && !db.starts_with("sqlite:") {
+            return Err("storage.database_url: only sqlite: URLs are supported so far".into());
+        }
+        Ok(())
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.server.data_dir.join("portcullis.db")
+    }
+
+    /// The effective configuration as TOML, secrets masked (`portcullis check`).
+    pub fn to_masked_toml(&self) -> String {
+        let mut c = self.clone();
+        c.storage.database_url = mask_url(&c.storage.database_url);
+        toml::to_string(&c).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+    }
+}
+
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(b) = raw.parse::<bool>() {
+        return toml::Value::Boolean(b);
+    }
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    toml::Value::String(raw.to_owned())
+}
+
+/// Hides a password in `scheme://user:password@host`.
+fn mask_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("****"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load_from(None, None, &[]).unwrap();
+        assert_eq!(c.server.issuer, "https://localhost:8443");
+        assert!(c.dpop.require_nonce);
+    }
+
+    #[test]
+    fn env_overrides_and_unrelated_variables() {
+        let c = Config::load_from(
+            None,
+            None,
+            &env(&[
+                ("PORTCULLIS_SERVER_ISSUER", "https://as.example.com"),
+                ("PORTCULLIS_DEMO_API_ENABLED", "false"),
+                ("PORTCULLIS_TOKENS_CODE_LIFETIME", "30"),
+                ("PORTCULLIS_BIN", "/x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.issuer, "https://as.example.com");
+        assert!(!c.demo_api.enabled);
+        assert_eq!(c.tokens.code_lifetime, 30);
+    }
+
+    /// The code lifetime limit of SP 5.3.2.1-11 is enforced at start.
+    #[test]
+    fn limits_are_enforced() {
+        let e = Config::load_from(None, None, &env(&[("PORTCULLIS_TOKENS_CODE_LIFETIME", "61")])).unwrap_err();
+        assert!(e.contains("code_lifetime"), "{e}");
+        let e = Config::load_from(None, None, &env(&[("PORTCULLIS_TOKENS_REQUEST_URI_LIFETIME", "600")])).unwrap_err();
+        assert!(e.contains("request_uri_lifetime"), "{e}");
+        let e = Config::load_from(None, None, &env(&[("PORTCULLIS_SERVER_ISSUER", "http://x")])).unwrap_err();
+        assert!(e.contains("https"), "{e}");
+        let e = Config::load_from(None, None, &env(&[("PORTCULLIS_SERVER_NOPE", "1")])).unwrap_err();
+        assert!(e.contains("nope"), "{e}");
+    }
+}

@@ -1,0 +1,358 @@
+//! The HTTP surface: thin handlers (parse -> core -> respond), the conventions every response
+//! follows, and the one mapping from `OAuthError` to an RFC 6749 JSON error response.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use portcullis_core::par::PushedAuthorizationRequest;
+use portcullis_core::resource::ResourceRequest;
+use portcullis_core::token::TokenRequest;
+use portcullis_core::{ErrorCode, OAuthError};
+use serde_json::Value;
+use tower_http::limit::RequestBodyLimitLayer;
+
+use crate::app::AppState;
+use crate::pages;
+
+pub const INTERACTION_ID: HeaderName = HeaderName::from_static("x-fapi-interaction-id");
+const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
+/// Requests larger than this are refused with 413 (RFC 9126 §2.3 allows it at PAR).
+const MAX_BODY: usize = 64 * 1024;
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let base = state.base_path.clone();
+    let routes = Router::new()
+        .route("/.well-known/openid-configuration", get(metadata))
+        .route("/jwks", get(jwks))
+        .route("/par", post(par).fallback(method_not_allowed))
+        .route("/authorize", get(pages::authorize).fallback(method_not_allowed))
+        .route("/login", post(pages::login).fallback(method_not_allowed))
+        .route("/consent", post(pages::consent).fallback(method_not_allowed))
+        .route("/token", post(token).fallback(method_not_allowed))
+        .route("/userinfo", get(userinfo).post(userinfo).fallback(method_not_allowed))
+        .route("/introspect", post(introspect).fallback(method_not_allowed))
+        .route("/register", post(register).fallback(method_not_allowed))
+        .route(
+            "/register/{client_id}",
+            get(read_registration)
+                .put(update_registration)
+                .delete(delete_registration)
+                .fallback(method_not_allowed),
+        );
+    // RFC 8414 §3.1: the well-known segment goes between host and issuer path
+    let rfc8414 = format!("/.well-known/oauth-authorization-server{base}");
+    let app = if base.is_empty() {
+        routes.route(&rfc8414, get(metadata))
+    } else {
+        Router::new().nest(&base, routes).route(&rfc8414, get(metadata))
+    };
+    app.fallback(not_found)
+        .layer(RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(middleware::from_fn(conventions))
+        .with_state(state)
+}
+
+/// IA 2.2.1 (IA-02): echo `x-fapi-interaction-id` or mint a UUID; log with it; `no-store` unless
+/// a handler chose otherwise (RFC 6749 §5.1); HSTS everywhere (AS-SP-07).
+async fn conventions(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(&INTERACTION_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let span = tracing::info_span!("request", interaction_id = %id, %method, %path);
+    let mut res = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        h.insert(INTERACTION_ID, v);
+    }
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    }
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000; includeSubDomains"),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    let status = res.status();
+    span.in_scope(|| tracing::info!(status = status.as_u16(), "response"));
+    res
+}
+
+/// The one mapping from a protocol error to a response: status, JSON body, `DPoP-Nonce`,
+/// `WWW-Authenticate`. 5xx never reveals more than `server_error`.
+pub struct ApiError(pub OAuthError);
+
+impl From<OAuthError> for ApiError {
+    fn from(e: OAuthError) -> Self {
+        Self(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let e = self.0;
+        if e.status >= 500 {
+            tracing::error!(error = %e, "request failed");
+        } else {
+            tracing::info!(error = e.code.as_str(), description = %e.description, detail = e.detail.as_deref().unwrap_or(""), "request refused");
+        }
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let mut res = (status, Json(e.body())).into_response();
+        if let Some(n) = e.dpop_nonce.as_deref().and_then(|n| HeaderValue::from_str(n).ok()) {
+            res.headers_mut().insert(DPOP_NONCE, n);
+        }
+        if let Some(w) = e
+            .www_authenticate
+            .as_deref()
+            .and_then(|w| HeaderValue::from_str(w).ok())
+        {
+            res.headers_mut().insert(header::WWW_AUTHENTICATE, w);
+        }
+        res
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn json_response(status: StatusCode, body: Value, dpop_nonce: Option<&str>) -> Response {
+    let mut res = (status, Json(body)).into_response();
+    if let Some(n) = dpop_nonce.and_then(|n| HeaderValue::from_str(n).ok()) {
+        res.headers_mut().insert(DPOP_NONCE, n);
+    }
+    res
+}
+
+/// Every value of a header (RFC 9449 §4.3 needs to see duplicates).
+fn all<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
+    headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap_or("\u{0}"))
+        .collect()
+}
+
+/// An `application/x-www-form-urlencoded` body (RFC 6749 §3.2, RFC 9126 §2.1).
+pub fn form(headers: &HeaderMap, body: &Bytes) -> Result<Vec<(String, String)>, OAuthError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+        return Err(OAuthError::invalid_request(
+            "the request body must be application/x-www-form-urlencoded",
+        ));
+    }
+    if std::str::from_utf8(body).is_err() {
+        return Err(OAuthError::invalid_request("the request body must be UTF-8"));
+    }
+    Ok(url::form_urlencoded::parse(body).into_owned().collect())
+}
+
+async fn metadata(State(s): State<Arc<AppState>>) -> Response {
+    let mut res = Json(s.metadata.clone()).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    res
+}
+
+async fn jwks(State(s): State<Arc<AppState>>) -> Response {
+    let ring = s.provider.keys();
+    let mut res = (
+        [(header::CONTENT_TYPE, "application/jwk-set+json")],
+        ring.jwks().to_string(),
+    )
+        .into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60"));
+    res
+}
+
+async fn par(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let params = form(&headers, &body)?;
+    let dpop = all(&headers, "dpop");
+    let r = s
+        .provider
+        .push_authorization_request(&PushedAuthorizationRequest {
+            params: &params,
+            dpop: &dpop,
+            authorization_header: headers.contains_key(header::AUTHORIZATION),
+        })
+        .await?;
+    // RFC 9126 §2.2: 201 with request_uri and expires_in
+    Ok(json_response(
+        StatusCode::CREATED,
+        serde_json::json!({ "request_uri": r.request_uri, "expires_in": r.expires_in }),
+        r.dpop_nonce.as_deref(),
+    ))
+}
+
+async fn token(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let params = form(&headers, &body)?;
+    let dpop = all(&headers, "dpop");
+    let r = s
+        .provider
+        .token(&TokenRequest {
+            params: &params,
+            dpop: &dpop,
+            authorization_header: headers.contains_key(header::AUTHORIZATION),
+        })
+        .await?;
+    let nonce = r.dpop_nonce.clone();
+    Ok(json_response(
+        StatusCode::OK,
+        serde_json::to_value(&r).unwrap_or_default(),
+        nonce.as_deref(),
+    ))
+}
+
+async fn userinfo(State(s): State<Arc<AppState>>, method: Method, headers: HeaderMap) -> ApiResult {
+    let authorization = all(&headers, "authorization");
+    let dpop = all(&headers, "dpop");
+    let r = s
+        .provider
+        .userinfo(&ResourceRequest {
+            authorization: &authorization,
+            dpop: &dpop,
+            method: method.as_str(),
+            url: &s.provider.settings().endpoints.userinfo,
+        })
+        .await?;
+    Ok(json_response(StatusCode::OK, r.claims, r.dpop_nonce.as_deref()))
+}
+
+async fn introspect(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let params = form(&headers, &body)?;
+    let r = s
+        .provider
+        .introspect(&params, headers.contains_key(header::AUTHORIZATION))
+        .await?;
+    Ok(json_response(StatusCode::OK, r, None))
+}
+
+fn bearer_header(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+}
+
+fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, OAuthError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case("application/json")
+    {
+        return Err(OAuthError::invalid_client_metadata(
+            "the registration request must be application/json",
+        ));
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| OAuthError::invalid_client_metadata(format!("the body is not valid JSON: {e}")))
+}
+
+async fn register(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let auth = bearer_header(&headers);
+    // without an initial access token the request is refused before its body is read
+    let value = if auth.is_some() {
+        json_body(&headers, &body)?
+    } else {
+        Value::Null
+    };
+    let r = s.provider.register_client(auth, &value).await?;
+    Ok(json_response(StatusCode::CREATED, r.body, None))
+}
+
+async fn read_registration(
+    State(s): State<Arc<AppState>>,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let r = s
+        .provider
+        .read_registration(&client_id, bearer_header(&headers))
+        .await?;
+    Ok(json_response(StatusCode::OK, r.body, None))
+}
+
+async fn update_registration(
+    State(s): State<Arc<AppState>>,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    // authenticate first, so that a bad token is 401 whatever the body holds
+    s.provider
+        .read_registration(&client_id, bearer_header(&headers))
+        .await?;
+    let value = json_body(&headers, &body)?;
+    let r = s
+        .provider
+        .update_registration(&client_id, bearer_header(&headers), &value)
+        .await?;
+    Ok(json_response(StatusCode::OK, r.body, None))
+}
+
+async fn delete_registration(
+    State(s): State<Arc<AppState>>,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    s.provider
+        .delete_registration(&client_id, bearer_header(&headers))
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// RFC 9126 §2.3 / RFC 9110 §15.5.6: 405 with a JSON body.
+async fn method_not_allowed() -> Response {
+    let mut e = OAuthError::new(
+        ErrorCode::InvalidRequest,
+        405,
+        "this method is not allowed at this endpoint",
+    );
+    e.detail = None;
+    ApiError(e).into_response()
+}
+
+async fn not_found() -> Response {
+    let body = serde_json::json!({ "error": "not_found", "error_description": "no such endpoint" });
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}
+
+/// For pages: an HTML response with the security headers of AS-SP-07/09 (no framing, strict CSP,
+/// no referrer, never cached).
+pub fn html(status: StatusCode, body: String) -> Response {
+    let mut res = (
+        status,
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        Body::from(body),
+    )
+        .into_response();
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}

@@ -1,0 +1,296 @@
+//! TLS: the development CA and server certificate, the rustls configuration FAPI 2.0 allows
+//! (TLS 1.2 and 1.3; on 1.2 only the four ECDHE AES-GCM suites, SP 5.2.2 / AS-SP-06), and the
+//! accept loop that hands each request its peer certificate.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulShutdown;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType,
+};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CipherSuite, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme, SupportedCipherSuite,
+};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+/// The client certificate presented on the connection (RFC 8705), if any; checked by the
+/// application, never at the handshake.
+#[derive(Clone, Debug, Default)]
+#[allow(dead_code)] // read by mTLS client authentication (ROADMAP 1); carried from the accept loop now
+pub struct PeerCertificate(pub Option<CertificateDer<'static>>);
+
+/// Paths of the TLS material under the data dir.
+pub struct TlsFiles {
+    pub dir: PathBuf,
+}
+
+impl TlsFiles {
+    pub fn new(data_dir: &Path) -> Self {
+        Self {
+            dir: data_dir.join("tls"),
+        }
+    }
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+    fn ca_key(&self) -> PathBuf {
+        self.dir.join("ca-key.pem")
+    }
+    pub fn server_cert(&self) -> PathBuf {
+        self.dir.join("server.pem")
+    }
+    fn server_key(&self) -> PathBuf {
+        self.dir.join("server-key.pem")
+    }
+}
+
+fn ca_params() -> CertificateParams {
+    let mut p = CertificateParams::default();
+    p.distinguished_name
+        .push(DnType::CommonName, "Portcullis development CA");
+    p.distinguished_name.push(DnType::OrganizationName, "Portcullis");
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    p
+}
+
+/// Creates the development CA and a server certificate for `hosts` on first start; later
+/// starts reuse them (a new server certificate is made, from the same CA, when the host list
+/// changes).
+pub fn ensure_dev_certificates(files: &TlsFiles, hosts: &[String]) -> Result<(), String> {
+    std::fs::create_dir_all(&files.dir).map_err(|e| format!("cannot create {}: {e}", files.dir.display()))?;
+    let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
+    if !files.ca_cert().exists() || !files.ca_key().exists() {
+        let key = KeyPair::generate().map_err(|e| e.to_string())?;
+        let cert = ca_params().self_signed(&key).map_err(|e| e.to_string())?;
+        write_private(&files.ca_key(), &key.serialize_pem()).map_err(|e| io(&files.ca_key(), e))?;
+        std::fs::write(files.ca_cert(), cert.pem()).map_err(|e| io(&files.ca_cert(), e))?;
+        let _ = std::fs::remove_file(files.server_cert());
+    }
+    let hosts_file = files.dir.join("server.hosts");
+    let wanted = hosts.join("\n");
+    let current = std::fs::read_to_string(&hosts_file).unwrap_or_default();
+    if files.server_cert().exists() && files.server_key().exists() && current == wanted {
+        return Ok(());
+    }
+    let ca_key_pem = std::fs::read_to_string(files.ca_key()).map_err(|e| io(&files.ca_key(), e))?;
+    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|e| e.to_string())?;
+    let issuer = Issuer::new(ca_params(), ca_key);
+    let mut params = CertificateParams::default();
+    params.distinguished_name.push(
+        DnType::CommonName,
+        hosts.first().cloned().unwrap_or_else(|| "localhost".into()),
+    );
+    params.subject_alt_names = hosts
+        .iter()
+        .map(|h| match h.parse::<std::net::IpAddr>() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => h
+                .clone()
+                .try_into()
+                .map(SanType::DnsName)
+                .map_err(|e: rcgen::Error| e.to_string()),
+        })
+        .collect::<Result<_, _>>()?;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let key = KeyPair::generate().map_err(|e| e.to_string())?;
+    let cert = params.signed_by(&key, &issuer).map_err(|e| e.to_string())?;
+    write_private(&files.server_key(), &key.serialize_pem()).map_err(|e| io(&files.server_key(), e))?;
+    std::fs::write(files.server_cert(), cert.pem()).map_err(|e| io(&files.server_cert(), e))?;
+    std::fs::write(&hosts_file, wanted).map_err(|e| io(&hosts_file, e))?;
+    Ok(())
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        f.write_all(contents.as_bytes())
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::write(path, contents)
+    }
+}
+
+/// SP 5.2.2-1 (AS-SP-06): on TLS 1.2 only the BCP 195 recommended ECDHE AES-GCM suites.
+fn fapi_provider() -> CryptoProvider {
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.cipher_suites.retain(|s| match s {
+        SupportedCipherSuite::Tls13(_) => true,
+        SupportedCipherSuite::Tls12(_) => matches!(
+            s.suite(),
+            CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+                | CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+                | CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+                | CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+        ),
+    });
+    provider
+}
+
+/// The two server configurations: plain, and one that requests client certificates.
+pub fn server_configs(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<ServerConfig>), String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(files.server_cert())
+        .map_err(|e| format!("{}: {e}", files.server_cert().display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", files.server_cert().display()))?;
+    let key = PrivateKeyDer::from_pem_file(files.server_key())
+        .map_err(|e| format!("{}: {e}", files.server_key().display()))?;
+    let provider = Arc::new(fapi_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
+    let mut plain = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(versions)
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs.clone(), key.clone_key())
+        .map_err(|e| e.to_string())?;
+    plain.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let verifier = Arc::new(AnyClientCertificate {
+        algorithms: provider.signature_verification_algorithms,
+    });
+    let mut mtls = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
+    mtls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok((Arc::new(plain), Arc::new(mtls)))
+}
+
+/// Requests a client certificate, accepts any at the handshake, but still checks the handshake
+/// signature so that the client proves it holds the key (RFC 8705 §2; the trust decision is
+/// the application's).
+#[derive(Debug)]
+struct AnyClientCertificate {
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for AnyClientCertificate {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// How long a TLS handshake may take before the connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long in-flight requests get after a shutdown signal.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves `app` on `listener` with TLS until `shutdown` flips, then drains.
+pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, app: Router, mut shutdown: watch::Receiver<bool>) {
+    let acceptor = TlsAcceptor::from(config);
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let cert = PeerCertificate(
+                tls.get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| c.clone().into_owned()),
+            );
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(cert.clone());
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                app.clone().oneshot(req)
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
+}
+
+/// Binds a listener, with a one-line reason on failure.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))
+}
