@@ -15,7 +15,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
-import { after, before, describe, test } from 'node:test';
+import { test } from 'node:test';
 
 import * as oauth from 'oauth4webapi';
 import { chromium } from 'playwright-core';
@@ -42,77 +42,75 @@ async function verifiedServerSpki(issuer, caPem) {
   return createHash('sha256').update(cert.publicKey.export({ type: 'spki', format: 'der' })).digest('base64');
 }
 
-describe('headless Chromium', { skip }, () => {
-  let server;
+test('headless Chromium: login and consent end at the redirect_uri with code, state and iss', { skip }, async (t) => {
+  assert.ok(haveChromium, `${CHROMIUM} is missing (CI=true: the browser test must run)`);
+  const server = await startServer();
   let browser;
-
-  before(async () => {
-    assert.ok(haveChromium, `${CHROMIUM} is missing (CI=true: the browser test must run)`);
-    server = await startServer();
-    const spki = await verifiedServerSpki(server.issuer, server.caPem);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--disable-quic', `--ignore-certificate-errors-spki-list=${spki}`],
-    });
+  t.after(async () => {
+    await browser?.close(); // closes its contexts too
+    await server.stop();
+  });
+  const spki = await verifiedServerSpki(server.issuer, server.caPem);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--disable-quic', `--ignore-certificate-errors-spki-list=${spki}`],
   });
 
-  after(async () => {
-    await browser?.close();
-    await server?.stop();
+  const as = await step('discovery', () => discover(server));
+  const registered = await step('registration', () => registerClient(server, as, { clientName: 'interop browser.test.mjs' }));
+  const dpop = await newDpop(registered.client);
+  const { state, nonce, codeVerifier, authorizationUrl } = await step('PAR', () => pushAuthorizationRequest(server, as, registered, dpop));
+
+  const context = await browser.newContext();
+  const issuerOrigin = new URL(server.issuer).origin;
+  let callbackUrl;
+  const blocked = [];
+  // Only the issuer is reached over the network; the redirect_uri is answered here, anything
+  // else is refused.
+  await context.route('**/*', (route) => {
+    const url = route.request().url();
+    if (url.startsWith(REDIRECT_URI)) {
+      callbackUrl ??= new URL(url);
+      return route.fulfill({ status: 200, contentType: 'text/html', body: '<!doctype html><title>client</title><p>callback received</p>' });
+    }
+    if (new URL(url).origin === issuerOrigin) return route.continue();
+    blocked.push(url);
+    return route.abort();
   });
 
-  test('login and consent in a real browser end at the redirect_uri with code, state and iss', async (t) => {
-    const as = await step('discovery', () => discover(server));
-    const registered = await step('registration', () => registerClient(server, as, { clientName: 'interop browser.test.mjs' }));
-    const dpop = await newDpop(registered.client);
-    const { state, nonce, codeVerifier, authorizationUrl } = await step('PAR', () => pushAuthorizationRequest(server, as, registered, dpop));
+  const page = await context.newPage();
+  // Console errors carry what Chromium refused, e.g. a CSP form-action that blocks the redirect
+  // chain of the consent POST on its way to the redirect_uri.
+  const consoleErrors = [];
+  page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+  const where = async () => `page ${page.url()}: ${(await page.textContent('body'))?.replace(/\s+/g, ' ').trim().slice(0, 300)}`
+    + `${consoleErrors.length ? `\nChromium console errors:\n  ${consoleErrors.join('\n  ')}` : ''}`;
+  const first = await page.goto(authorizationUrl.href);
+  assert.equal(first.status(), 200, `authorization request: HTTP ${first.status()} ${await first.text()}`);
+  await page.fill('input[name="username"]', server.username);
+  await page.fill('input[name="password"]', server.password);
+  await page.locator('form:has(input[name="password"]) [type="submit"]').first().click();
 
-    const context = await browser.newContext();
-    t.after(() => context.close());
-    const issuerOrigin = new URL(server.issuer).origin;
-    let callbackUrl;
-    const blocked = [];
-    // Only the issuer is reached over the network; the redirect_uri is answered here, anything
-    // else is refused.
-    await context.route('**/*', (route) => {
-      const url = route.request().url();
-      if (url.startsWith(REDIRECT_URI)) {
-        callbackUrl ??= new URL(url);
-        return route.fulfill({ status: 200, contentType: 'text/html', body: '<!doctype html><title>client</title><p>callback received</p>' });
-      }
-      if (new URL(url).origin === issuerOrigin) return route.continue();
-      blocked.push(url);
-      return route.abort();
-    });
-
-    const page = await context.newPage();
-    const first = await page.goto(authorizationUrl.href);
-    assert.equal(first.status(), 200, `authorization request: HTTP ${first.status()} ${await first.text()}`);
-    await page.fill('input[name="username"]', server.username);
-    await page.fill('input[name="password"]', server.password);
-    await page.locator('form:has(input[name="password"]) [type="submit"]').first().click();
-
-    const allow = page.locator('button[name="decision"][value="allow"], input[type="submit"][name="decision"][value="allow"]');
-    await allow.waitFor({ timeout: 10_000 }).catch(async () => {
-      assert.fail(`no consent button after login; page ${page.url()}: ${(await page.textContent('body'))?.trim().slice(0, 300)}`);
-    });
-    await allow.click();
-    await page.waitForURL((url) => url.href.startsWith(REDIRECT_URI), { timeout: 10_000 }).catch(async () => {
-      assert.fail(`never reached ${REDIRECT_URI}; page ${page.url()}: ${(await page.textContent('body'))?.trim().slice(0, 300)}`);
-    });
-
-    assert.ok(callbackUrl, 'the navigation to the redirect_uri was intercepted');
-    assert.deepEqual(blocked, [], 'the pages load nothing from other origins');
-    assert.ok(callbackUrl.searchParams.get('code'), `code in ${callbackUrl.href}`);
-    assert.equal(callbackUrl.searchParams.get('state'), state);
-    assert.equal(callbackUrl.searchParams.get('iss'), as.issuer, 'iss (AS-SP-50)');
-
-    // The code the browser carried is good for a DPoP-bound token.
-    const params = oauth.validateAuthResponse(as, registered.client, callbackUrl, state);
-    const tokens = await step('token', () => withDpopNonceRetry(async () => oauth.processAuthorizationCodeResponse(as, registered.client,
-      await oauth.authorizationCodeGrantRequest(as, registered.client, registered.clientAuth, params, REDIRECT_URI, codeVerifier, requestOptions(server, { DPoP: dpop })),
-      { expectedNonce: nonce, requireIdToken: true })));
-    assert.equal(tokens.token_type, 'dpop');
+  const allow = page.locator('button[name="decision"][value="allow"], input[type="submit"][name="decision"][value="allow"]');
+  await allow.waitFor({ timeout: 10_000 }).catch(async () => {
+    assert.fail(`no consent button after login; ${await where()}`);
   });
+  await allow.click();
+  await page.waitForURL((url) => url.href.startsWith(REDIRECT_URI), { timeout: 10_000 }).catch(async () => {
+    assert.fail(`never reached ${REDIRECT_URI}; ${await where()}`);
+  });
+
+  assert.ok(callbackUrl, 'the navigation to the redirect_uri was intercepted');
+  assert.deepEqual(blocked, [], 'the pages load nothing from other origins');
+  assert.ok(callbackUrl.searchParams.get('code'), `code in ${callbackUrl.href}`);
+  assert.equal(callbackUrl.searchParams.get('state'), state);
+  assert.equal(callbackUrl.searchParams.get('iss'), as.issuer, 'iss (AS-SP-50)');
+
+  // The code the browser carried is good for a DPoP-bound token.
+  const params = oauth.validateAuthResponse(as, registered.client, callbackUrl, state);
+  const tokens = await step('token', () => withDpopNonceRetry(async () => oauth.processAuthorizationCodeResponse(as, registered.client,
+    await oauth.authorizationCodeGrantRequest(as, registered.client, registered.clientAuth, params, REDIRECT_URI, codeVerifier, requestOptions(server, { DPoP: dpop })),
+    { expectedNonce: nonce, requireIdToken: true })));
+  assert.equal(tokens.token_type, 'dpop');
 });

@@ -39,6 +39,13 @@ describe('FAPI 2.0 flow with oauth4webapi', () => {
     return step('login', () => browser.submit(first, form, { fill: { username: server.username, password } }));
   }
 
+  test('serve prints the issuer, the discovery URL and the CA path (INTERFACE.md)', { skip: !process.env.INTEROP_ISSUER ? false : 'only for a spawned Portcullis' }, () => {
+    const out = server.output();
+    for (const expected of [server.issuer, `${server.issuer}/.well-known/openid-configuration`, server.caFile]) {
+      assert.ok(out.includes(expected), `serve output lacks ${expected}:\n${out}`);
+    }
+  });
+
   test('discovery publishes the FAPI 2.0 metadata a client needs', async () => {
     // processDiscoveryResponse already checked that `issuer` equals the issuer URL (AS-SP-13).
     assert.equal(as.issuer, server.issuer);

@@ -127,7 +127,12 @@ async function spawnPortcullis() {
       this.fetch?.close();
       if (exitStatus === undefined) {
         child.kill('SIGTERM');
-        const timedOut = await Promise.race([exited.then(() => false), sleep(10_000).then(() => true)]);
+        const timer = new AbortController(); // cancelled, so that no pending timer keeps the test process alive
+        const timedOut = await Promise.race([
+          exited.then(() => false),
+          sleep(10_000, true, { signal: timer.signal }).catch(() => false),
+        ]);
+        timer.abort();
         if (timedOut) {
           child.kill('SIGKILL');
           await exited;
