@@ -139,7 +139,7 @@ impl OAuthError {
             ErrorCode::ServerError => 500,
             _ => 401,
         };
-        if self.status != 500 {
+        if self.status != 500 && self.www_authenticate.is_none() {
             let desc = self.description.replace(['"', '\\'], "'");
             self.www_authenticate = Some(format!(
                 "DPoP error=\"{}\", error_description=\"{}\", algs=\"{}\"",

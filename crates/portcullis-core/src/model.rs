@@ -39,7 +39,7 @@ pub struct ClientMetadata {
     pub jwks: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", with = "opt_alg")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_alg")]
     pub token_endpoint_auth_signing_alg: Option<Algorithm>,
     #[serde(with = "alg")]
     pub id_token_signed_response_alg: Algorithm,

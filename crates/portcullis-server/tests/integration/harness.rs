@@ -25,7 +25,10 @@ fn free_port() -> u16 {
 }
 
 pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 pub struct Server {
@@ -56,7 +59,10 @@ impl Server {
         let mut env = vec![
             ("PORTCULLIS_SERVER_ISSUER".to_owned(), issuer.clone()),
             ("PORTCULLIS_SERVER_LISTEN".to_owned(), format!("127.0.0.1:{port}")),
-            ("PORTCULLIS_SERVER_MTLS_LISTEN".to_owned(), format!("127.0.0.1:{mtls_port}")),
+            (
+                "PORTCULLIS_SERVER_MTLS_LISTEN".to_owned(),
+                format!("127.0.0.1:{mtls_port}"),
+            ),
             ("PORTCULLIS_LOG_LEVEL".to_owned(), "warn".to_owned()),
         ];
         env.extend(extra_env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
@@ -72,8 +78,24 @@ impl Server {
             meta: Value::Null,
             stdout: String::new(),
         };
-        let out = s.cli(&["user", "add", USER, "--password-stdin", "--claim", "email=alice@example.com", "--claim", "name=Alice Liddell"], Some(PASSWORD));
-        assert!(out.status.success(), "user add: {}", String::from_utf8_lossy(&out.stderr));
+        let out = s.cli(
+            &[
+                "user",
+                "add",
+                USER,
+                "--password-stdin",
+                "--claim",
+                "email=alice@example.com",
+                "--claim",
+                "name=Alice Liddell",
+            ],
+            Some(PASSWORD),
+        );
+        assert!(
+            out.status.success(),
+            "user add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         s.spawn().await;
         s
     }
@@ -84,7 +106,11 @@ impl Server {
 
     async fn spawn(&mut self) {
         let mut cmd = Command::new(BIN);
-        cmd.arg("serve").arg("--data-dir").arg(&self.dir).stdout(Stdio::piped()).stderr(Stdio::inherit());
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(&self.dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -102,12 +128,19 @@ impl Server {
             }
         });
         self.child = Some(child);
-        self.stdout = rx.recv_timeout(Duration::from_secs(30)).expect("server printed its first lines");
+        self.stdout = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("server printed its first lines");
         let ca = std::fs::read(self.ca_path()).expect("ca.pem");
         self.http = client_trusting(&ca);
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            match self.http.get(format!("{}/.well-known/openid-configuration", self.issuer)).send().await {
+            match self
+                .http
+                .get(format!("{}/.well-known/openid-configuration", self.issuer))
+                .send()
+                .await
+            {
                 Ok(r) if r.status() == 200 => {
                     self.meta = r.json().await.unwrap();
                     return;
@@ -167,7 +200,10 @@ impl Server {
     }
 
     pub fn endpoint(&self, name: &str) -> String {
-        self.meta[name].as_str().unwrap_or_else(|| panic!("metadata lacks {name}")).to_owned()
+        self.meta[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("metadata lacks {name}"))
+            .to_owned()
     }
 
     pub async fn post_form(&self, endpoint: &str, params: &[(String, String)], dpop: &[String]) -> Response {
@@ -233,7 +269,11 @@ impl Rp {
             .unwrap();
         assert_eq!(r.status(), 201, "registration refused");
         let registration: Value = r.json().await.unwrap();
-        Rp { client_id: registration["client_id"].as_str().unwrap().to_owned(), key, registration }
+        Rp {
+            client_id: registration["client_id"].as_str().unwrap().to_owned(),
+            key,
+            registration,
+        }
     }
 
     pub fn claims(&self, s: &Server) -> Map<String, Value> {
@@ -281,7 +321,9 @@ pub struct DpopKey {
 
 impl DpopKey {
     pub fn new() -> Self {
-        Self { key: SigningKey::generate(Algorithm::Es256).unwrap() }
+        Self {
+            key: SigningKey::generate(Algorithm::Es256).unwrap(),
+        }
     }
 
     pub fn jkt(&self) -> String {
@@ -330,9 +372,20 @@ pub async fn dpop_nonce(s: &Server, rp: &Rp) -> String {
     let mut params = rp.auth(s);
     params.push(("grant_type".into(), "refresh_token".into()));
     params.push(("refresh_token".into(), "x".into()));
-    let r = s.post_form(&s.endpoint("token_endpoint"), &params, &[key.proof("POST", &s.endpoint("token_endpoint"), None, None)]).await;
+    let r = s
+        .post_form(
+            &s.endpoint("token_endpoint"),
+            &params,
+            &[key.proof("POST", &s.endpoint("token_endpoint"), None, None)],
+        )
+        .await;
     assert_eq!(r.status(), 400);
-    r.headers().get("dpop-nonce").expect("DPoP-Nonce").to_str().unwrap().to_owned()
+    r.headers()
+        .get("dpop-nonce")
+        .expect("DPoP-Nonce")
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
 
 pub fn pkce() -> (String, String) {
@@ -364,7 +417,12 @@ impl Par {
             ("code_challenge".into(), challenge),
             ("code_challenge_method".into(), "S256".into()),
         ];
-        Par { params, verifier, state, nonce }
+        Par {
+            params,
+            verifier,
+            state,
+            nonce,
+        }
     }
 
     pub fn set(mut self, k: &str, v: &str) -> Self {
@@ -388,8 +446,12 @@ impl Par {
     pub async fn send(&self, s: &Server, rp: &Rp, dpop: Option<String>) -> Response {
         let mut params = self.params.clone();
         params.extend(rp.auth(s));
-        s.post_form(&s.endpoint("pushed_authorization_request_endpoint"), &params, &dpop.into_iter().collect::<Vec<_>>())
-            .await
+        s.post_form(
+            &s.endpoint("pushed_authorization_request_endpoint"),
+            &params,
+            &dpop.into_iter().collect::<Vec<_>>(),
+        )
+        .await
     }
 
     /// Sends it and expects 201; returns the request_uri.
@@ -411,7 +473,11 @@ pub struct Browser {
 
 impl Browser {
     fn cookie_header(&self) -> String {
-        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     fn absorb(&mut self, headers: &HeaderMap) {
@@ -427,7 +493,13 @@ impl Browser {
     }
 
     pub async fn get(&mut self, s: &Server, url: &str) -> (u16, HeaderMap, String) {
-        let r = s.http.get(url).header("cookie", self.cookie_header()).send().await.unwrap();
+        let r = s
+            .http
+            .get(url)
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         self.absorb(&headers);
@@ -435,7 +507,14 @@ impl Browser {
     }
 
     pub async fn post(&mut self, s: &Server, url: &str, form: &[(String, String)]) -> (u16, HeaderMap, String) {
-        let r = s.http.post(url).header("cookie", self.cookie_header()).form(form).send().await.unwrap();
+        let r = s
+            .http
+            .post(url)
+            .header("cookie", self.cookie_header())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         self.absorb(&headers);
@@ -444,7 +523,9 @@ impl Browser {
 
     pub fn authorization_url(s: &Server, client_id: &str, request_uri: &str) -> String {
         let mut u = url::Url::parse(&s.endpoint("authorization_endpoint")).unwrap();
-        u.query_pairs_mut().append_pair("client_id", client_id).append_pair("request_uri", request_uri);
+        u.query_pairs_mut()
+            .append_pair("client_id", client_id)
+            .append_pair("request_uri", request_uri);
         u.to_string()
     }
 
@@ -454,7 +535,9 @@ impl Browser {
         let (status, _, page) = self.get(s, &Self::authorization_url(s, client_id, request_uri)).await;
         assert_eq!(status, 200, "authorization page: {page}");
         let page = if page.contains("name=\"password\"") {
-            let (status, headers, body) = self.post(s, &absolute(s, &form_action(&page)), &login_form(&page, USER, PASSWORD)).await;
+            let (status, headers, body) = self
+                .post(s, &absolute(s, &form_action(&page)), &login_form(&page, USER, PASSWORD))
+                .await;
             assert_eq!(status, 303, "login: {body}");
             let next = absolute(s, headers.get(LOCATION).unwrap().to_str().unwrap());
             let (status, _, page) = self.get(s, &next).await;
@@ -511,7 +594,13 @@ fn attr(tag: &str, name: &str) -> Option<String> {
 }
 
 fn html_unescape(s: &str) -> String {
-    s.replace("&#x3a;", ":").replace("&#58;", ":").replace("&quot;", "\"").replace("&#39;", "'").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    s.replace("&#x3a;", ":")
+        .replace("&#58;", ":")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 pub fn query(u: &url::Url) -> HashMap<String, String> {
@@ -533,7 +622,8 @@ pub async fn token_request(s: &Server, rp: &Rp, dpop: &DpopKey, mut params: Vec<
     let nonce = dpop_nonce(s, rp).await;
     params.extend(rp.auth(s));
     let te = s.endpoint("token_endpoint");
-    s.post_form(&te, &params, &[dpop.proof("POST", &te, Some(&nonce), None)]).await
+    s.post_form(&te, &params, &[dpop.proof("POST", &te, Some(&nonce), None)])
+        .await
 }
 
 pub fn code_params(code: &str, verifier: &str) -> Vec<(String, String)> {
