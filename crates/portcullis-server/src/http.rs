@@ -72,6 +72,11 @@ async fn conventions(req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     let span = tracing::info_span!("request", interaction_id = %id, %method, %path);
     let mut res = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    // RFC 9126 §2.3: 413 for an oversized request, as JSON like every other API error
+    if res.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        let e = OAuthError::new(ErrorCode::InvalidRequest, 413, "the request is too large");
+        res = ApiError(e).into_response();
+    }
     let h = res.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&id) {
         h.insert(INTERACTION_ID, v);

@@ -438,3 +438,39 @@ impl LoginFailures {
         self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(username);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue: repeated login failures slow down; a success resets the count.
+    #[test]
+    fn login_failures_back_off() {
+        let f = LoginFailures::default();
+        assert_eq!(f.record_failure("a"), Duration::ZERO);
+        assert_eq!(f.record_failure("a"), Duration::ZERO);
+        let third = f.record_failure("a");
+        let fourth = f.record_failure("a");
+        assert!(third > Duration::ZERO && fourth > third);
+        for _ in 0..20 {
+            assert!(f.record_failure("a") <= Duration::from_secs(5));
+        }
+        assert_eq!(f.record_failure("b"), Duration::ZERO, "per username");
+        f.reset("a");
+        assert_eq!(f.record_failure("a"), Duration::ZERO);
+    }
+
+    #[test]
+    fn cookies_are_read_strictly() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; __Host-portcullis-session=abc; b=2"),
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("abc"));
+        assert_eq!(cookie(&h, CSRF_COOKIE), None);
+        let v = set_cookie(SESSION_COOKIE, "v", 60);
+        let v = v.to_str().unwrap();
+        assert!(v.starts_with("__Host-") && v.contains("Secure") && v.contains("HttpOnly") && v.contains("Path=/"));
+    }
+}

@@ -235,7 +235,7 @@ impl ClientCertVerifier for AnyClientCertificate {
 /// How long a TLS handshake may take before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests get after a shutdown signal.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Serves `app` on `listener` with TLS until `shutdown` flips, then drains.
 pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, app: Router, mut shutdown: watch::Receiver<bool>) {

@@ -1327,3 +1327,28 @@ async fn userinfo_dpop_negative_tests() {
         }
     }
 }
+
+/// Issue 10: server nonces stay valid across a restart (they derive from a stored secret).
+#[tokio::test]
+async fn dpop_nonce_survives_a_restart() {
+    let mut s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let nonce = dpop_nonce(&s, &rp).await;
+    s.restart().await;
+    let key = DpopKey::new();
+    let par_ep = s.endpoint("pushed_authorization_request_endpoint");
+    let r = Par::new(&rp)
+        .send(&s, &rp, Some(key.proof("POST", &par_ep, Some(&nonce), None)))
+        .await;
+    assert_eq!(r.status(), 201);
+}
+
+/// RFC 9126 §2.3: an oversized PAR is 413, and still a JSON object (AS-SP-45).
+#[tokio::test]
+async fn oversized_par_is_413_json() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let par = Par::new(&rp).set("state", &"x".repeat(70_000));
+    let r = par.send(&s, &rp, None).await;
+    expect_error(r, 413, &["invalid_request"]).await;
+}
