@@ -204,9 +204,14 @@ impl Jwks {
             .get("keys")
             .and_then(Value::as_array)
             .ok_or(JoseError::InvalidKey("a JWK Set needs a keys array"))?;
-        let keys = keys.iter().map(PublicJwk::from_json).collect::<Result<Vec<_>, _>>()?;
+        // encryption keys are not ours to judge; every signing key must be usable
+        let keys = keys
+            .iter()
+            .filter(|k| k.get("use").and_then(Value::as_str) != Some("enc"))
+            .map(PublicJwk::from_json)
+            .collect::<Result<Vec<_>, _>>()?;
         if keys.is_empty() {
-            return Err(JoseError::InvalidKey("the JWK Set has no keys"));
+            return Err(JoseError::InvalidKey("the JWK Set has no signing keys"));
         }
         Ok(Self { keys })
     }

@@ -143,7 +143,7 @@ async fn id_token_uses_the_registered_algorithm() {
     }
 }
 
-/// Plain OAuth: no openid scope, no id_token (AS-SP-100); userinfo refuses (403).
+/// Plain OAuth: no openid scope, no id_token (AS-SP-100); userinfo releases only `sub`.
 #[tokio::test]
 async fn without_openid_there_is_no_id_token() {
     let s = Server::start().await;
@@ -157,7 +157,9 @@ async fn without_openid_there_is_no_id_token() {
         .unwrap();
     assert!(t.get("id_token").is_none(), "{t}");
     let r = userinfo(&s, &rp, &dpop, t["access_token"].as_str().unwrap()).await;
-    assert_eq!(r.status(), 403);
+    assert_eq!(r.status(), 200);
+    let info: Value = r.json().await.unwrap();
+    assert!(info["sub"].is_string() && info.get("email").is_none(), "{info}");
 }
 
 // ---------------------------------------------------------------------------------------------
