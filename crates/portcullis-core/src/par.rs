@@ -49,6 +49,17 @@ impl Provider {
         req: &PushedAuthorizationRequest<'_>,
     ) -> OAuthResult<PushedAuthorizationResponse> {
         let params = Params::new(req.params)?;
+        // RFC 9449 §8: nonce before client authentication (see token.rs)
+        let proof = if req.dpop.is_empty() {
+            None
+        } else {
+            Some(self.check_dpop(&DpopRequest {
+                headers: req.dpop,
+                method: "POST",
+                url: &self.settings.endpoints.par,
+                access_token: None,
+            })?)
+        };
         let client = self
             .authenticate_client(&ClientAuthentication::from_params(&params, req.authorization_header))
             .await?;
@@ -195,19 +206,13 @@ impl Provider {
             ));
         }
         let mut dpop_nonce = None;
-        let proof_jkt = if req.dpop.is_empty() {
-            None
-        } else {
-            let proof = self
-                .verify_dpop(&DpopRequest {
-                    headers: req.dpop,
-                    method: "POST",
-                    url: &self.settings.endpoints.par,
-                    access_token: None,
-                })
-                .await?;
-            dpop_nonce = proof.fresh_nonce;
-            Some(proof.jkt)
+        let proof_jkt = match proof {
+            None => None,
+            Some(proof) => {
+                self.record_dpop(&proof).await?;
+                dpop_nonce = proof.fresh_nonce;
+                Some(proof.jkt)
+            }
         };
         let dpop_jkt = match (dpop_jkt_param, proof_jkt) {
             (Some(p), Some(k)) if p != k => {

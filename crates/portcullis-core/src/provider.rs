@@ -178,18 +178,28 @@ impl Provider {
 
     /// Checks a DPoP proof and records its `jti` (RFC 9449 §4.3, §11.1).
     pub(crate) async fn verify_dpop(&self, req: &DpopRequest<'_>) -> OAuthResult<VerifiedProof> {
-        let now = self.now();
-        let proof = check_proof(req, now, &self.nonces, self.settings.dpop_nonce_required)?;
+        let proof = self.check_dpop(req)?;
+        self.record_dpop(&proof).await?;
+        Ok(proof)
+    }
+
+    /// Every check of a proof but replay; touches no storage (RFC 9449 §4.3, §8).
+    pub(crate) fn check_dpop(&self, req: &DpopRequest<'_>) -> OAuthResult<VerifiedProof> {
+        check_proof(req, self.now(), &self.nonces, self.settings.dpop_nonce_required)
+    }
+
+    /// RFC 9449 §11.1: a proof's `jti` is good once.
+    pub(crate) async fn record_dpop(&self, proof: &VerifiedProof) -> OAuthResult<()> {
         if !self
             .store
-            .remember_once(&proof.replay_key, proof.replay_until, now)
+            .remember_once(&proof.replay_key, proof.replay_until, self.now())
             .await?
         {
             return Err(OAuthError::invalid_dpop_proof(
                 "the DPoP proof jti has already been used",
             ));
         }
-        Ok(proof)
+        Ok(())
     }
 }
 

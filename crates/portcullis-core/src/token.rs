@@ -47,6 +47,18 @@ impl Provider {
                 format!("grant_type {grant_type} is not supported: use authorization_code or refresh_token"),
             ));
         }
+        // RFC 9449 §8: the proof (and its nonce) is checked before client authentication spends
+        // the client assertion, so a retry with the server's nonce may reuse nothing it lost
+        let proof = if req.dpop.is_empty() {
+            None
+        } else {
+            Some(self.check_dpop(&DpopRequest {
+                headers: req.dpop,
+                method: "POST",
+                url: &self.settings.endpoints.token,
+                access_token: None,
+            })?)
+        };
         let client = self
             .authenticate_client(&ClientAuthentication::from_params(&params, req.authorization_header))
             .await?;
@@ -58,19 +70,12 @@ impl Provider {
             ));
         }
         // SP 5.3.2.1-4/-5 (AS-SP-72/79): only sender-constrained tokens; no proof, no token
-        if req.dpop.is_empty() {
+        let Some(proof) = proof else {
             return Err(OAuthError::invalid_dpop_proof(
                 "a DPoP proof is required: this server issues only DPoP-bound access tokens",
             ));
-        }
-        let proof = self
-            .verify_dpop(&DpopRequest {
-                headers: req.dpop,
-                method: "POST",
-                url: &self.settings.endpoints.token,
-                access_token: None,
-            })
-            .await?;
+        };
+        self.record_dpop(&proof).await?;
         let mut response = match grant_type {
             "authorization_code" => self.code_grant(&client, &params, &proof.jkt).await?,
             _ => self.refresh_grant(&client, &params, &proof.jkt).await?,

@@ -1354,3 +1354,25 @@ async fn oversized_par_is_413_json() {
     let r = par.send(&s, &rp, None).await;
     expect_error(r, 413, &["invalid_request"]).await;
 }
+
+/// AS-SP-95: every FAPI algorithm works for client assertions and DPoP proofs (the conformance
+/// suite defaults to PS256 DPoP keys; oauth4webapi names Ed25519 keys `Ed25519`).
+#[tokio::test]
+async fn every_fapi_algorithm_for_assertions_and_proofs() {
+    let s = Server::start().await;
+    for (client_alg, dpop_alg) in [
+        (Algorithm::Ps256, Algorithm::Ps256),
+        (Algorithm::EdDsa, Algorithm::Ed25519),
+        (Algorithm::Ed25519, Algorithm::EdDsa),
+    ] {
+        let rp = Rp::register_with(&s, client_alg, json!({})).await;
+        let dpop = DpopKey::with(dpop_alg);
+        let (t, _) = tokens(&s, &rp, &dpop).await;
+        let access = t["access_token"].as_str().unwrap();
+        assert_eq!(
+            userinfo(&s, &rp, &dpop, access).await.status(),
+            200,
+            "{client_alg} / {dpop_alg}"
+        );
+    }
+}

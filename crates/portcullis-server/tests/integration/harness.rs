@@ -317,12 +317,19 @@ pub fn rand_bytes() -> [u8; 16] {
 /// A DPoP key pair with a proof builder.
 pub struct DpopKey {
     pub key: SigningKey,
+    pub alg: Algorithm,
 }
 
 impl DpopKey {
     pub fn new() -> Self {
+        Self::with(Algorithm::Es256)
+    }
+
+    /// A key for `alg` (the proof header names `alg` as given, e.g. `Ed25519`).
+    pub fn with(alg: Algorithm) -> Self {
         Self {
-            key: SigningKey::generate(Algorithm::Es256).unwrap(),
+            key: SigningKey::generate(alg).unwrap(),
+            alg,
         }
     }
 
@@ -340,7 +347,7 @@ impl DpopKey {
     }
 
     pub fn header(&self) -> Value {
-        json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk()})
+        json!({"typ": "dpop+jwt", "alg": self.alg.as_str(), "jwk": self.jwk()})
     }
 
     pub fn claims(&self, htm: &str, htu: &str, nonce: Option<&str>, token: Option<&str>) -> Value {

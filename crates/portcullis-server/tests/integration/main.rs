@@ -3,5 +3,5 @@
 
 mod harness;
 
-mod foundation;
 mod flow;
+mod foundation;
