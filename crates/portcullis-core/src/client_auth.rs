@@ -56,6 +56,16 @@ impl Provider {
             OAuthError::invalid_client(d)
         }
         let Some(assertion) = auth.assertion else {
+            // a client registered for mTLS learns why it cannot authenticate (ROADMAP: RFC 8705)
+            if let Some(id) = auth.client_id
+                && let Some(c) = self.client(id).await?
+                && c.client.metadata.token_endpoint_auth_method != ClientAuthMethod::PrivateKeyJwt
+            {
+                return Err(fail(format!(
+                    "this client is registered for {}, which this server does not support yet",
+                    c.client.metadata.token_endpoint_auth_method.as_str()
+                )));
+            }
             if auth.authorization_header {
                 return Err(fail(
                     "client_secret_basic is not supported: authenticate with private_key_jwt (client_assertion)",

@@ -39,8 +39,7 @@ pub struct ParsedClient {
     pub inline_jwks: Option<Jwks>,
 }
 
-/// How long parsed clients and fetched JWKS stay cached in memory.
-const CLIENT_CACHE_TTL: i64 = 30;
+/// How long fetched `jwks_uri` documents stay cached in memory.
 const JWKS_CACHE_TTL: i64 = 300;
 const CACHE_CAPACITY: usize = 10_000;
 
@@ -51,7 +50,7 @@ pub struct Provider {
     keys: RwLock<Arc<KeyRing>>,
     pub(crate) nonces: DpopNonces,
     fetcher: Arc<dyn JwksFetcher>,
-    clients: Mutex<HashMap<String, (Arc<ParsedClient>, i64)>>,
+    clients: Mutex<HashMap<String, Arc<ParsedClient>>>,
     remote_jwks: Mutex<HashMap<String, (Arc<Jwks>, i64)>>,
     dpop_algs: String,
 }
@@ -116,17 +115,19 @@ impl Provider {
         self.nonces.current(self.now())
     }
 
-    /// A client by id, with its inline JWKS parsed, from a short-lived cache.
+    /// A client by id, with its inline JWKS parsed. The row is read every time (so a removal or
+    /// an update, on any node, takes effect at once); only the parsed keys are cached, and
+    /// reused while the stored client is unchanged.
     pub async fn client(&self, client_id: &str) -> OAuthResult<Option<Arc<ParsedClient>>> {
-        let now = self.now();
-        if let Some((c, at)) = lock(&self.clients).get(client_id)
-            && now - at < CLIENT_CACHE_TTL
-        {
-            return Ok(Some(c.clone()));
-        }
         let Some(client) = self.store.get_client(client_id).await? else {
+            lock(&self.clients).remove(client_id);
             return Ok(None);
         };
+        if let Some(cached) = lock(&self.clients).get(client_id)
+            && cached.client == client
+        {
+            return Ok(Some(cached.clone()));
+        }
         let inline_jwks = match &client.metadata.jwks {
             Some(v) => {
                 Some(Jwks::from_json(v).map_err(|e| OAuthError::server_error(format!("stored jwks unusable: {e}")))?)
@@ -136,12 +137,9 @@ impl Provider {
         let parsed = Arc::new(ParsedClient { client, inline_jwks });
         let mut cache = lock(&self.clients);
         if cache.len() >= CACHE_CAPACITY {
-            cache.retain(|_, (_, at)| now - *at < CLIENT_CACHE_TTL);
-            if cache.len() >= CACHE_CAPACITY {
-                cache.clear();
-            }
+            cache.clear();
         }
-        cache.insert(client_id.to_owned(), (parsed.clone(), now));
+        cache.insert(client_id.to_owned(), parsed.clone());
         Ok(Some(parsed))
     }
 

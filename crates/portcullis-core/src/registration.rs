@@ -38,6 +38,12 @@ const SERVER_FIELDS: [&str; 4] = [
     "client_secret_expires_at",
 ];
 
+/// A checked initial access token (RFC 7591 §3), not yet spent.
+#[derive(Debug)]
+pub struct InitialAccessToken {
+    token_hash: String,
+}
+
 /// A registration (or RFC 7592 read/update) response.
 #[derive(Debug, Clone)]
 pub struct RegistrationResponse {
@@ -228,6 +234,12 @@ pub fn validate_metadata(input: &Value, scopes_supported: &[String]) -> OAuthRes
         return Err(bad("scope", &format!("unknown scope {unknown}")));
     }
     let tls_bound = opt_bool("tls_client_certificate_bound_access_tokens")?.unwrap_or(false);
+    if tls_bound {
+        return Err(bad(
+            "tls_client_certificate_bound_access_tokens",
+            "certificate-bound access tokens are not supported yet: use dpop_bound_access_tokens",
+        ));
+    }
     // this server issues DPoP-bound tokens (certificate binding comes with mTLS)
     let dpop_bound = opt_bool("dpop_bound_access_tokens")?.unwrap_or(true);
     if !dpop_bound {
@@ -266,24 +278,23 @@ pub fn validate_metadata(input: &Value, scopes_supported: &[String]) -> OAuthRes
 }
 
 impl Provider {
-    /// RFC 7591 §3: registers a client, given an initial access token.
-    pub async fn register_client(
-        &self,
-        authorization: Option<&str>,
-        body: &Value,
-    ) -> OAuthResult<RegistrationResponse> {
-        let iat = bearer(authorization, "an initial access token")?;
-        let now = self.now();
-        // validate before spending a use of the initial access token
+    /// RFC 7591 §3, RFC 6750 §3.1: checks the initial access token before anything else is
+    /// looked at, so that a caller without one learns nothing about validation.
+    pub async fn authorize_registration(&self, authorization: Option<&str>) -> OAuthResult<InitialAccessToken> {
+        let token_hash = hash(bearer(authorization, "an initial access token")?);
+        if !self.store.initial_access_token_valid(&token_hash, self.now()).await? {
+            return Err(invalid_initial_access_token());
+        }
+        Ok(InitialAccessToken { token_hash })
+    }
+
+    /// RFC 7591 §3: registers a client. A use of the initial access token is spent only when
+    /// the metadata is accepted.
+    pub async fn register_client(&self, iat: InitialAccessToken, body: &Value) -> OAuthResult<RegistrationResponse> {
         let metadata = validate_metadata(body, &self.settings.scopes_supported)?;
-        if !self.store.use_initial_access_token(&hash(iat), now).await? {
-            let mut e = OAuthError::new(
-                ErrorCode::InvalidToken,
-                401,
-                "the initial access token is unknown, expired or used up",
-            );
-            e.www_authenticate = Some("Bearer error=\"invalid_token\"".into());
-            return Err(e);
+        let now = self.now();
+        if !self.store.use_initial_access_token(&iat.token_hash, now).await? {
+            return Err(invalid_initial_access_token());
         }
         let client = Client {
             client_id: credential(),
@@ -376,6 +387,16 @@ impl Provider {
         }
         body
     }
+}
+
+fn invalid_initial_access_token() -> OAuthError {
+    let mut e = OAuthError::new(
+        ErrorCode::InvalidToken,
+        401,
+        "the initial access token is unknown, expired or used up",
+    );
+    e.www_authenticate = Some("Bearer error=\"invalid_token\"".into());
+    e
 }
 
 fn invalid_registration_token() -> OAuthError {

@@ -30,6 +30,8 @@ pub trait Store: Send + Sync + 'static {
         expires_at: i64,
         uses: Option<i64>,
     ) -> StoreResult<()>;
+    /// Whether the token exists, is unexpired and has uses left (spends nothing).
+    async fn initial_access_token_valid(&self, token_hash: &str, now: i64) -> StoreResult<bool>;
     /// Atomically spends one use of an unexpired token.
     async fn use_initial_access_token(&self, token_hash: &str, now: i64) -> StoreResult<bool>;
 

@@ -272,14 +272,10 @@ fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, OAuthError> {
 }
 
 async fn register(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let auth = bearer_header(&headers);
-    // without an initial access token the request is refused before its body is read
-    let value = if auth.is_some() {
-        json_body(&headers, &body)?
-    } else {
-        Value::Null
-    };
-    let r = s.provider.register_client(auth, &value).await?;
+    // the initial access token first: without one, the body is never looked at
+    let iat = s.provider.authorize_registration(bearer_header(&headers)).await?;
+    let value = json_body(&headers, &body)?;
+    let r = s.provider.register_client(iat, &value).await?;
     Ok(json_response(StatusCode::CREATED, r.body, None))
 }
 

@@ -190,18 +190,24 @@ pub async fn authorize(State(s): State<Arc<AppState>>, RawQuery(q): RawQuery, he
         .unwrap_or("");
     let now = s.provider.now();
     let pushed_at = pending.pushed_at;
-    let mut res = match &b.session {
-        Some(session) if session_satisfies(&pending, session, now, pushed_at) => {
-            consent_page(&s, &pending, request_uri, &b.csrf_cookie, &session.username)
-        }
-        _ if pending.request.prompt.iter().any(|p| p == "none") => {
-            // OIDC Core §3.1.2.6: no UI allowed
-            return see_other(
-                &s.provider
-                    .pending_error(&pending, "login_required", "the user is not signed in"),
-            );
-        }
-        _ => login_page(&s, &pending, request_uri, &b.csrf_cookie, "", None, StatusCode::OK),
+    let signed_in = b
+        .session
+        .as_ref()
+        .filter(|session| session_satisfies(&pending, session, now, pushed_at));
+    if pending.request.prompt.iter().any(|p| p == "none") {
+        // OIDC Core §3.1.2.6: no UI at all; consent is asked every time here
+        let (error, description) = match signed_in {
+            Some(_) => (
+                "consent_required",
+                "the user must consent, which prompt=none does not allow",
+            ),
+            None => ("login_required", "the user is not signed in"),
+        };
+        return see_other(&s.provider.pending_error(&pending, error, description));
+    }
+    let mut res = match signed_in {
+        Some(session) => consent_page(&s, &pending, request_uri, &b.csrf_cookie, &session.username),
+        None => login_page(&s, &pending, request_uri, &b.csrf_cookie, "", None, StatusCode::OK),
     };
     if b.new_cookie {
         res.headers_mut()

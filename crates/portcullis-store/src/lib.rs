@@ -184,6 +184,19 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn initial_access_token_valid(&self, token_hash: &str, now: i64) -> StoreResult<bool> {
+        let row = sqlx::query(
+            "SELECT 1 AS ok FROM initial_access_tokens \
+             WHERE token_hash = ? AND expires_at > ? AND (uses_left IS NULL OR uses_left > 0)",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(row.is_some())
+    }
+
     async fn use_initial_access_token(&self, token_hash: &str, now: i64) -> StoreResult<bool> {
         let r = sqlx::query(
             "UPDATE initial_access_tokens SET uses_left = uses_left - 1 \

@@ -1376,3 +1376,71 @@ async fn every_fapi_algorithm_for_assertions_and_proofs() {
         );
     }
 }
+
+/// OIDC Core §3.1.2.6: prompt=none never shows a page: login_required without a session,
+/// consent_required with one (consent is asked every time).
+#[tokio::test]
+async fn prompt_none() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let par = Par::new(&rp).set("prompt", "none");
+    let request_uri = par.push(&s, &rp).await;
+    let mut b = Browser::default();
+    let (status, headers, _) = b
+        .get(&s, &Browser::authorization_url(&s, &rp.client_id, &request_uri))
+        .await;
+    assert_eq!(status, 303);
+    let q = query(&url::Url::parse(headers["location"].to_str().unwrap()).unwrap());
+    assert_eq!(q["error"], "login_required");
+    assert_eq!(q["state"], par.state);
+    // sign in through a normal request, then prompt=none again
+    let request_uri = Par::new(&rp).push(&s, &rp).await;
+    b.run(&s, &rp.client_id, &request_uri, "allow").await;
+    let request_uri = Par::new(&rp).set("prompt", "none").push(&s, &rp).await;
+    let (status, headers, _) = b
+        .get(&s, &Browser::authorization_url(&s, &rp.client_id, &request_uri))
+        .await;
+    assert_eq!(status, 303);
+    let q = query(&url::Url::parse(headers["location"].to_str().unwrap()).unwrap());
+    assert_eq!(q["error"], "consent_required");
+}
+
+/// RFC 9449 §8: the nonce is checked before the client assertion is spent, so a client that
+/// retries with the same assertion after use_dpop_nonce succeeds.
+#[tokio::test]
+async fn nonce_retry_may_reuse_the_client_assertion() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let key = DpopKey::new();
+    let par_ep = s.endpoint("pushed_authorization_request_endpoint");
+    let mut params = Par::new(&rp).params;
+    params.extend(rp.auth(&s));
+    let r = s
+        .post_form(&par_ep, &params, &[key.proof("POST", &par_ep, None, None)])
+        .await;
+    let nonce = r.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    expect_error(r, 400, &["use_dpop_nonce"]).await;
+    let r = s
+        .post_form(&par_ep, &params, &[key.proof("POST", &par_ep, Some(&nonce), None)])
+        .await;
+    assert_eq!(r.status(), 201);
+}
+
+/// max_age and prompt=login force a fresh login even with a session (OIDC Core §3.1.2.1).
+#[tokio::test]
+async fn prompt_login_and_max_age_force_a_fresh_login() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let mut b = Browser::default();
+    let request_uri = Par::new(&rp).push(&s, &rp).await;
+    b.run(&s, &rp.client_id, &request_uri, "allow").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for par in [Par::new(&rp).set("prompt", "login"), Par::new(&rp).set("max_age", "0")] {
+        let request_uri = par.push(&s, &rp).await;
+        let (status, _, page) = b
+            .get(&s, &Browser::authorization_url(&s, &rp.client_id, &request_uri))
+            .await;
+        assert_eq!(status, 200);
+        assert!(page.contains("name=\"password\""), "a login page");
+    }
+}
