@@ -15,7 +15,6 @@
 
 use crate::authorize::is_pkce_value;
 use crate::client_auth::ClientAuthentication;
-use crate::dpop::DpopRequest;
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::model::{AuthorizationRequest, PushedRequest};
 use crate::provider::{Params, Provider};
@@ -49,17 +48,7 @@ impl Provider {
         req: &PushedAuthorizationRequest<'_>,
     ) -> OAuthResult<PushedAuthorizationResponse> {
         let params = Params::new(req.params)?;
-        // RFC 9449 §8: nonce before client authentication (see token.rs)
-        let proof = if req.dpop.is_empty() {
-            None
-        } else {
-            Some(self.check_dpop(&DpopRequest {
-                headers: req.dpop,
-                method: "POST",
-                url: &self.settings.endpoints.par,
-                access_token: None,
-            })?)
-        };
+        let proof = self.precheck_dpop(req.dpop, &self.settings.endpoints.par)?;
         let client = self
             .authenticate_client(&ClientAuthentication::from_params(&params, req.authorization_header))
             .await?;

@@ -186,6 +186,22 @@ impl Provider {
         check_proof(req, self.now(), &self.nonces, self.settings.dpop_nonce_required)
     }
 
+    /// The proof of a POST to a client-authenticated endpoint, if one was sent. RFC 9449 §8: the
+    /// proof and its nonce are checked before client authentication spends the client
+    /// assertion, so that a retry with the server's nonce has lost nothing.
+    pub(crate) fn precheck_dpop(&self, headers: &[&str], url: &str) -> OAuthResult<Option<VerifiedProof>> {
+        if headers.is_empty() {
+            return Ok(None);
+        }
+        self.check_dpop(&DpopRequest {
+            headers,
+            method: "POST",
+            url,
+            access_token: None,
+        })
+        .map(Some)
+    }
+
     /// RFC 9449 §11.1: a proof's `jti` is good once.
     pub(crate) async fn record_dpop(&self, proof: &VerifiedProof) -> OAuthResult<()> {
         if !self

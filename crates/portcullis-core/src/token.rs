@@ -6,7 +6,6 @@ use serde_json::{Map, Value};
 
 use crate::authorize::is_code_verifier;
 use crate::client_auth::ClientAuthentication;
-use crate::dpop::DpopRequest;
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::model::{CodeRedemption, Grant, SenderConstraint, TokenKind, TokenRecord};
 use crate::provider::{Params, ParsedClient, Provider};
@@ -47,18 +46,7 @@ impl Provider {
                 format!("grant_type {grant_type} is not supported: use authorization_code or refresh_token"),
             ));
         }
-        // RFC 9449 §8: the proof (and its nonce) is checked before client authentication spends
-        // the client assertion, so a retry with the server's nonce may reuse nothing it lost
-        let proof = if req.dpop.is_empty() {
-            None
-        } else {
-            Some(self.check_dpop(&DpopRequest {
-                headers: req.dpop,
-                method: "POST",
-                url: &self.settings.endpoints.token,
-                access_token: None,
-            })?)
-        };
+        let proof = self.precheck_dpop(req.dpop, &self.settings.endpoints.token)?;
         let client = self
             .authenticate_client(&ClientAuthentication::from_params(&params, req.authorization_header))
             .await?;

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use portcullis_core::Settings;
 use portcullis_core::settings::{MAX_CODE_LIFETIME, MAX_REQUEST_URI_LIFETIME};
 use serde::{Deserialize, Serialize};
 
@@ -91,14 +92,16 @@ impl Default for ServerConfig {
 }
 
 impl Default for TokenConfig {
+    /// The protocol's documented defaults (`portcullis_core::Settings::with_defaults`).
     fn default() -> Self {
+        let d = Settings::with_defaults("");
         Self {
-            code_lifetime: MAX_CODE_LIFETIME,
-            request_uri_lifetime: 90,
-            access_token_lifetime: 600,
-            refresh_token_lifetime: 86_400,
-            id_token_lifetime: 600,
-            session_lifetime: 3600,
+            code_lifetime: d.code_lifetime,
+            request_uri_lifetime: d.request_uri_lifetime,
+            access_token_lifetime: d.access_token_lifetime,
+            refresh_token_lifetime: d.refresh_token_lifetime,
+            id_token_lifetime: d.id_token_lifetime,
+            session_lifetime: d.session_lifetime,
         }
     }
 }
