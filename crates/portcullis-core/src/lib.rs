@@ -8,10 +8,13 @@
 pub mod authorize;
 pub mod client_auth;
 pub mod clock;
+#[cfg(feature = "test-support")]
+pub mod contract;
 pub mod discovery;
 pub mod dpop;
 pub mod error;
 pub mod keyring;
+pub mod memory;
 pub mod model;
 pub mod par;
 pub mod provider;

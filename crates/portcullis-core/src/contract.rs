@@ -1,0 +1,256 @@
+//! The contract every `Store` engine must pass (ARCHITECTURE: one trait, every engine, one
+//! suite): single use is atomic (exactly one winner under concurrency), expiry is honoured,
+//! revocation reaches every token of a grant. Engines run it with [`crate::store_contract_tests`].
+
+use std::sync::Arc;
+
+use portcullis_jose::Algorithm;
+
+use crate::model::{
+    AuthorizationCode, AuthorizationRequest, Client, ClientAuthMethod, ClientMetadata, CodeRedemption, Grant,
+    PushedRequest, SenderConstraint, TokenKind, TokenRecord,
+};
+use crate::store::Store;
+
+/// Generates one `#[tokio::test]` per contract check, each on a fresh store from `$make`: an
+/// expression giving `(guard, Arc<dyn Store>)`, the guard (e.g. a temporary directory) kept
+/// alive for the test.
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($make:expr) => {
+        $crate::store_contract_tests!(@each $make;
+            code_redemption_has_one_winner, code_redemption_outcomes, request_uri_consumption_has_one_winner,
+            remember_once_has_one_winner, initial_access_token_uses_are_counted, revoking_a_grant_revokes_its_tokens,
+            clients_round_trip_and_delete_cascades, secrets_first_writer_wins);
+    };
+    (@each $make:expr; $($name:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() {
+                let (_guard, store) = $make;
+                $crate::contract::$name(store).await;
+            }
+        )*
+    };
+}
+
+fn grant(id: &str) -> Grant {
+    Grant {
+        grant_id: id.into(),
+        client_id: "c1".into(),
+        sub: "u1".into(),
+        scope: vec!["openid".into()],
+        auth_time: 1000,
+        created_at: 1000,
+    }
+}
+
+fn code(hash: &str, grant_id: &str, expires_at: i64) -> AuthorizationCode {
+    AuthorizationCode {
+        code_hash: hash.into(),
+        grant: grant(grant_id),
+        redirect_uri: "https://c.example/cb".into(),
+        code_challenge: "x".repeat(43),
+        dpop_jkt: Some("jkt".into()),
+        nonce: None,
+        expires_at,
+    }
+}
+
+/// AS-SP-64: fifty concurrent redemptions of one code, exactly one winner.
+pub async fn code_redemption_has_one_winner(s: Arc<dyn Store>) {
+    s.insert_code(&code("h1", "g1", 2000)).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(
+            async move { s.redeem_code("h1", "c1", 1500).await.unwrap() },
+        ));
+    }
+    let mut won = 0;
+    let mut replayed = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            CodeRedemption::Redeemed(c) => {
+                won += 1;
+                assert_eq!(c.dpop_jkt.as_deref(), Some("jkt"));
+                assert_eq!(c.grant.sub, "u1");
+            }
+            CodeRedemption::Replayed { grant_id } => {
+                replayed += 1;
+                assert_eq!(grant_id, "g1");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((won, replayed), (1, 49));
+}
+
+pub async fn code_redemption_outcomes(s: Arc<dyn Store>) {
+    s.insert_code(&code("h1", "g1", 2000)).await.unwrap();
+    assert!(matches!(
+        s.redeem_code("h1", "other", 1500).await.unwrap(),
+        CodeRedemption::OtherClient
+    ));
+    assert!(matches!(
+        s.redeem_code("h1", "c1", 2000).await.unwrap(),
+        CodeRedemption::Expired
+    ));
+    assert!(matches!(
+        s.redeem_code("nope", "c1", 1500).await.unwrap(),
+        CodeRedemption::Unknown
+    ));
+    assert!(matches!(
+        s.redeem_code("h1", "c1", 1999).await.unwrap(),
+        CodeRedemption::Redeemed(_)
+    ));
+}
+
+fn pushed(hash: &str, expires_at: i64) -> PushedRequest {
+    PushedRequest {
+        request_uri_hash: hash.into(),
+        request: AuthorizationRequest {
+            client_id: "c1".into(),
+            redirect_uri: "https://c.example/cb".into(),
+            scope: vec!["openid".into()],
+            state: Some("s".repeat(1000)),
+            nonce: None,
+            code_challenge: "x".repeat(43),
+            dpop_jkt: None,
+            max_age: None,
+            prompt: vec![],
+        },
+        expires_at,
+        consumed: false,
+    }
+}
+
+/// RFC 9126 §4: a request_uri is consumed once, never after expiry.
+pub async fn request_uri_consumption_has_one_winner(s: Arc<dyn Store>) {
+    s.insert_pushed_request(&pushed("r1", 2000)).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.consume_pushed_request("r1", 1500).await.unwrap()
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1);
+    let p = s.get_pushed_request("r1").await.unwrap().unwrap();
+    assert!(p.consumed);
+    assert_eq!(p.request.state.unwrap().len(), 1000);
+    s.insert_pushed_request(&pushed("r2", 2000)).await.unwrap();
+    assert!(!s.consume_pushed_request("r2", 2000).await.unwrap(), "expired");
+}
+
+/// RFC 9449 §11.1: a jti is remembered once; an expired record may be reused.
+pub async fn remember_once_has_one_winner(s: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(
+            async move { s.remember_once("k", 2000, 1000).await.unwrap() },
+        ));
+    }
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1);
+    assert!(!s.remember_once("k", 3000, 1999).await.unwrap());
+    assert!(
+        s.remember_once("k", 3000, 2000).await.unwrap(),
+        "an expired record is free again"
+    );
+}
+
+pub async fn initial_access_token_uses_are_counted(s: Arc<dyn Store>) {
+    s.insert_initial_access_token("t1", 2000, Some(2)).await.unwrap();
+    assert!(s.use_initial_access_token("t1", 1000).await.unwrap());
+    assert!(s.use_initial_access_token("t1", 1000).await.unwrap());
+    assert!(!s.use_initial_access_token("t1", 1000).await.unwrap());
+    s.insert_initial_access_token("t2", 2000, None).await.unwrap();
+    for _ in 0..5 {
+        assert!(s.use_initial_access_token("t2", 1000).await.unwrap());
+    }
+    assert!(!s.use_initial_access_token("t2", 2000).await.unwrap(), "expired");
+}
+
+pub async fn revoking_a_grant_revokes_its_tokens(s: Arc<dyn Store>) {
+    s.insert_code(&code("h1", "g1", 2000)).await.unwrap();
+    let token = |h: &str, kind| TokenRecord {
+        token_hash: h.into(),
+        kind,
+        grant_id: "g1".into(),
+        constraint: Some(SenderConstraint::Dpop { jkt: "j".into() }),
+        scope: vec!["openid".into()],
+        issued_at: 1000,
+        expires_at: 2000,
+    };
+    s.insert_tokens(&[token("a", TokenKind::Access), token("r", TokenKind::Refresh)])
+        .await
+        .unwrap();
+    let (t, g) = s.get_token("a", TokenKind::Access, 1500).await.unwrap().unwrap();
+    assert_eq!(t.constraint, Some(SenderConstraint::Dpop { jkt: "j".into() }));
+    assert_eq!(g.sub, "u1");
+    assert!(
+        s.get_token("a", TokenKind::Refresh, 1500).await.unwrap().is_none(),
+        "kinds do not mix"
+    );
+    assert!(
+        s.get_token("a", TokenKind::Access, 2000).await.unwrap().is_none(),
+        "expired"
+    );
+    s.revoke_grant("g1").await.unwrap();
+    assert!(s.get_token("a", TokenKind::Access, 1500).await.unwrap().is_none());
+    assert!(s.get_token("r", TokenKind::Refresh, 1500).await.unwrap().is_none());
+}
+
+pub async fn clients_round_trip_and_delete_cascades(s: Arc<dyn Store>) {
+    let client = Client {
+        client_id: "c1".into(),
+        issued_at: 1000,
+        metadata: ClientMetadata {
+            redirect_uris: vec!["https://c.example/cb".into()],
+            token_endpoint_auth_method: ClientAuthMethod::PrivateKeyJwt,
+            grant_types: vec!["authorization_code".into()],
+            response_types: vec!["code".into()],
+            client_name: Some("C".into()),
+            scope: None,
+            jwks: Some(serde_json::json!({"keys": []})),
+            jwks_uri: None,
+            token_endpoint_auth_signing_alg: None,
+            id_token_signed_response_alg: Algorithm::Es256,
+            dpop_bound_access_tokens: true,
+            tls_client_certificate_bound_access_tokens: false,
+            extra: Default::default(),
+        },
+    };
+    s.insert_client(&client, Some("rat")).await.unwrap();
+    assert_eq!(s.get_client("c1").await.unwrap(), Some(client.clone()));
+    assert!(
+        s.get_client_by_registration_token("c1", "wrong")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(s.get_client_by_registration_token("c1", "rat").await.unwrap().is_some());
+    s.insert_code(&code("h1", "g1", 2000)).await.unwrap();
+    assert!(s.delete_client("c1").await.unwrap());
+    assert!(s.get_client("c1").await.unwrap().is_none());
+    assert!(matches!(
+        s.redeem_code("h1", "c1", 1500).await.unwrap(),
+        CodeRedemption::Unknown
+    ));
+}
+
+pub async fn secrets_first_writer_wins(s: Arc<dyn Store>) {
+    let a = s.get_or_create_secret("n", b"first").await.unwrap();
+    let b = s.get_or_create_secret("n", b"second").await.unwrap();
+    assert_eq!(a, b"first");
+    assert_eq!(b, b"first");
+}

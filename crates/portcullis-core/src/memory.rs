@@ -1,0 +1,296 @@
+//! An in-memory `Store`: every operation holds one lock, so single use is as atomic as in the
+//! database engines. For protocol tests and for embedding; it keeps nothing across restarts.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use crate::model::{
+    AuthorizationCode, Client, CodeRedemption, Grant, PushedRequest, Session, StoredKey, TokenKind, TokenRecord, User,
+};
+use crate::provider::lock;
+use crate::store::{Store, StoreResult};
+
+#[derive(Default)]
+pub struct MemoryStore {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    clients: HashMap<String, (Client, Option<String>)>,
+    initial_tokens: HashMap<String, (i64, Option<i64>)>,
+    users: HashMap<String, User>,
+    pushed: HashMap<String, PushedRequest>,
+    codes: HashMap<String, (AuthorizationCode, Option<i64>)>,
+    grants: HashMap<String, (Grant, bool)>,
+    tokens: HashMap<String, TokenRecord>,
+    replay: HashMap<String, i64>,
+    sessions: HashMap<String, Session>,
+    secrets: HashMap<String, Vec<u8>>,
+    keys: Vec<StoredKey>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn insert_client(&self, client: &Client, registration_token_hash: Option<&str>) -> StoreResult<()> {
+        lock(&self.inner).clients.insert(
+            client.client_id.clone(),
+            (client.clone(), registration_token_hash.map(String::from)),
+        );
+        Ok(())
+    }
+
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<Client>> {
+        Ok(lock(&self.inner).clients.get(client_id).map(|(c, _)| c.clone()))
+    }
+
+    async fn get_client_by_registration_token(&self, client_id: &str, token_hash: &str) -> StoreResult<Option<Client>> {
+        Ok(lock(&self.inner)
+            .clients
+            .get(client_id)
+            .filter(|(_, t)| t.as_deref() == Some(token_hash))
+            .map(|(c, _)| c.clone()))
+    }
+
+    async fn update_client(&self, client: &Client) -> StoreResult<bool> {
+        let mut g = lock(&self.inner);
+        match g.clients.get_mut(&client.client_id) {
+            Some((c, _)) => {
+                *c = client.clone();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    async fn delete_client(&self, client_id: &str) -> StoreResult<bool> {
+        let mut g = lock(&self.inner);
+        let grants: Vec<String> = g
+            .grants
+            .iter()
+            .filter(|(_, (gr, _))| gr.client_id == client_id)
+            .map(|(k, _)| k.clone())
+            .collect();
+        g.tokens.retain(|_, t| !grants.contains(&t.grant_id));
+        g.grants.retain(|k, _| !grants.contains(k));
+        g.codes.retain(|_, (c, _)| c.grant.client_id != client_id);
+        g.pushed.retain(|_, p| p.request.client_id != client_id);
+        Ok(g.clients.remove(client_id).is_some())
+    }
+
+    async fn list_clients(&self) -> StoreResult<Vec<Client>> {
+        let mut v: Vec<Client> = lock(&self.inner).clients.values().map(|(c, _)| c.clone()).collect();
+        v.sort_by(|a, b| (a.issued_at, &a.client_id).cmp(&(b.issued_at, &b.client_id)));
+        Ok(v)
+    }
+
+    async fn insert_initial_access_token(
+        &self,
+        token_hash: &str,
+        expires_at: i64,
+        uses: Option<i64>,
+    ) -> StoreResult<()> {
+        lock(&self.inner)
+            .initial_tokens
+            .insert(token_hash.to_owned(), (expires_at, uses));
+        Ok(())
+    }
+
+    async fn initial_access_token_valid(&self, token_hash: &str, now: i64) -> StoreResult<bool> {
+        Ok(lock(&self.inner)
+            .initial_tokens
+            .get(token_hash)
+            .is_some_and(|(exp, uses)| *exp > now && uses.is_none_or(|u| u > 0)))
+    }
+
+    async fn use_initial_access_token(&self, token_hash: &str, now: i64) -> StoreResult<bool> {
+        let mut g = lock(&self.inner);
+        match g.initial_tokens.get_mut(token_hash) {
+            Some((exp, uses)) if *exp > now && uses.is_none_or(|u| u > 0) => {
+                if let Some(u) = uses {
+                    *u -= 1;
+                }
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn insert_user(&self, user: &User) -> StoreResult<()> {
+        lock(&self.inner).users.insert(user.username.clone(), user.clone());
+        Ok(())
+    }
+
+    async fn get_user(&self, username: &str) -> StoreResult<Option<User>> {
+        Ok(lock(&self.inner).users.get(username).cloned())
+    }
+
+    async fn get_user_by_sub(&self, sub: &str) -> StoreResult<Option<User>> {
+        Ok(lock(&self.inner).users.values().find(|u| u.sub == sub).cloned())
+    }
+
+    async fn insert_pushed_request(&self, request: &PushedRequest) -> StoreResult<()> {
+        lock(&self.inner)
+            .pushed
+            .insert(request.request_uri_hash.clone(), request.clone());
+        Ok(())
+    }
+
+    async fn get_pushed_request(&self, request_uri_hash: &str) -> StoreResult<Option<PushedRequest>> {
+        Ok(lock(&self.inner).pushed.get(request_uri_hash).cloned())
+    }
+
+    async fn consume_pushed_request(&self, request_uri_hash: &str, now: i64) -> StoreResult<bool> {
+        let mut g = lock(&self.inner);
+        match g.pushed.get_mut(request_uri_hash) {
+            Some(p) if !p.consumed && p.expires_at > now => {
+                p.consumed = true;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()> {
+        let mut g = lock(&self.inner);
+        g.grants
+            .insert(code.grant.grant_id.clone(), (code.grant.clone(), false));
+        g.codes.insert(code.code_hash.clone(), (code.clone(), None));
+        Ok(())
+    }
+
+    async fn redeem_code(&self, code_hash: &str, client_id: &str, now: i64) -> StoreResult<CodeRedemption> {
+        let mut g = lock(&self.inner);
+        let Some((code, consumed_at)) = g.codes.get_mut(code_hash) else {
+            return Ok(CodeRedemption::Unknown);
+        };
+        Ok(if consumed_at.is_some() {
+            CodeRedemption::Replayed {
+                grant_id: code.grant.grant_id.clone(),
+            }
+        } else if code.grant.client_id != client_id {
+            CodeRedemption::OtherClient
+        } else if code.expires_at <= now {
+            CodeRedemption::Expired
+        } else {
+            *consumed_at = Some(now);
+            CodeRedemption::Redeemed(Box::new(code.clone()))
+        })
+    }
+
+    async fn insert_tokens(&self, tokens: &[TokenRecord]) -> StoreResult<()> {
+        let mut g = lock(&self.inner);
+        for t in tokens {
+            g.tokens.insert(t.token_hash.clone(), t.clone());
+        }
+        Ok(())
+    }
+
+    async fn get_token(
+        &self,
+        token_hash: &str,
+        kind: TokenKind,
+        now: i64,
+    ) -> StoreResult<Option<(TokenRecord, Grant)>> {
+        let g = lock(&self.inner);
+        let Some(t) = g
+            .tokens
+            .get(token_hash)
+            .filter(|t| t.kind == kind && t.expires_at > now)
+        else {
+            return Ok(None);
+        };
+        Ok(g.grants
+            .get(&t.grant_id)
+            .filter(|(_, revoked)| !revoked)
+            .map(|(gr, _)| (t.clone(), gr.clone())))
+    }
+
+    async fn revoke_grant(&self, grant_id: &str) -> StoreResult<()> {
+        let mut g = lock(&self.inner);
+        if let Some((_, revoked)) = g.grants.get_mut(grant_id) {
+            *revoked = true;
+        }
+        g.tokens.retain(|_, t| t.grant_id != grant_id);
+        Ok(())
+    }
+
+    async fn remember_once(&self, key: &str, expires_at: i64, now: i64) -> StoreResult<bool> {
+        let mut g = lock(&self.inner);
+        match g.replay.get(key) {
+            Some(exp) if *exp > now => Ok(false),
+            _ => {
+                g.replay.insert(key.to_owned(), expires_at);
+                Ok(true)
+            }
+        }
+    }
+
+    async fn insert_session(&self, id_hash: &str, session: &Session) -> StoreResult<()> {
+        lock(&self.inner).sessions.insert(id_hash.to_owned(), session.clone());
+        Ok(())
+    }
+
+    async fn get_session(&self, id_hash: &str, now: i64) -> StoreResult<Option<Session>> {
+        Ok(lock(&self.inner)
+            .sessions
+            .get(id_hash)
+            .filter(|s| s.expires_at > now)
+            .cloned())
+    }
+
+    async fn get_or_create_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>> {
+        Ok(lock(&self.inner)
+            .secrets
+            .entry(name.to_owned())
+            .or_insert_with(|| candidate.to_vec())
+            .clone())
+    }
+
+    async fn list_signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
+        let mut keys = lock(&self.inner).keys.clone();
+        keys.sort_by_key(|k| k.created_at);
+        Ok(keys)
+    }
+
+    async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()> {
+        lock(&self.inner).keys.push(key.clone());
+        Ok(())
+    }
+
+    async fn retire_signing_keys(&self, now: i64) -> StoreResult<u64> {
+        let mut n = 0;
+        for k in lock(&self.inner).keys.iter_mut().filter(|k| k.retired_at.is_none()) {
+            k.retired_at = Some(now);
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    async fn delete_signing_keys_retired_before(&self, before: i64) -> StoreResult<u64> {
+        let mut g = lock(&self.inner);
+        let n = g.keys.len();
+        g.keys.retain(|k| k.retired_at.is_none_or(|r| r >= before));
+        Ok((n - g.keys.len()) as u64)
+    }
+
+    async fn purge_expired(&self, now: i64) -> StoreResult<()> {
+        let grace = now - 3600;
+        let mut g = lock(&self.inner);
+        g.replay.retain(|_, exp| *exp > now);
+        g.sessions.retain(|_, s| s.expires_at > now);
+        g.pushed.retain(|_, p| p.expires_at > grace);
+        g.codes.retain(|_, (c, _)| c.expires_at > grace);
+        g.tokens.retain(|_, t| t.expires_at > now);
+        g.initial_tokens.retain(|_, (exp, _)| *exp > now);
+        Ok(())
+    }
+}
