@@ -1444,3 +1444,43 @@ async fn prompt_login_and_max_age_force_a_fresh_login() {
         assert!(page.contains("name=\"password\""), "a login page");
     }
 }
+
+/// AS-SP-58: scope is an unordered set.
+#[tokio::test]
+async fn scope_order_does_not_matter() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let (code, par) = authorize(&s, &rp, Par::new(&rp).set("scope", "email profile openid")).await;
+    let r = token_request(&s, &rp, &DpopKey::new(), code_params(&code, &par.verifier)).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.json::<Value>().await.unwrap()["id_token"].is_string());
+}
+
+/// AS-OPT-14/15/16: introspection needs client authentication; unknown tokens are inactive;
+/// refresh tokens introspect without a key binding (they are bound to the client).
+#[tokio::test]
+async fn introspection_rules() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let (t, _) = tokens(&s, &rp, &DpopKey::new()).await;
+    let ep = s.endpoint("introspection_endpoint");
+    let token = vec![("token".to_owned(), t["access_token"].as_str().unwrap().to_owned())];
+    expect_error(s.post_form(&ep, &token, &[]).await, 401, &["invalid_client"]).await;
+    let mut params = rp.auth(&s);
+    params.push(("token".into(), "unknown".into()));
+    let r = s.post_form(&ep, &params, &[]).await;
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_eq!(r.json::<Value>().await.unwrap(), json!({"active": false}));
+    let mut params = rp.auth(&s);
+    params.push(("token".into(), t["refresh_token"].as_str().unwrap().into()));
+    params.push(("token_type_hint".into(), "refresh_token".into()));
+    let i: Value = s.post_form(&ep, &params, &[]).await.json().await.unwrap();
+    assert_eq!(i["active"], true);
+    assert!(i.get("cnf").is_none(), "{i}");
+    let mut params = rp.auth(&s);
+    params.push(("token".into(), t["access_token"].as_str().unwrap().into()));
+    let i: Value = s.post_form(&ep, &params, &[]).await.json().await.unwrap();
+    assert_eq!(i["token_type"], "DPoP");
+    assert_eq!(i["iss"], s.issuer.as_str());
+    assert!(i["exp"].as_i64().unwrap() > now());
+}
