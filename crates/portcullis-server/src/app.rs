@@ -150,11 +150,20 @@ const JWKS_MAX_BYTES: usize = 64 * 1024;
 
 impl HttpsJwksFetcher {
     pub fn new() -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
+        Self::build(None, Duration::from_secs(5))
+    }
+
+    /// `only_root`: trust just this CA instead of the system's (tests).
+    fn build(only_root: Option<reqwest::Certificate>, timeout: Duration) -> Result<Self, String> {
+        let mut builder = reqwest::Client::builder()
+            .timeout(timeout)
             .connect_timeout(Duration::from_secs(3))
             .redirect(reqwest::redirect::Policy::none())
-            .https_only(true)
+            .https_only(true);
+        if let Some(root) = only_root {
+            builder = builder.tls_certs_only([root]);
+        }
+        let client = builder
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Self { client })
@@ -179,5 +188,66 @@ impl JwksFetcher for HttpsJwksFetcher {
             body.extend_from_slice(&chunk);
         }
         serde_json::from_slice(&body).map_err(|e| format!("jwks_uri is not JSON: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::Router;
+    use axum::response::Redirect;
+    use axum::routing::get;
+    use portcullis_core::JwksFetcher;
+
+    use super::HttpsJwksFetcher;
+    use crate::tls;
+
+    /// Issue 10: jwks_uri is fetched safely: https only, no redirects, a size cap, a time-out,
+    /// and only JSON.
+    #[tokio::test]
+    async fn jwks_fetcher_is_careful() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = tls::TlsFiles::new(dir.path());
+        tls::ensure_dev_certificates(&files, &["localhost".into()]).unwrap();
+        let (config, _) = tls::server_configs(&files).unwrap();
+        let app = Router::new()
+            .route("/jwks", get(|| async { r#"{"keys":[]}"# }))
+            .route(
+                "/big",
+                get(|| async { format!("{{\"keys\":[],\"pad\":\"{}\"}}", "x".repeat(100_000)) }),
+            )
+            .route("/redirect", get(|| async { Redirect::temporary("/jwks") }))
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    "{}"
+                }),
+            )
+            .route("/html", get(|| async { "<html></html>" }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(tls::serve(listener, config, app, rx));
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(files.ca_cert()).unwrap()).unwrap();
+        let f = Arc::new(HttpsJwksFetcher::build(Some(ca), Duration::from_secs(1)).unwrap());
+        let url = |p: &str| format!("https://localhost:{port}{p}");
+        assert_eq!(f.fetch(&url("/jwks")).await.unwrap(), serde_json::json!({"keys": []}));
+        assert!(
+            f.fetch(&format!("http://localhost:{port}/jwks")).await.is_err(),
+            "https only"
+        );
+        assert!(f.fetch(&url("/big")).await.unwrap_err().contains("too large"));
+        assert!(
+            f.fetch(&url("/redirect")).await.unwrap_err().contains("307"),
+            "no redirects"
+        );
+        assert!(f.fetch(&url("/slow")).await.is_err(), "time-out");
+        assert!(f.fetch(&url("/html")).await.unwrap_err().contains("JSON"));
+        // the system roots do not include the development CA
+        let system = HttpsJwksFetcher::new().unwrap();
+        assert!(system.fetch(&url("/jwks")).await.is_err(), "certificates are checked");
     }
 }
