@@ -105,7 +105,11 @@ impl Provider {
                 "redirect_uri is not one of the client's registered redirect URIs",
             ));
         }
-        // SP 5.3.2.2-5, RFC 7636 §4.3: S256 only
+        // SP 5.3.2.2-5 (AS-SP-59), RFC 7636 §4.3: PKCE with S256 only; an absent method would
+        // mean plain
+        let code_challenge = params.get("code_challenge").ok_or_else(|| {
+            OAuthError::invalid_request("PKCE is required: send code_challenge with code_challenge_method=S256")
+        })?;
         match params.get("code_challenge_method") {
             Some("S256") => {}
             Some(m) => {
@@ -115,13 +119,10 @@ impl Provider {
             }
             None => {
                 return Err(OAuthError::invalid_request(
-                    "code_challenge_method S256 is required (PKCE)",
+                    "code_challenge_method S256 is required (an absent method means plain, which is not allowed)",
                 ));
             }
         }
-        let code_challenge = params
-            .get("code_challenge")
-            .ok_or_else(|| OAuthError::invalid_request("code_challenge is required (PKCE with S256)"))?;
         if code_challenge.len() != 43 || !is_pkce_value(code_challenge) {
             return Err(OAuthError::invalid_request(
                 "code_challenge must be the 43-character base64url SHA-256 of the verifier",
