@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
@@ -234,6 +234,8 @@ impl ClientCertVerifier for AnyClientCertificate {
 
 /// How long a TLS handshake may take before the connection is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a client may take to send its request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long in-flight requests get after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -278,7 +280,10 @@ pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, app: Router
                 req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                 app.clone().oneshot(req)
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // a client that never finishes its request headers is dropped (slowloris)
+            builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+            builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
             let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
