@@ -282,8 +282,14 @@ pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, app: Router
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             // a client that never finishes its request headers is dropped (slowloris)
-            builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
-            builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(Some(Duration::from_secs(30)));
             let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -34,10 +34,15 @@ CREATE TABLE IF NOT EXISTS grants (
     created_at BIGINT NOT NULL,
     revoked INTEGER NOT NULL DEFAULT 0
 );
+-- a code carries a copy of its grant, so that redeeming it is one statement
 CREATE TABLE IF NOT EXISTS codes (
     code_hash TEXT PRIMARY KEY,
     grant_id TEXT NOT NULL,
     client_id TEXT NOT NULL,
+    sub TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    auth_time BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
     redirect_uri TEXT NOT NULL,
     code_challenge TEXT NOT NULL,
     dpop_jkt TEXT,
