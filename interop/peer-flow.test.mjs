@@ -65,3 +65,23 @@ test('peer/flow.mjs --negative passes against the server under test', async (t) 
   assert.equal(status, 0, `node ${args.join(' ')} exited with ${status}:\n${output}`);
   for (const line of output.trim().split('\n')) t.diagnostic(line);
 });
+
+// AS-SP-95: the same driver with every FAPI algorithm for the client assertion and the DPoP
+// proof (oauth4webapi names Ed25519 keys `Ed25519`; PS256 is the conformance suite's default
+// DPoP algorithm).
+for (const [clientAlg, dpopAlg] of [['PS256', 'PS256'], ['Ed25519', 'Ed25519'], ['ES256', 'PS256']]) {
+  test(`peer/flow.mjs with --client-alg ${clientAlg} --dpop-alg ${dpopAlg}`, async () => {
+    const args = [
+      path.join('.peer-run', 'flow.mjs'),
+      '--client-alg', clientAlg, '--dpop-alg', dpopAlg,
+      '--issuer', server.issuer,
+      '--ca', server.caFile,
+      '--initial-access-token', server.initialAccessToken ?? 'none',
+      '--username', server.username,
+      '--password', server.password,
+      ...(process.env.PEER_FLOW_ARGS?.split(/\s+/).filter(Boolean) ?? []),
+    ];
+    const { status, output } = await run(args, 120_000);
+    assert.equal(status, 0, `node ${args.join(' ')} exited with ${status}:\n${output}`);
+  });
+}
