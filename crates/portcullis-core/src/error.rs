@@ -140,7 +140,7 @@ impl OAuthError {
             _ => 401,
         };
         if self.status != 500 && self.www_authenticate.is_none() {
-            let desc = self.description.replace(['"', '\\'], "'");
+            let desc = self.public_description();
             self.www_authenticate = Some(format!(
                 "DPoP error=\"{}\", error_description=\"{}\", algs=\"{}\"",
                 self.code.as_str(),
@@ -155,8 +155,23 @@ impl OAuthError {
     pub fn body(&self) -> serde_json::Value {
         serde_json::json!({
             "error": self.code.as_str(),
-            "error_description": self.description,
+            "error_description": self.public_description(),
         })
+    }
+
+    /// RFC 6749 §5.2 (AS-SP-70): `error_description` uses only %x20-21 / %x23-5B / %x5D-7E.
+    /// Descriptions may quote what the client sent, so anything else becomes `?`.
+    pub fn public_description(&self) -> String {
+        self.description
+            .chars()
+            .map(|c| {
+                if matches!(c, ' '..='~') && c != '"' && c != '\\' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect()
     }
 }
 
@@ -180,5 +195,21 @@ pub struct StoreError(pub String);
 impl From<StoreError> for OAuthError {
     fn from(e: StoreError) -> Self {
         OAuthError::server_error(e.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// AS-SP-70: whatever a description quotes, the wire form stays in the allowed set, and so
+    /// does the WWW-Authenticate value built from it.
+    #[test]
+    fn descriptions_are_sanitised() {
+        let e = OAuthError::invalid_request("grant_type \"x\\y\" é\n is not supported");
+        let d = e.body()["error_description"].as_str().unwrap().to_owned();
+        assert_eq!(d, "grant_type ?x?y? ?? is not supported");
+        let w = e.for_resource("ES256").www_authenticate.unwrap();
+        assert!(w.is_ascii() && !w.contains('\n'), "{w}");
     }
 }

@@ -144,7 +144,7 @@ pub fn validate_metadata(input: &Value, scopes_supported: &[String]) -> OAuthRes
     // SP 5.3.2.2-1: code only
     let response_types = string_list("response_types")?.unwrap_or_else(|| vec!["code".into()]);
     if response_types != ["code"] {
-        return Err(bad("response_types", "only [\"code\"] is allowed"));
+        return Err(bad("response_types", "only code is allowed"));
     }
     let grant_types = string_list("grant_types")?.unwrap_or_else(|| vec!["authorization_code".into()]);
     if let Some(g) = grant_types
