@@ -67,14 +67,20 @@ impl Provider {
                 )));
             }
             if auth.authorization_header {
-                return Err(fail(
+                return Err(self.basic_challenge(fail(
                     "client_secret_basic is not supported: authenticate with private_key_jwt (client_assertion)",
-                ));
+                )));
             }
             return Err(fail(
                 "client authentication is required: send a private_key_jwt client_assertion",
             ));
         };
+        // RFC 6749 §2.3: one client authentication method per request
+        if auth.authorization_header {
+            return Err(self.basic_challenge(fail(
+                "send either a client_assertion or an Authorization header, not both (RFC 6749 section 2.3)",
+            )));
+        }
         if auth.assertion_type != Some(JWT_BEARER_ASSERTION_TYPE) {
             return Err(fail(format!(
                 "client_assertion_type must be {JWT_BEARER_ASSERTION_TYPE}"
@@ -189,6 +195,13 @@ impl Provider {
             return Err(fail("client assertion jti has already been used"));
         }
         Ok(client)
+    }
+
+    /// RFC 6749 §5.2: a client that tried the `Authorization` header gets 401 with a challenge
+    /// for the scheme it used.
+    fn basic_challenge(&self, mut e: OAuthError) -> OAuthError {
+        e.www_authenticate = Some(format!("Basic realm=\"{}\"", self.settings.issuer));
+        e
     }
 
     async fn verify_client_signature(&self, client: &ParsedClient, jws: &CompactJws<'_>) -> OAuthResult<()> {

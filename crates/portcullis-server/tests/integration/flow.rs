@@ -299,6 +299,22 @@ async fn client_assertion_algorithm_key_and_presence() {
     let mut auth = rp.auth(&s);
     auth[0].1 = "urn:ietf:params:oauth:client-assertion-type:saml2-bearer".into();
     expect_error(par_with(&s, &par, auth, &[]).await, 401, &["invalid_client"]).await;
+    // RFC 6749 §2.3: an assertion and an Authorization header together are refused
+    let mut params = par.params.clone();
+    params.extend(rp.auth(&s));
+    let r = s
+        .http
+        .post(s.endpoint("pushed_authorization_request_endpoint"))
+        .basic_auth(&rp.client_id, Some("secret"))
+        .form(&params)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic "),
+        "RFC 6749 §5.2"
+    );
+    expect_error(r, 401, &["invalid_client"]).await;
     // client_secret_basic is not a FAPI method (AS-SP-23)
     let r = s
         .http
