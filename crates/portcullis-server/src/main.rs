@@ -238,7 +238,7 @@ fn parse_duration(s: &str) -> Result<i64, String> {
 async fn serve(config: Config) -> Result<(), Failure> {
     init_tracing(&config);
     let store = app::open_store(&config).await.map_err(rt)?;
-    let state = app::build(&config, store).await.map_err(rt)?;
+    let state = app::build(&config, store.clone()).await.map_err(rt)?;
     let files = tls::TlsFiles::new(&config.server.data_dir);
     let issuer_host = url::Url::parse(&config.server.issuer)
         .ok()
@@ -270,6 +270,8 @@ async fn serve(config: Config) -> Result<(), Failure> {
     let _ = tx.send(true);
     let _ = a.await;
     let _ = b.await;
+    // a clean close checkpoints the SQLite write-ahead log
+    store.close().await;
     Ok(())
 }
 
