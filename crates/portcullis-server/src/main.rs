@@ -153,7 +153,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli.command, config)) {
+    let outcome = runtime.block_on(run(cli.command, config));
+    // everything that matters is done; do not wait for idle worker threads
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Usage(e)) => {
             eprintln!("portcullis: {e}");
@@ -272,6 +275,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
     let _ = b.await;
     // a clean close checkpoints the SQLite write-ahead log
     store.close().await;
+    tracing::info!("stopped");
     Ok(())
 }
 

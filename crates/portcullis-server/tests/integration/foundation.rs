@@ -1798,7 +1798,7 @@ async fn sigterm_exits_0() {
     assert!(lines[2].contains(s.ca_path().to_str().unwrap()), "{}", s.stdout);
     // with a connection open
     assert_eq!(s.http.get(s.endpoint("jwks_uri")).send().await.unwrap().status(), 200);
-    let status = s.stop().expect("server was running");
+    let status = s.stop().await.expect("server was running");
     assert!(status.success(), "serve exited with {status:?} on SIGTERM");
     assert_eq!(status.code(), Some(0));
 }

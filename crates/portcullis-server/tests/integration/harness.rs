@@ -153,11 +153,13 @@ impl Server {
 
     /// SIGTERM, wait for a clean exit, start again on the same data dir.
     pub async fn restart(&mut self) {
-        self.stop();
+        self.stop().await;
         self.spawn().await;
     }
 
-    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+    /// Waits without blocking the runtime, so that this test's own HTTP client can still answer
+    /// the server's graceful HTTP/2 shutdown (GOAWAY + PING).
+    pub async fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -169,7 +171,7 @@ impl Server {
                 let _ = child.kill();
                 return child.wait().ok();
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
