@@ -40,8 +40,8 @@ impl Provider {
                 "name", "given_name", "family_name", "preferred_username", "email", "email_verified"
             ],
             "claims_parameter_supported": false,
-            "request_parameter_supported": false,
-            "request_uri_parameter_supported": false,
+            // request_parameter_supported defaults to false (no JAR yet); request_uri_parameter_supported
+            // defaults to true, which holds for PAR request_uris (OIDC Discovery §3)
         })
     }
 }
