@@ -1,0 +1,342 @@
+//! The authorization endpoint, login and consent (AS-SP-42..58; OIDC Core §3.1.2.1).
+
+use super::*;
+
+/// AS-SP-47/53: a plain authorization request is refused: by redirect only to a registered
+/// redirect_uri, otherwise on a page.
+#[tokio::test]
+async fn authorization_request_without_par_is_refused() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let mut u = url::Url::parse(&s.endpoint("authorization_endpoint")).unwrap();
+    for (k, v) in Par::new(&rp).params {
+        u.query_pairs_mut().append_pair(&k, &v);
+    }
+    let r = s.http.get(u.as_str()).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let loc = url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(loc.as_str().starts_with(REDIRECT_URI));
+    let q = query(&loc);
+    assert_eq!(q["error"], "invalid_request");
+    assert_eq!(q["iss"], s.issuer);
+    // an unregistered redirect_uri is never redirected to
+    let mut u = url::Url::parse(&s.endpoint("authorization_endpoint")).unwrap();
+    u.query_pairs_mut()
+        .append_pair("client_id", &rp.client_id)
+        .append_pair("redirect_uri", "https://attacker.example/");
+    let r = s.http.get(u.as_str()).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("location").is_none());
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    // unknown client and unknown request_uri: pages
+    let r = s
+        .http
+        .get(Browser::authorization_url(
+            &s,
+            "nobody",
+            "urn:ietf:params:oauth:request_uri:x",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("location").is_none());
+    let r = s
+        .http
+        .get(Browser::authorization_url(
+            &s,
+            &rp.client_id,
+            "urn:ietf:params:oauth:request_uri:x",
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("location").is_none());
+}
+
+/// AS-SP-42: a request_uri is bound to the client that pushed it.
+#[tokio::test]
+async fn request_uri_is_bound_to_its_client() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let other = Rp::register(&s).await;
+    let request_uri = Par::new(&rp).push(&s, &rp).await;
+    let r = s
+        .http
+        .get(Browser::authorization_url(&s, &other.client_id, &request_uri))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers().get("location").is_none());
+}
+
+/// AS-SP-43/44: usable again until the authorization completes, then refused.
+#[tokio::test]
+async fn request_uri_single_use_after_completion() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let par = Par::new(&rp);
+    let request_uri = par.push(&s, &rp).await;
+    let url = Browser::authorization_url(&s, &rp.client_id, &request_uri);
+    // a first visit without logging in (a link pre-fetcher) does not burn it
+    let mut first = Browser::default();
+    assert_eq!(first.get(&s, &url).await.0, 200);
+    assert_eq!(first.get(&s, &url).await.0, 200);
+    let mut b = Browser::default();
+    let cb = b.run(&s, &rp.client_id, &request_uri, "allow").await;
+    assert!(query(&cb).contains_key("code"));
+    // once completed: invalid_request_uri, by redirect with state and iss
+    let (status, headers, _) = b.get(&s, &url).await;
+    assert_eq!(status, 303);
+    let q = query(&url::Url::parse(headers["location"].to_str().unwrap()).unwrap());
+    assert_eq!(q["error"], "invalid_request_uri");
+    assert_eq!(q["state"], par.state);
+    assert_eq!(q["iss"], s.issuer);
+}
+
+/// AS-SP-43: an expired request_uri is refused with invalid_request_uri.
+#[tokio::test]
+async fn expired_request_uri_is_refused() {
+    let s = Server::start_with(&[("PORTCULLIS_TOKENS_REQUEST_URI_LIFETIME", "10")]).await;
+    let rp = Rp::register(&s).await;
+    let r = Par::new(&rp).send(&s, &rp, None).await;
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["expires_in"], 10);
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    let url = Browser::authorization_url(&s, &rp.client_id, b["request_uri"].as_str().unwrap());
+    let r = s.http.get(url).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let q = query(&url::Url::parse(r.headers()["location"].to_str().unwrap()).unwrap());
+    assert_eq!(q["error"], "invalid_request_uri");
+}
+
+/// AS-SP-49/56/57: front-channel parameters are ignored; long state and a 64-character nonce
+/// come back byte-exact; the registered redirect URI keeps its query (RFC 6749 §3.1.2).
+#[tokio::test]
+async fn pushed_parameters_are_the_only_ones_used() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let dpop = DpopKey::new();
+    let state: String = "aZ09-._~".repeat(125);
+    let nonce: String = format!("{}-._~", "n".repeat(60));
+    let par = Par::new(&rp)
+        .set("state", &state)
+        .set("nonce", &nonce)
+        .set("redirect_uri", REDIRECT_URI_2);
+    let request_uri = par.push(&s, &rp).await;
+    let mut url = url::Url::parse(&Browser::authorization_url(&s, &rp.client_id, &request_uri)).unwrap();
+    url.query_pairs_mut()
+        .append_pair("state", "front-channel-state")
+        .append_pair("nonce", "front-channel-nonce")
+        .append_pair("redirect_uri", "https://attacker.example/")
+        .append_pair("scope", "openid");
+    let mut b = Browser::default();
+    let (status, _, page) = b.get(&s, url.as_str()).await;
+    assert_eq!(status, 200);
+    let (st, h, _) = b
+        .post(
+            &s,
+            &absolute(&s, &form_action(&page)),
+            &login_form(&page, USER, PASSWORD),
+        )
+        .await;
+    assert_eq!(st, 303);
+    let (_, _, page) = b.get(&s, &absolute(&s, h["location"].to_str().unwrap())).await;
+    let mut form = hidden_fields(&page);
+    form.push(("decision".into(), "allow".into()));
+    let (st, h, _) = b.post(&s, &absolute(&s, &form_action(&page)), &form).await;
+    assert_eq!(st, 303);
+    let cb = url::Url::parse(h["location"].to_str().unwrap()).unwrap();
+    assert!(
+        cb.as_str()
+            .starts_with("https://client.example.org/cb?dummy1=lorem&dummy2=ipsum&"),
+        "{cb}"
+    );
+    assert!(cb.fragment().is_none(), "AS-SP-51");
+    let q = query(&cb);
+    assert_eq!(q["state"], state);
+    assert_eq!(q["iss"], s.issuer);
+    let mut params = code_params(&q["code"], &par.verifier);
+    params[2].1 = REDIRECT_URI_2.into();
+    let t: Value = token_request(&s, &rp, &dpop, params).await.json().await.unwrap();
+    let (_, claims) = id_token_claims(&s, &jwks(&s).await, t["id_token"].as_str().unwrap());
+    assert_eq!(claims["nonce"], nonce.as_str());
+}
+
+/// AS-SP-57: without state, none comes back; AS-SP-56: without nonce, none in the id_token.
+#[tokio::test]
+async fn state_and_nonce_are_optional() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let par = Par::new(&rp).remove("state").remove("nonce");
+    let request_uri = par.push(&s, &rp).await;
+    let cb = Browser::default().run(&s, &rp.client_id, &request_uri, "allow").await;
+    let q = query(&cb);
+    assert!(!q.contains_key("state"));
+    let t: Value = token_request(&s, &rp, &DpopKey::new(), code_params(&q["code"], &par.verifier))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (_, claims) = id_token_claims(&s, &jwks(&s).await, t["id_token"].as_str().unwrap());
+    assert!(claims.get("nonce").is_none());
+}
+
+/// AS-SP-55: deny ends in access_denied with state and iss.
+#[tokio::test]
+async fn user_denies() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let par = Par::new(&rp);
+    let request_uri = par.push(&s, &rp).await;
+    let cb = Browser::default().run(&s, &rp.client_id, &request_uri, "deny").await;
+    let q = query(&cb);
+    assert_eq!(q["error"], "access_denied");
+    assert_eq!(q["state"], par.state);
+    assert_eq!(q["iss"], s.issuer);
+    assert!(!q.contains_key("code"));
+}
+
+/// AS-SP-09: no CORS on the authorization endpoint; AS-SP-07: HSTS; pages cannot be framed.
+#[tokio::test]
+async fn authorization_pages_headers() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let request_uri = Par::new(&rp).push(&s, &rp).await;
+    let r = s
+        .http
+        .get(Browser::authorization_url(&s, &rp.client_id, &request_uri))
+        .header("origin", "https://client.example.org")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let h = r.headers();
+    assert!(h.get("access-control-allow-origin").is_none());
+    assert!(h["strict-transport-security"].to_str().unwrap().contains("max-age="));
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert!(
+        h["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+    assert_eq!(h["cache-control"], "no-store");
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("Integration test client"),
+        "AS-SP-54: the client is named"
+    );
+    let cors = s
+        .http
+        .request(reqwest::Method::OPTIONS, s.endpoint("authorization_endpoint"))
+        .send()
+        .await
+        .unwrap();
+    assert!(cors.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn login_cookie_csrf_and_failures() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let request_uri = Par::new(&rp).push(&s, &rp).await;
+    let url = Browser::authorization_url(&s, &rp.client_id, &request_uri);
+    let mut b = Browser::default();
+    let (_, _, page) = b.get(&s, &url).await;
+    let action = absolute(&s, &form_action(&page));
+    // a wrong password: the form again, 401, with a message
+    let (status, _, again) = b.post(&s, &action, &login_form(&page, USER, "wrong")).await;
+    assert_eq!(status, 401);
+    assert!(again.contains("name=\"password\"") && again.contains("not correct"));
+    let (status, _, _) = b.post(&s, &action, &login_form(&page, "nobody", "wrong")).await;
+    assert_eq!(status, 401);
+    // CSRF: a missing or foreign token is refused
+    let mut form = login_form(&page, USER, PASSWORD);
+    form.retain(|(k, _)| k != "csrf_token");
+    assert_eq!(b.post(&s, &action, &form).await.0, 403);
+    let mut other = Browser::default();
+    other.get(&s, &url).await;
+    assert_eq!(other.post(&s, &action, &login_form(&page, USER, PASSWORD)).await.0, 403);
+    // the right password: 303 (never 307, AS-SP-52) and a __Host- session cookie
+    let (status, headers, _) = b.post(&s, &action, &login_form(&page, USER, PASSWORD)).await;
+    assert_eq!(status, 303);
+    assert!(headers["location"].to_str().unwrap().contains("request_uri="));
+    let session = b
+        .set_cookie_lines
+        .iter()
+        .find(|l| l.starts_with("__Host-portcullis-session="))
+        .expect("session cookie");
+    for attr in ["Secure", "HttpOnly", "SameSite=", "Path=/"] {
+        assert!(session.contains(attr), "{session}");
+    }
+    assert!(!session.contains("Domain"));
+    // a logged-in browser goes straight to consent for the next request
+    let request_uri = Par::new(&rp).push(&s, &rp).await;
+    let (status, _, page) = b
+        .get(&s, &Browser::authorization_url(&s, &rp.client_id, &request_uri))
+        .await;
+    assert_eq!(status, 200);
+    assert!(page.contains("name=\"decision\"") && !page.contains("name=\"password\""));
+    assert!(page.contains("see your email address"), "scopes in words");
+}
+
+/// OIDC Core §3.1.2.6: prompt=none never shows a page: login_required without a session,
+/// consent_required with one (consent is asked every time).
+#[tokio::test]
+async fn prompt_none() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let par = Par::new(&rp).set("prompt", "none");
+    let request_uri = par.push(&s, &rp).await;
+    let mut b = Browser::default();
+    let (status, headers, _) = b
+        .get(&s, &Browser::authorization_url(&s, &rp.client_id, &request_uri))
+        .await;
+    assert_eq!(status, 303);
+    let q = query(&url::Url::parse(headers["location"].to_str().unwrap()).unwrap());
+    assert_eq!(q["error"], "login_required");
+    assert_eq!(q["state"], par.state);
+    // sign in through a normal request, then prompt=none again
+    let request_uri = Par::new(&rp).push(&s, &rp).await;
+    b.run(&s, &rp.client_id, &request_uri, "allow").await;
+    let request_uri = Par::new(&rp).set("prompt", "none").push(&s, &rp).await;
+    let (status, headers, _) = b
+        .get(&s, &Browser::authorization_url(&s, &rp.client_id, &request_uri))
+        .await;
+    assert_eq!(status, 303);
+    let q = query(&url::Url::parse(headers["location"].to_str().unwrap()).unwrap());
+    assert_eq!(q["error"], "consent_required");
+}
+
+/// max_age and prompt=login force a fresh login even with a session (OIDC Core §3.1.2.1).
+#[tokio::test]
+async fn prompt_login_and_max_age_force_a_fresh_login() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let mut b = Browser::default();
+    let request_uri = Par::new(&rp).push(&s, &rp).await;
+    b.run(&s, &rp.client_id, &request_uri, "allow").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    for par in [Par::new(&rp).set("prompt", "login"), Par::new(&rp).set("max_age", "0")] {
+        let request_uri = par.push(&s, &rp).await;
+        let (status, _, page) = b
+            .get(&s, &Browser::authorization_url(&s, &rp.client_id, &request_uri))
+            .await;
+        assert_eq!(status, 200);
+        assert!(page.contains("name=\"password\""), "a login page");
+    }
+}
+
+/// AS-SP-58: scope is an unordered set.
+#[tokio::test]
+async fn scope_order_does_not_matter() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let (code, par) = authorize(&s, &rp, Par::new(&rp).set("scope", "email profile openid")).await;
+    let r = token_request(&s, &rp, &DpopKey::new(), code_params(&code, &par.verifier)).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.json::<Value>().await.unwrap()["id_token"].is_string());
+}
