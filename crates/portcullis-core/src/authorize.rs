@@ -1,7 +1,7 @@
 //! The authorization endpoint (SP 5.3.2.2, RFC 9126 §4): only `client_id` + `request_uri` from a
 //! PAR count; the response goes by redirect with `code`, `state` and `iss` (RFC 9207).
 
-use crate::model::{AuthorizationCode, AuthorizationRequest, Grant};
+use crate::model::{AuthorizationCode, AuthorizationRequest, Grant, Session};
 use crate::par::REQUEST_URI_PREFIX;
 use crate::provider::Provider;
 use crate::random::{credential, hash};
@@ -31,6 +31,17 @@ pub struct PendingAuthorization {
     pub client_name: String,
     /// When the request was pushed (for `prompt=login`).
     pub pushed_at: i64,
+}
+
+/// What the authorization endpoint does next for a pending request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NextStep {
+    /// Ask the user to log in.
+    Login,
+    /// Ask for consent (asked on every authorization).
+    Consent,
+    /// End with an error response (e.g. `login_required` for `prompt=none`).
+    Redirect(String),
 }
 
 /// What the user decided on the consent page.
@@ -210,6 +221,33 @@ impl Provider {
         }
         params.push(("iss", &self.settings.issuer));
         append_query(redirect_uri, &params)
+    }
+
+    /// OIDC Core §3.1.2.1: a login is good enough unless `prompt=login` asks for one newer than
+    /// the request, or `max_age` has passed; §3.1.2.6: `prompt=none` shows no page at all, and
+    /// since consent is asked every time it ends in `login_required` or `consent_required`.
+    pub fn next_step(&self, pending: &PendingAuthorization, login: Option<&Session>) -> NextStep {
+        let req = &pending.request;
+        let now = self.now();
+        let fresh_enough = |s: &&Session| {
+            !(req.prompt.iter().any(|p| p == "login") && s.auth_time < pending.pushed_at)
+                && req.max_age.is_none_or(|max| now - s.auth_time <= max)
+        };
+        let login = login.filter(fresh_enough);
+        if req.prompt.iter().any(|p| p == "none") {
+            return NextStep::Redirect(match login {
+                Some(_) => self.pending_error(
+                    pending,
+                    "consent_required",
+                    "the user must consent, which prompt=none does not allow",
+                ),
+                None => self.pending_error(pending, "login_required", "the user is not signed in"),
+            });
+        }
+        match login {
+            Some(_) => NextStep::Consent,
+            None => NextStep::Login,
+        }
     }
 
     /// An error redirect for a pending request (e.g. `login_required` for `prompt=none`).

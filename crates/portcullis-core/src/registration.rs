@@ -44,6 +44,10 @@ pub struct InitialAccessToken {
     token_hash: String,
 }
 
+/// A client whose registration access token was checked (RFC 7592 §2).
+#[derive(Debug)]
+pub struct ManagedClient(Client);
+
 /// A registration (or RFC 7592 read/update) response.
 #[derive(Debug, Clone)]
 pub struct RegistrationResponse {
@@ -310,28 +314,28 @@ impl Provider {
         })
     }
 
-    /// RFC 7592 §2.1: read.
-    pub async fn read_registration(
+    /// RFC 7592 §2: checks the registration access token before anything else; the returned
+    /// handle is what read, update and delete act on.
+    pub async fn managed_registration(
         &self,
         client_id: &str,
         authorization: Option<&str>,
-    ) -> OAuthResult<RegistrationResponse> {
-        let client = self.managed_client(client_id, authorization).await?;
-        Ok(RegistrationResponse {
-            body: self.registration_body(&client, None),
-        })
+    ) -> OAuthResult<ManagedClient> {
+        self.managed_client(client_id, authorization).await.map(ManagedClient)
+    }
+
+    /// RFC 7592 §2.1: read.
+    pub fn read_registration(&self, managed: &ManagedClient) -> RegistrationResponse {
+        RegistrationResponse {
+            body: self.registration_body(&managed.0, None),
+        }
     }
 
     /// RFC 7592 §2.2: full replacement of the metadata.
-    pub async fn update_registration(
-        &self,
-        client_id: &str,
-        authorization: Option<&str>,
-        body: &Value,
-    ) -> OAuthResult<RegistrationResponse> {
-        let client = self.managed_client(client_id, authorization).await?;
+    pub async fn update_registration(&self, managed: ManagedClient, body: &Value) -> OAuthResult<RegistrationResponse> {
+        let client = managed.0;
         match body.get("client_id") {
-            Some(Value::String(id)) if id == client_id => {}
+            Some(Value::String(id)) if *id == client.client_id => {}
             _ => {
                 return Err(OAuthError::invalid_request(
                     "client_id in the body must be this client's client_id",
@@ -351,17 +355,16 @@ impl Provider {
         if !self.store.update_client(&updated).await? {
             return Err(invalid_registration_token());
         }
-        self.forget_client(client_id);
+        self.forget_client(&updated.client_id);
         Ok(RegistrationResponse {
             body: self.registration_body(&updated, None),
         })
     }
 
     /// RFC 7592 §2.3: delete; the client's tokens go with it.
-    pub async fn delete_registration(&self, client_id: &str, authorization: Option<&str>) -> OAuthResult<()> {
-        self.managed_client(client_id, authorization).await?;
-        self.store.delete_client(client_id).await?;
-        self.forget_client(client_id);
+    pub async fn delete_registration(&self, managed: ManagedClient) -> OAuthResult<()> {
+        self.store.delete_client(&managed.0.client_id).await?;
+        self.forget_client(&managed.0.client_id);
         Ok(())
     }
 

@@ -167,6 +167,10 @@ impl Env {
     }
 
     async fn par(&self) -> Result<String, OAuthError> {
+        self.par_with(&[]).await
+    }
+
+    async fn par_with(&self, extra: &[(&str, &str)]) -> Result<String, OAuthError> {
         let mut params: Vec<(String, String)> = [
             ("response_type", "code"),
             ("client_id", "rp"),
@@ -179,6 +183,7 @@ impl Env {
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
         params.push(("code_challenge".into(), sha256_b64url(VERIFIER)));
+        params.extend(extra.iter().map(|(a, b)| (a.to_string(), b.to_string())));
         params.extend(self.auth(|_| {}));
         let r = self
             .provider
@@ -443,4 +448,56 @@ async fn authenticate(e: &Env, params: Vec<(String, String)>) -> Result<(), OAut
         ))
         .await
         .map(|_| ())
+}
+
+/// OIDC Core §3.1.2.1: max_age counts to the second; prompt=login wants a login newer than the
+/// request; prompt=none never shows a page.
+#[tokio::test]
+async fn login_freshness() {
+    use portcullis_core::authorize::NextStep;
+    use portcullis_core::model::Session;
+    let e = env().await;
+    let q = |uri: String| {
+        vec![
+            ("client_id".to_owned(), "rp".to_owned()),
+            ("request_uri".to_owned(), uri),
+        ]
+    };
+    let session = |auth_time: i64| Session {
+        username: "alice".into(),
+        auth_time,
+        expires_at: auth_time + 3600,
+    };
+    let t = e.now();
+    let pending = e
+        .provider
+        .begin_authorization(&q(e.par_with(&[("max_age", "60")]).await.unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(
+        e.provider.next_step(&pending, Some(&session(t - 60))),
+        NextStep::Consent
+    );
+    assert_eq!(e.provider.next_step(&pending, Some(&session(t - 61))), NextStep::Login);
+    assert_eq!(e.provider.next_step(&pending, None), NextStep::Login);
+    let pending = e
+        .provider
+        .begin_authorization(&q(e.par_with(&[("prompt", "login")]).await.unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(e.provider.next_step(&pending, Some(&session(t - 1))), NextStep::Login);
+    assert_eq!(e.provider.next_step(&pending, Some(&session(t))), NextStep::Consent);
+    let pending = e
+        .provider
+        .begin_authorization(&q(e.par_with(&[("prompt", "none")]).await.unwrap()))
+        .await
+        .unwrap();
+    match e.provider.next_step(&pending, None) {
+        NextStep::Redirect(u) => assert!(u.contains("error=login_required") && u.contains("state=s1"), "{u}"),
+        other => panic!("{other:?}"),
+    }
+    match e.provider.next_step(&pending, Some(&session(t))) {
+        NextStep::Redirect(u) => assert!(u.contains("error=consent_required"), "{u}"),
+        other => panic!("{other:?}"),
+    }
 }

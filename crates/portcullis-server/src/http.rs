@@ -284,11 +284,15 @@ async fn read_registration(
     Path(client_id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let r = s
+    let managed = s
         .provider
-        .read_registration(&client_id, bearer_header(&headers))
+        .managed_registration(&client_id, bearer_header(&headers))
         .await?;
-    Ok(json_response(StatusCode::OK, r.body, None))
+    Ok(json_response(
+        StatusCode::OK,
+        s.provider.read_registration(&managed).body,
+        None,
+    ))
 }
 
 async fn update_registration(
@@ -297,15 +301,13 @@ async fn update_registration(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
-    // authenticate first, so that a bad token is 401 whatever the body holds
-    s.provider
-        .read_registration(&client_id, bearer_header(&headers))
+    // the registration access token first: a bad one is 401 whatever the body holds
+    let managed = s
+        .provider
+        .managed_registration(&client_id, bearer_header(&headers))
         .await?;
     let value = json_body(&headers, &body)?;
-    let r = s
-        .provider
-        .update_registration(&client_id, bearer_header(&headers), &value)
-        .await?;
+    let r = s.provider.update_registration(managed, &value).await?;
     Ok(json_response(StatusCode::OK, r.body, None))
 }
 
@@ -314,9 +316,11 @@ async fn delete_registration(
     Path(client_id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
-    s.provider
-        .delete_registration(&client_id, bearer_header(&headers))
+    let managed = s
+        .provider
+        .managed_registration(&client_id, bearer_header(&headers))
         .await?;
+    s.provider.delete_registration(managed).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

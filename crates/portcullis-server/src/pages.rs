@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use portcullis_core::authorize::{AuthorizationFailure, Decision, PendingAuthorization};
+use portcullis_core::authorize::{AuthorizationFailure, Decision, NextStep, PendingAuthorization};
 use portcullis_core::model::Session;
 use portcullis_core::random::{credential, hash, secure_eq};
 use portcullis_jose::b64url;
@@ -159,19 +159,6 @@ async fn browser(state: &AppState, headers: &HeaderMap) -> Result<Browser, Respo
     })
 }
 
-/// Whether the session is good enough for this request (OIDC Core §3.1.2.1 prompt, max_age).
-fn session_satisfies(pending: &PendingAuthorization, session: &Session, now: i64, pushed_at: i64) -> bool {
-    if pending.request.prompt.iter().any(|p| p == "login") && session.auth_time < pushed_at {
-        return false;
-    }
-    if let Some(max_age) = pending.request.max_age
-        && now - session.auth_time > max_age
-    {
-        return false;
-    }
-    true
-}
-
 /// GET on the authorization endpoint.
 pub async fn authorize(State(s): State<Arc<AppState>>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
     let query = query_pairs(q.as_deref());
@@ -188,26 +175,12 @@ pub async fn authorize(State(s): State<Arc<AppState>>, RawQuery(q): RawQuery, he
         .find(|(k, _)| k == "request_uri")
         .map(|(_, v)| v.as_str())
         .unwrap_or("");
-    let now = s.provider.now();
-    let pushed_at = pending.pushed_at;
-    let signed_in = b
-        .session
-        .as_ref()
-        .filter(|session| session_satisfies(&pending, session, now, pushed_at));
-    if pending.request.prompt.iter().any(|p| p == "none") {
-        // OIDC Core §3.1.2.6: no UI at all; consent is asked every time here
-        let (error, description) = match signed_in {
-            Some(_) => (
-                "consent_required",
-                "the user must consent, which prompt=none does not allow",
-            ),
-            None => ("login_required", "the user is not signed in"),
-        };
-        return see_other(&s.provider.pending_error(&pending, error, description));
-    }
-    let mut res = match signed_in {
-        Some(session) => consent_page(&s, &pending, request_uri, &b.csrf_cookie, &session.username),
-        None => login_page(&s, &pending, request_uri, &b.csrf_cookie, "", None, StatusCode::OK),
+    let mut res = match (s.provider.next_step(&pending, b.session.as_ref()), &b.session) {
+        (NextStep::Redirect(url), _) => return see_other(&url),
+        (NextStep::Consent, Some(session)) => {
+            consent_page(&s, &pending, request_uri, &b.csrf_cookie, &session.username)
+        }
+        _ => login_page(&s, &pending, request_uri, &b.csrf_cookie, "", None, StatusCode::OK),
     };
     if b.new_cookie {
         res.headers_mut()
