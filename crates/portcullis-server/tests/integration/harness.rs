@@ -96,15 +96,39 @@ impl Server {
             "user add: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        s.spawn().await;
-        s
+        // free_port() cannot reserve a port: a parallel test may take it before the server binds
+        for _ in 0..5 {
+            if s.spawn().await {
+                return s;
+            }
+            if let Some(mut exited) = s.child.take() {
+                let _ = exited.wait();
+            }
+            s.use_new_ports();
+        }
+        panic!("portcullis serve did not start");
+    }
+
+    fn use_new_ports(&mut self) {
+        self.port = free_port();
+        self.mtls_port = free_port();
+        self.issuer = format!("https://localhost:{}", self.port);
+        for (k, v) in &mut self.env {
+            match k.as_str() {
+                "PORTCULLIS_SERVER_ISSUER" => *v = self.issuer.clone(),
+                "PORTCULLIS_SERVER_LISTEN" => *v = format!("127.0.0.1:{}", self.port),
+                "PORTCULLIS_SERVER_MTLS_LISTEN" => *v = format!("127.0.0.1:{}", self.mtls_port),
+                _ => {}
+            }
+        }
     }
 
     pub fn ca_path(&self) -> PathBuf {
         self.dir.join("tls/ca.pem")
     }
 
-    async fn spawn(&mut self) {
+    /// Starts `serve` and waits until discovery answers; false if it exited before listening.
+    async fn spawn(&mut self) -> bool {
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
             .arg("--data-dir")
@@ -128,9 +152,11 @@ impl Server {
             }
         });
         self.child = Some(child);
-        self.stdout = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("server printed its first lines");
+        self.stdout = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(lines) => lines,
+            // it exited before listening: the port was taken meanwhile (see start_with)
+            Err(_) => return false,
+        };
         let ca = std::fs::read(self.ca_path()).expect("ca.pem");
         self.http = client_trusting(&ca);
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -143,7 +169,7 @@ impl Server {
             {
                 Ok(r) if r.status() == 200 => {
                     self.meta = r.json().await.unwrap();
-                    return;
+                    return true;
                 }
                 _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
                 other => panic!("server did not come up: {other:?}"),
@@ -154,7 +180,7 @@ impl Server {
     /// SIGTERM, wait for a clean exit, start again on the same data dir.
     pub async fn restart(&mut self) {
         self.stop().await;
-        self.spawn().await;
+        assert!(self.spawn().await, "portcullis serve did not restart");
     }
 
     /// Waits without blocking the runtime, so that this test's own HTTP client can still answer
