@@ -20,6 +20,8 @@ use sqlx::sqlite::{
 };
 
 const SCHEMA: &str = include_str!("schema.sql");
+/// The version `schema.sql` describes.
+const SCHEMA_VERSION: i64 = 1;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -59,6 +61,28 @@ impl SqliteStore {
             .await
             .map_err(err)?;
         sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(err)?;
+        // the schema version: recorded on first open, and a newer one is never opened by an
+        // older binary (it would not know the columns)
+        let version: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM schema_version")
+            .fetch_one(&pool)
+            .await
+            .and_then(|row| row.try_get("v"))
+            .map_err(err)?;
+        match version {
+            None => {
+                sqlx::query("INSERT INTO schema_version (version) VALUES (?)")
+                    .bind(SCHEMA_VERSION)
+                    .execute(&pool)
+                    .await
+                    .map_err(err)?;
+            }
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError(format!(
+                    "the database has schema version {v}, newer than this binary's {SCHEMA_VERSION}"
+                )));
+            }
+            Some(_) => {}
+        }
         Ok(Self { pool })
     }
 
