@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::pages::LoginFailures;
+use crate::users::PasswordWorkers;
 
 pub struct SystemClock;
 
@@ -31,6 +32,7 @@ pub struct AppState {
     pub metadata: Value,
     pub csrf_key: hmac::Key,
     pub login_failures: LoginFailures,
+    pub passwords: PasswordWorkers,
     /// The issuer's path ("" or "/tenant"), under which every route lives.
     pub base_path: String,
     pub authorize_path: String,
@@ -109,6 +111,8 @@ pub async fn build(config: &Config, store: Arc<SqliteStore>) -> Result<Arc<AppSt
         metadata,
         csrf_key: hmac::Key::new(hmac::HMAC_SHA256, &csrf_secret),
         login_failures: LoginFailures::default(),
+        // one worker per core, at most two: each holds a 19 MiB argon2id buffer
+        passwords: PasswordWorkers::new(std::thread::available_parallelism().map_or(1, |n| n.get().min(2))),
         authorize_path: format!("{base_path}/authorize"),
         login_action: format!("{base_path}/login"),
         consent_action: format!("{base_path}/consent"),

@@ -309,8 +309,10 @@ pub async fn login(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Byt
             }
         }
     };
-    let verified =
-        crate::users::verify_password(user.as_ref().map(|u| u.password_hash.clone()), password.to_owned()).await;
+    let verified = s
+        .passwords
+        .verify(user.as_ref().map(|u| u.password_hash.clone()), password.to_owned())
+        .await;
     let Some(user) = user.filter(|_| verified) else {
         // repeated failures slow down
         let delay = s.login_failures.record_failure(username);
