@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{OAuthError, OAuthResult};
+use crate::jwks_cache::Refreshed;
 use crate::model::ClientAuthMethod;
 use crate::provider::{Params, ParsedClient, Provider};
 use crate::random::hash;
@@ -221,13 +222,37 @@ impl Provider {
                 "the client has no registered keys (jwks or jwks_uri)",
             ));
         };
-        let jwks = self.remote_jwks(uri, false).await?;
+        let now = self.now();
+        let jwks = self.remote_jwks.get(uri, now, self.fetcher.as_ref()).await?;
         match jws.verify_with_set(&jwks) {
             Ok(()) => Ok(()),
-            // a key we do not know yet: fetch once more (key rotation at the client)
+            // a key we do not know yet (key rotation at the client): one forced refresh per
+            // interval for this URI, and a kid still unknown after it is a remembered miss
             Err(JoseError::NoMatchingKey) => {
-                let fresh = self.remote_jwks(uri, true).await?;
-                jws.verify_with_set(&fresh).map_err(fail)
+                let header = jws.header();
+                let miss = match header.kid.as_deref() {
+                    Some(kid) => format!("kid:{kid}"),
+                    None => format!("alg:{}", header.alg),
+                };
+                let refreshed = self
+                    .remote_jwks
+                    .refresh(
+                        uri,
+                        &jwks,
+                        &miss,
+                        now,
+                        self.settings.jwks_refresh_interval,
+                        self.fetcher.as_ref(),
+                    )
+                    .await?;
+                let Refreshed::Newer(fresh) = refreshed else {
+                    return Err(fail(JoseError::NoMatchingKey));
+                };
+                let r = jws.verify_with_set(&fresh);
+                if matches!(r, Err(JoseError::NoMatchingKey)) {
+                    self.remote_jwks.remember_miss(uri, &miss).await;
+                }
+                r.map_err(fail)
             }
             Err(e) => Err(fail(e)),
         }

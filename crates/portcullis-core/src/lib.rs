@@ -13,6 +13,7 @@ pub mod contract;
 pub mod discovery;
 pub mod dpop;
 pub mod error;
+pub mod jwks_cache;
 pub mod keyring;
 pub mod memory;
 pub mod model;

@@ -17,7 +17,7 @@ use crate::authorize::is_pkce_value;
 use crate::client_auth::ClientAuthentication;
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::model::{AuthorizationRequest, PushedRequest};
-use crate::provider::{Params, Provider};
+use crate::provider::Provider;
 use crate::random::{credential, hash};
 
 /// RFC 9126 §2.2: the request_uri prefix.
@@ -47,7 +47,7 @@ impl Provider {
         &self,
         req: &PushedAuthorizationRequest<'_>,
     ) -> OAuthResult<PushedAuthorizationResponse> {
-        let params = Params::new(req.params)?;
+        let params = self.params(req.params)?;
         let proof = self.precheck_dpop(req.dpop, &self.settings.endpoints.par)?;
         let client = self
             .authenticate_client(&ClientAuthentication::from_params(&params, req.authorization_header))

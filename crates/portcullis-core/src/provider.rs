@@ -1,7 +1,7 @@
 //! `Provider`: the authorization server's protocol engine. It is given a `Store`, a `Clock`,
 //! the key ring and a JWKS fetcher, takes typed requests and returns typed outcomes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::clock::Clock;
 use crate::dpop::{DpopNonces, DpopRequest, VerifiedProof, check_proof};
 use crate::error::{OAuthError, OAuthResult};
+use crate::jwks_cache::RemoteJwksCache;
 use crate::keyring::KeyRing;
 use crate::model::Client;
 use crate::settings::Settings;
@@ -39,8 +40,6 @@ pub struct ParsedClient {
     pub inline_jwks: Option<Jwks>,
 }
 
-/// How long fetched `jwks_uri` documents stay cached in memory.
-const JWKS_CACHE_TTL: i64 = 300;
 const CACHE_CAPACITY: usize = 10_000;
 
 pub struct Provider {
@@ -49,9 +48,9 @@ pub struct Provider {
     pub(crate) clock: Arc<dyn Clock>,
     keys: RwLock<Arc<KeyRing>>,
     pub(crate) nonces: DpopNonces,
-    fetcher: Arc<dyn JwksFetcher>,
+    pub(crate) fetcher: Arc<dyn JwksFetcher>,
     clients: Mutex<HashMap<String, Arc<ParsedClient>>>,
-    remote_jwks: Mutex<HashMap<String, (Arc<Jwks>, i64)>>,
+    pub(crate) remote_jwks: RemoteJwksCache,
     dpop_algs: String,
 }
 
@@ -72,7 +71,7 @@ impl Provider {
             nonces: DpopNonces::new(nonce_secret),
             fetcher,
             clients: Mutex::new(HashMap::new()),
-            remote_jwks: Mutex::new(HashMap::new()),
+            remote_jwks: RemoteJwksCache::default(),
             dpop_algs: Algorithm::ALL.map(|a| a.as_str()).join(" "),
         }
     }
@@ -103,6 +102,12 @@ impl Provider {
             Ok(mut k) => *k = ring,
             Err(poisoned) => *poisoned.into_inner() = ring,
         }
+    }
+
+    /// The form parameters of a request, checked (count, duplicates) against the configured
+    /// limit (issue 13 item 1).
+    pub fn params<'a>(&self, pairs: &'a [(String, String)]) -> OAuthResult<Params<'a>> {
+        Params::new(pairs, self.settings.max_form_params)
     }
 
     /// The `algs` value of DPoP challenges (RFC 9449 §7.1).
@@ -146,32 +151,6 @@ impl Provider {
     /// Drops a client from the cache after it changed.
     pub fn forget_client(&self, client_id: &str) {
         lock(&self.clients).remove(client_id);
-    }
-
-    /// The JWKS behind a `jwks_uri`, cached; `refresh` forces a new fetch (unknown `kid`).
-    pub(crate) async fn remote_jwks(&self, uri: &str, refresh: bool) -> OAuthResult<Arc<Jwks>> {
-        let now = self.now();
-        if !refresh
-            && let Some((j, at)) = lock(&self.remote_jwks).get(uri)
-            && now - at < JWKS_CACHE_TTL
-        {
-            return Ok(j.clone());
-        }
-        let value = self
-            .fetcher
-            .fetch(uri)
-            .await
-            .map_err(|e| OAuthError::invalid_client("the client's jwks_uri could not be fetched").with_detail(e))?;
-        let jwks =
-            Arc::new(Jwks::from_json(&value).map_err(|e| {
-                OAuthError::invalid_client(format!("the client's jwks_uri holds no usable JWK Set: {e}"))
-            })?);
-        let mut cache = lock(&self.remote_jwks);
-        if cache.len() >= CACHE_CAPACITY {
-            cache.clear();
-        }
-        cache.insert(uri.to_owned(), (jwks.clone(), now));
-        Ok(jwks)
     }
 
     /// Checks a DPoP proof and records its `jti` (RFC 9449 §4.3, §11.1).
@@ -230,11 +209,19 @@ pub struct Params<'a> {
 }
 
 impl<'a> Params<'a> {
-    pub fn new(pairs: &'a [(String, String)]) -> OAuthResult<Self> {
-        for (i, (k, _)) in pairs.iter().enumerate() {
-            if pairs[..i].iter().any(|(k2, _)| k2 == k) {
+    /// Checks the parameter count (at most `max`: an OAuth request needs a few dozen) and
+    /// refuses duplicates, in time linear in the number of parameters (issue 13 item 1: this
+    /// runs before client authentication).
+    pub fn new(pairs: &'a [(String, String)], max: usize) -> OAuthResult<Self> {
+        if pairs.len() > max {
+            return Err(too_many_params(max));
+        }
+        let mut seen = HashSet::with_capacity(pairs.len());
+        for (k, _) in pairs {
+            if !seen.insert(k.as_str()) {
                 return Err(OAuthError::invalid_request(format!(
-                    "the parameter {k} was sent more than once"
+                    "the parameter {} was sent more than once",
+                    printable(k)
                 )));
             }
         }
@@ -256,5 +243,62 @@ impl<'a> Params<'a> {
     pub fn require(&self, name: &str) -> OAuthResult<&'a str> {
         self.get(name)
             .ok_or_else(|| OAuthError::invalid_request(format!("the {name} parameter is required")))
+    }
+}
+
+/// 400 `invalid_request` for a request with more parameters than `max`.
+pub fn too_many_params(max: usize) -> OAuthError {
+    OAuthError::invalid_request(format!("the request has more than {max} parameters"))
+}
+
+/// A parameter name as it may appear in an error description: bounded, printable ASCII only.
+fn printable(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .take(64)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect();
+    if name.len() > out.len() {
+        out.push_str("...");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(keys: impl IntoIterator<Item = String>) -> Vec<(String, String)> {
+        keys.into_iter().map(|k| (k, "v".to_owned())).collect()
+    }
+
+    /// Issue 13 item 1: more parameters than the limit are refused with 400 invalid_request.
+    #[test]
+    fn parameter_count_is_capped() {
+        let ok = pairs((0..64).map(|i| format!("k{i}")));
+        assert!(Params::new(&ok, 64).is_ok());
+        let many = pairs((0..18_000).map(|i| format!("k{i}")));
+        let e = Params::new(&many, 64).err().expect("refused");
+        assert_eq!((e.code.as_str(), e.status), ("invalid_request", 400));
+        assert!(e.description.contains("more than 64"), "{}", e.description);
+    }
+
+    /// RFC 6749 §3.1: a repeated parameter is refused, wherever it repeats; the name in the
+    /// description is bounded and printable.
+    #[test]
+    fn duplicates_are_refused() {
+        let mut p = pairs((0..60).map(|i| format!("k{i}")));
+        p.push(("k59".into(), "x".into()));
+        let e = Params::new(&p, 64).err().expect("refused");
+        assert!(
+            e.description.contains("k59 was sent more than once"),
+            "{}",
+            e.description
+        );
+        let long = "\u{202e}".to_owned() + &"a".repeat(5000);
+        let p = pairs([long.clone(), long]);
+        let e = Params::new(&p, 64).err().expect("refused");
+        assert!(e.description.len() < 200, "{}", e.description);
+        assert!(e.description.is_ascii());
     }
 }

@@ -8,7 +8,7 @@ use crate::client_auth::ClientAuthentication;
 use crate::dpop::DpopRequest;
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::model::{SenderConstraint, TokenKind};
-use crate::provider::{Params, Provider};
+use crate::provider::Provider;
 use crate::random::hash;
 
 /// A request to a protected resource.
@@ -136,7 +136,7 @@ impl Provider {
     /// RFC 7662: a client may introspect the tokens issued to itself; anything else is
     /// `{"active": false}`.
     pub async fn introspect(&self, params: &[(String, String)], authorization_header: bool) -> OAuthResult<Value> {
-        let params = Params::new(params)?;
+        let params = self.params(params)?;
         let client = self
             .authenticate_client(&ClientAuthentication::from_params(&params, authorization_header))
             .await?;

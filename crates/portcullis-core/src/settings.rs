@@ -13,6 +13,9 @@ pub const MAX_ASSERTION_LIFETIME: i64 = 3600;
 /// The DPoP nonce time step; a nonce is accepted in its own step and the next (60 to 120 s).
 pub const DPOP_NONCE_STEP: i64 = 60;
 
+/// The default of `Settings::max_form_params`.
+pub const DEFAULT_MAX_FORM_PARAMS: usize = 64;
+
 /// Every endpoint's public URL, derived from the issuer so that `htu` checks hold behind proxies.
 #[derive(Debug, Clone)]
 pub struct Endpoints {
@@ -54,6 +57,15 @@ pub struct Settings {
     /// RFC 9449 §8: require server-provided nonces in DPoP proofs.
     pub dpop_nonce_required: bool,
     pub scopes_supported: Vec<String>,
+    /// The most form parameters a request may carry; more is 400 `invalid_request` (issue 13
+    /// item 1: an OAuth request needs a few dozen, and every one costs work before the client
+    /// is authenticated).
+    pub max_form_params: usize,
+    /// At most one forced refetch of a `jwks_uri` per this many seconds (issue 13 item 3).
+    pub jwks_refresh_interval: i64,
+    /// How long a registration access token (RFC 7592) stays valid; a new one is issued on
+    /// every update.
+    pub registration_token_lifetime: i64,
 }
 
 impl Settings {
@@ -72,6 +84,9 @@ impl Settings {
             scopes_supported: ["openid", "profile", "email", "offline_access"]
                 .map(String::from)
                 .to_vec(),
+            max_form_params: DEFAULT_MAX_FORM_PARAMS,
+            jwks_refresh_interval: 60,
+            registration_token_lifetime: 30 * 86_400,
         }
     }
 

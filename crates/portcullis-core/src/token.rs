@@ -36,7 +36,7 @@ pub struct TokenResponse {
 
 impl Provider {
     pub async fn token(&self, req: &TokenRequest<'_>) -> OAuthResult<TokenResponse> {
-        let params = Params::new(req.params)?;
+        let params = self.params(req.params)?;
         let grant_type = params.require("grant_type")?;
         if !matches!(grant_type, "authorization_code" | "refresh_token") {
             // SP 5.3.2.1-2 (AS-SP-69): no password grant, nor anything else

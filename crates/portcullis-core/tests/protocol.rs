@@ -2,7 +2,7 @@
 //! by hand: exact lifetimes and windows, nonce rotation, jwks_uri caching, key rotation. The
 //! integration tests cover the same rules over HTTP; here every boundary is exercised exactly.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -30,12 +30,22 @@ type ClaimsEdit = dyn FnOnce(&mut Map<String, Value>);
 struct Fetcher {
     jwks: Mutex<Value>,
     fetches: AtomicUsize,
+    /// Each fetch takes a while (so that concurrent requests overlap).
+    slow: AtomicBool,
+    /// Each fetch fails (unreachable).
+    fail: AtomicBool,
 }
 
 #[async_trait]
 impl JwksFetcher for Fetcher {
     async fn fetch(&self, _uri: &str) -> Result<Value, String> {
         self.fetches.fetch_add(1, Ordering::SeqCst);
+        if self.slow.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        if self.fail.load(Ordering::SeqCst) {
+            return Err("connection refused".into());
+        }
         Ok(self.jwks.lock().unwrap().clone())
     }
 }
@@ -89,6 +99,8 @@ async fn env_with(remote_keys: bool) -> Env {
     let fetcher = Arc::new(Fetcher {
         jwks: Mutex::new(jwks.clone()),
         fetches: AtomicUsize::new(0),
+        slow: AtomicBool::new(false),
+        fail: AtomicBool::new(false),
     });
     let meta = if remote_keys {
         metadata(None, Some("https://rp.example/jwks"))
@@ -390,10 +402,15 @@ async fn jwks_uri_is_cached_and_refreshed_on_unknown_kid() {
     *e.fetcher.jwks.lock().unwrap() = json!({"keys": [rotated.public_jwk().to_json()]});
     auth(&rotated).await.unwrap();
     assert_eq!(fetches(), 2);
-    // a kid that is nowhere: one refetch, then invalid_client
+    // a kid that is nowhere: one refetch (once the refresh interval has passed), then
+    // invalid_client
+    e.clock.advance(e.provider.settings().jwks_refresh_interval);
     let stranger = SigningKey::generate(Algorithm::Es256).unwrap();
     let err = auth(&stranger).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidClient);
+    assert_eq!(fetches(), 3);
+    // the same unknown kid again: a remembered miss, no fetch
+    assert!(auth(&stranger).await.is_err());
     assert_eq!(fetches(), 3);
     // after the cache time the set is fetched again
     auth(&rotated).await.unwrap();
@@ -401,6 +418,84 @@ async fn jwks_uri_is_cached_and_refreshed_on_unknown_kid() {
     e.clock.advance(301);
     auth(&rotated).await.unwrap();
     assert_eq!(fetches(), 4);
+}
+
+/// Issue 13 item 3: assertions with made-up kids cannot make the server fetch a client's
+/// jwks_uri at will: concurrent fetches of one URI are one fetch, at most one forced refresh
+/// per interval, and unknown kids are remembered as misses until the next allowed refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jwks_uri_refetch_is_not_amplified() {
+    let e = Arc::new(env_with(true).await);
+    e.fetcher.slow.store(true, Ordering::SeqCst);
+    let fetches = || e.fetcher.fetches.load(Ordering::SeqCst);
+    let run = |n: usize| {
+        let e = e.clone();
+        async move {
+            let mut tasks = Vec::new();
+            for _ in 0..n {
+                let e = e.clone();
+                tasks.push(tokio::spawn(async move {
+                    let stranger = SigningKey::generate(Algorithm::Es256).unwrap();
+                    let params = vec![
+                        ("client_assertion_type".to_owned(), JWT_BEARER_ASSERTION_TYPE.to_owned()),
+                        ("client_assertion".to_owned(), e.assertion_with(&stranger, |_| {})),
+                    ];
+                    authenticate(&e, params).await.unwrap_err()
+                }));
+            }
+            for t in tasks {
+                let err = t.await.unwrap();
+                assert_eq!(err.code, ErrorCode::InvalidClient);
+            }
+        }
+    };
+    // 40 assertions with random kids, 16 at a time (the review's attack): the first fetch and
+    // one forced refresh, not 40
+    for _ in 0..3 {
+        run(16).await;
+    }
+    run(8).await;
+    assert!(fetches() <= 2, "{} fetches for 40 unknown kids", fetches());
+    // the next interval allows exactly one more forced refresh
+    e.clock.advance(e.provider.settings().jwks_refresh_interval);
+    run(16).await;
+    assert!(fetches() <= 3, "{} fetches", fetches());
+    // the real key still works, from the cache
+    let before = fetches();
+    let params = vec![
+        ("client_assertion_type".to_owned(), JWT_BEARER_ASSERTION_TYPE.to_owned()),
+        ("client_assertion".to_owned(), e.assertion_with(&e.key, |_| {})),
+    ];
+    authenticate(&e, params).await.unwrap();
+    assert_eq!(fetches(), before);
+}
+
+/// Issue 13 items 3 and 9: a failing jwks_uri is answered with one generic description,
+/// whatever the cause, and is not asked again at once.
+#[tokio::test]
+async fn jwks_uri_failures_look_alike() {
+    let e = env_with(true).await;
+    let auth = || {
+        let params = vec![
+            ("client_assertion_type".to_owned(), JWT_BEARER_ASSERTION_TYPE.to_owned()),
+            ("client_assertion".to_owned(), e.assertion_with(&e.key, |_| {})),
+        ];
+        authenticate(&e, params)
+    };
+    *e.fetcher.jwks.lock().unwrap() = json!({"not": "a jwk set"});
+    let unusable = auth().await.unwrap_err();
+    e.clock.advance(portcullis_core::jwks_cache::FAILED_FETCH_BACKOFF);
+    e.fetcher.fail.store(true, Ordering::SeqCst);
+    let unreachable = auth().await.unwrap_err();
+    assert_eq!(unusable.description, unreachable.description);
+    assert_eq!(unusable.code, ErrorCode::InvalidClient);
+    let n = e.fetcher.fetches.load(Ordering::SeqCst);
+    assert!(auth().await.is_err());
+    assert_eq!(
+        e.fetcher.fetches.load(Ordering::SeqCst),
+        n,
+        "failed moments ago: not refetched"
+    );
 }
 
 /// Issue 2: rotation keeps earlier public keys published until what they signed has expired.
@@ -441,7 +536,7 @@ async fn rotated_keys_stay_published_for_the_grace_period() {
 }
 
 async fn authenticate(e: &Env, params: Vec<(String, String)>) -> Result<(), OAuthError> {
-    let p = portcullis_core::provider::Params::new(&params).unwrap();
+    let p = e.provider.params(&params).unwrap();
     e.provider
         .authenticate_client(&portcullis_core::client_auth::ClientAuthentication::from_params(
             &p, false,

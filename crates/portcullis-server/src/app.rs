@@ -63,6 +63,9 @@ pub fn settings(config: &Config) -> Settings {
     s.id_token_lifetime = t.id_token_lifetime;
     s.session_lifetime = t.session_lifetime;
     s.dpop_nonce_required = config.dpop.require_nonce;
+    s.max_form_params = config.limits.max_form_params;
+    s.jwks_refresh_interval = config.limits.jwks_refresh_interval;
+    s.registration_token_lifetime = config.clients.registration_token_lifetime;
     s
 }
 

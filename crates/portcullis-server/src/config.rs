@@ -17,6 +17,32 @@ pub struct Config {
     pub dpop: DpopConfig,
     pub demo_api: DemoApiConfig,
     pub log: LogConfig,
+    pub clients: ClientsConfig,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClientsConfig {
+    /// Hosts (names or addresses) whose `jwks_uri` may be fetched although they resolve to a
+    /// loopback, private, link-local, unique-local or unspecified address (test setups). Empty
+    /// by default: such addresses are refused (issue 13 item 9, server-side request forgery).
+    /// From the environment: comma-separated.
+    #[serde(deserialize_with = "string_or_list")]
+    pub jwks_uri_allowed_hosts: Vec<String>,
+    /// Lifetime of a registration access token (RFC 7592) in seconds; every update issues a new
+    /// one (RFC 7592 §3), so an active client renews it. Default 30 days.
+    pub registration_token_lifetime: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// The most form parameters one request may carry (more: 400 `invalid_request`).
+    pub max_form_params: usize,
+    /// At most one forced refetch of a client's `jwks_uri` (for an unknown `kid`) per this many
+    /// seconds; unknown kids are remembered as misses until then.
+    pub jwks_refresh_interval: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,6 +132,44 @@ impl Default for TokenConfig {
     }
 }
 
+impl Default for ClientsConfig {
+    fn default() -> Self {
+        Self {
+            jwks_uri_allowed_hosts: Vec::new(),
+            registration_token_lifetime: 30 * 86_400,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let d = Settings::with_defaults("");
+        Self {
+            max_form_params: d.max_form_params,
+            jwks_refresh_interval: d.jwks_refresh_interval,
+        }
+    }
+}
+
+/// A list from TOML (`["a", "b"]`) or from the environment (`a,b`).
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(String::from)
+            .collect(),
+        Either::Many(v) => v,
+    })
+}
+
 impl Default for DpopConfig {
     fn default() -> Self {
         Self { require_nonce: true }
@@ -128,7 +192,9 @@ impl Default for LogConfig {
 }
 
 /// The sections, longest first, so `PORTCULLIS_DEMO_API_ENABLED` finds `demo_api`.
-const SECTIONS: [&str; 6] = ["demo_api", "storage", "server", "tokens", "dpop", "log"];
+const SECTIONS: [&str; 8] = [
+    "demo_api", "storage", "clients", "server", "tokens", "limits", "dpop", "log",
+];
 
 impl Config {
     /// Reads the file (if any), applies `PORTCULLIS_*` overrides and `--data-dir`, validates.
@@ -208,6 +274,25 @@ impl Config {
         }
         if !(60..=604_800).contains(&t.session_lifetime) {
             return Err("tokens.session_lifetime must be 60 seconds to a week".into());
+        }
+        if !(8..=1000).contains(&self.limits.max_form_params) {
+            return Err("limits.max_form_params must be 8 to 1000".into());
+        }
+        if !(1..=86_400).contains(&self.limits.jwks_refresh_interval) {
+            return Err("limits.jwks_refresh_interval must be 1 to 86400 seconds".into());
+        }
+        if !(300..=31_536_000).contains(&self.clients.registration_token_lifetime) {
+            return Err("clients.registration_token_lifetime must be 300 seconds to a year".into());
+        }
+        if let Some(h) = self
+            .clients
+            .jwks_uri_allowed_hosts
+            .iter()
+            .find(|h| h.is_empty() || h.contains(['/', ' ', '@']))
+        {
+            return Err(format!(
+                "clients.jwks_uri_allowed_hosts: {h:?} is not a host name or address"
+            ));
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err("log.format must be text or json".into());

@@ -148,8 +148,9 @@ fn all<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// An `application/x-www-form-urlencoded` body (RFC 6749 §3.2, RFC 9126 §2.1).
-pub fn form(headers: &HeaderMap, body: &Bytes) -> Result<Vec<(String, String)>, OAuthError> {
+/// An `application/x-www-form-urlencoded` body (RFC 6749 §3.2, RFC 9126 §2.1) of at most
+/// `max_params` parameters: parsing stops at the first one over (issue 13 item 1).
+pub fn form(headers: &HeaderMap, body: &Bytes, max_params: usize) -> Result<Vec<(String, String)>, OAuthError> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -163,7 +164,14 @@ pub fn form(headers: &HeaderMap, body: &Bytes) -> Result<Vec<(String, String)>, 
     if std::str::from_utf8(body).is_err() {
         return Err(OAuthError::invalid_request("the request body must be UTF-8"));
     }
-    Ok(url::form_urlencoded::parse(body).into_owned().collect())
+    let mut pairs = Vec::new();
+    for pair in url::form_urlencoded::parse(body) {
+        if pairs.len() == max_params {
+            return Err(portcullis_core::provider::too_many_params(max_params));
+        }
+        pairs.push((pair.0.into_owned(), pair.1.into_owned()));
+    }
+    Ok(pairs)
 }
 
 async fn metadata(State(s): State<Arc<AppState>>) -> Response {
@@ -186,7 +194,7 @@ async fn jwks(State(s): State<Arc<AppState>>) -> Response {
 }
 
 async fn par(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let params = form(&headers, &body)?;
+    let params = form(&headers, &body, s.provider.settings().max_form_params)?;
     let dpop = all(&headers, "dpop");
     let r = s
         .provider
@@ -205,7 +213,7 @@ async fn par(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) ->
 }
 
 async fn token(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let params = form(&headers, &body)?;
+    let params = form(&headers, &body, s.provider.settings().max_form_params)?;
     let dpop = all(&headers, "dpop");
     let r = s
         .provider
@@ -239,7 +247,7 @@ async fn userinfo(State(s): State<Arc<AppState>>, method: Method, headers: Heade
 }
 
 async fn introspect(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let params = form(&headers, &body)?;
+    let params = form(&headers, &body, s.provider.settings().max_form_params)?;
     let r = s
         .provider
         .introspect(&params, headers.contains_key(header::AUTHORIZATION))

@@ -259,7 +259,8 @@ async fn posted(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<(PostedForm, PendingAuthorization, Browser), Response> {
-    let fields = crate::http::form(headers, body).map_err(|e| error_page(400, &e.description))?;
+    let fields = crate::http::form(headers, body, s.provider.settings().max_form_params)
+        .map_err(|e| error_page(400, &e.description))?;
     let form = PostedForm { fields };
     let b = browser(s, headers).await?;
     if b.new_cookie {
