@@ -104,6 +104,16 @@ pub async fn code_redemption_outcomes(s: Arc<dyn Store>) {
         s.redeem_code("h1", "c1", 1999).await.unwrap(),
         CodeRedemption::Redeemed(_)
     ));
+    // issue 13 item 8: a spent code presented by another client is that client's mistake, not
+    // a replay: the owner's grant must not be revoked for it
+    assert!(matches!(
+        s.redeem_code("h1", "other", 1999).await.unwrap(),
+        CodeRedemption::OtherClient
+    ));
+    assert!(matches!(
+        s.redeem_code("h1", "c1", 1999).await.unwrap(),
+        CodeRedemption::Replayed { .. }
+    ));
 }
 
 fn pushed(hash: &str, expires_at: i64) -> PushedRequest {

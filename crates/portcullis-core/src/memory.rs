@@ -36,6 +36,12 @@ impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// How many replay records (DPoP and client assertion `jti`s) are kept: what a request
+    /// wrote, for tests.
+    pub fn replay_records(&self) -> usize {
+        lock(&self.inner).replay.len()
+    }
 }
 
 #[async_trait]
@@ -172,12 +178,13 @@ impl Store for MemoryStore {
         let Some((code, consumed_at)) = g.codes.get_mut(code_hash) else {
             return Ok(CodeRedemption::Unknown);
         };
-        Ok(if consumed_at.is_some() {
+        // the owner first: only the client a code was issued to can replay it (issue 13 item 8)
+        Ok(if code.grant.client_id != client_id {
+            CodeRedemption::OtherClient
+        } else if consumed_at.is_some() {
             CodeRedemption::Replayed {
                 grant_id: code.grant.grant_id.clone(),
             }
-        } else if code.grant.client_id != client_id {
-            CodeRedemption::OtherClient
         } else if code.expires_at <= now {
             CodeRedemption::Expired
         } else {

@@ -153,13 +153,6 @@ impl Provider {
         lock(&self.clients).remove(client_id);
     }
 
-    /// Checks a DPoP proof and records its `jti` (RFC 9449 §4.3, §11.1).
-    pub(crate) async fn verify_dpop(&self, req: &DpopRequest<'_>) -> OAuthResult<VerifiedProof> {
-        let proof = self.check_dpop(req)?;
-        self.record_dpop(&proof).await?;
-        Ok(proof)
-    }
-
     /// Every check of a proof but replay; touches no storage (RFC 9449 §4.3, §8).
     pub(crate) fn check_dpop(&self, req: &DpopRequest<'_>) -> OAuthResult<VerifiedProof> {
         check_proof(req, self.now(), &self.nonces, self.settings.dpop_nonce_required)

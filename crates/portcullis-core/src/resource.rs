@@ -92,14 +92,14 @@ impl Provider {
                 "a DPoP proof is required with a DPoP-bound access token",
             ));
         }
-        let proof = self
-            .verify_dpop(&DpopRequest {
-                headers: req.dpop,
-                method: req.method,
-                url: req.url,
-                access_token: Some(token),
-            })
-            .await?;
+        // every check of the proof but replay; its jti is recorded only once the token is known
+        // and bound to the proof's key (issue 13 item 4: a made-up token writes nothing)
+        let proof = self.check_dpop(&DpopRequest {
+            headers: req.dpop,
+            method: req.method,
+            url: req.url,
+            access_token: Some(token),
+        })?;
         let now = self.now();
         let Some((record, grant)) = self.store.get_token(&hash(token), TokenKind::Access, now).await? else {
             return Err(token_err("the access token is unknown, expired or revoked"));
@@ -112,6 +112,7 @@ impl Provider {
                 ));
             }
         }
+        self.record_dpop(&proof).await?;
         // Without `openid` only `sub` is released: userinfo doubles as the protected resource of
         // plain OAuth 2.0 deployments until the demo API exists (conformance plain_oauth variant).
         let user = self.store.get_user_by_sub(&grant.sub).await?;

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use crate::authorize::is_code_verifier;
 use crate::client_auth::ClientAuthentication;
+use crate::dpop::VerifiedProof;
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::model::{CodeRedemption, Grant, SenderConstraint, TokenKind, TokenRecord};
 use crate::provider::{Params, ParsedClient, Provider};
@@ -63,16 +64,23 @@ impl Provider {
                 "a DPoP proof is required: this server issues only DPoP-bound access tokens",
             ));
         };
-        self.record_dpop(&proof).await?;
+        // the proof's jti is recorded by the grant, once everything else has held (issue 13
+        // item 4: no replay record for a request that fails anyway)
         let mut response = match grant_type {
-            "authorization_code" => self.code_grant(&client, &params, &proof.jkt).await?,
-            _ => self.refresh_grant(&client, &params, &proof.jkt).await?,
+            "authorization_code" => self.code_grant(&client, &params, &proof).await?,
+            _ => self.refresh_grant(&client, &params, &proof).await?,
         };
         response.dpop_nonce = proof.fresh_nonce;
         Ok(response)
     }
 
-    async fn code_grant(&self, client: &ParsedClient, params: &Params<'_>, jkt: &str) -> OAuthResult<TokenResponse> {
+    async fn code_grant(
+        &self,
+        client: &ParsedClient,
+        params: &Params<'_>,
+        proof: &VerifiedProof,
+    ) -> OAuthResult<TokenResponse> {
+        let jkt = proof.jkt.as_str();
         let code = params.require("code")?;
         let redirect_uri = params.require("redirect_uri")?;
         let client_id = &client.client.client_id;
@@ -125,6 +133,7 @@ impl Provider {
                 "the DPoP proof key does not match the key the authorization code is bound to (dpop_jkt)",
             ));
         }
+        self.record_dpop(proof).await?;
         self.issue(
             client,
             &record.grant,
@@ -136,7 +145,12 @@ impl Provider {
         .await
     }
 
-    async fn refresh_grant(&self, client: &ParsedClient, params: &Params<'_>, jkt: &str) -> OAuthResult<TokenResponse> {
+    async fn refresh_grant(
+        &self,
+        client: &ParsedClient,
+        params: &Params<'_>,
+        proof: &VerifiedProof,
+    ) -> OAuthResult<TokenResponse> {
         let token = params.require("refresh_token")?;
         let now = self.now();
         let Some((_, grant)) = self.store.get_token(&hash(token), TokenKind::Refresh, now).await? else {
@@ -165,7 +179,8 @@ impl Provider {
         };
         // RFC 9449 §5 (AS-SP-85): the new access token is bound to this proof's key;
         // SP 5.3.2.1-9 (AS-SP-89): the refresh token is not rotated
-        self.issue(client, &grant, &scope, jkt, None, false).await
+        self.record_dpop(proof).await?;
+        self.issue(client, &grant, &scope, &proof.jkt, None, false).await
     }
 
     async fn issue(

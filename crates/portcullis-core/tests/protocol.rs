@@ -178,6 +178,21 @@ impl Env {
         format!("{input}.{}", b64url(sig))
     }
 
+    /// A proof for a resource request (with `ath`).
+    fn resource_proof(&self, url: &str, token: &str, nonce: Option<&str>) -> String {
+        let mut jwk = self.dpop.public_jwk().to_json();
+        jwk.as_object_mut().unwrap().remove("kid");
+        let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
+        let mut claims = json!({"jti": b64url(portcullis_core::random::random_bytes::<16>()), "htm": "GET",
+            "htu": url, "iat": self.now(), "ath": sha256_b64url(token)});
+        if let Some(n) = nonce {
+            claims["nonce"] = json!(n);
+        }
+        let input = format!("{}.{}", b64url(header.to_string()), b64url(claims.to_string()));
+        let sig = self.dpop.sign_raw(input.as_bytes()).unwrap();
+        format!("{input}.{}", b64url(sig))
+    }
+
     async fn par(&self) -> Result<String, OAuthError> {
         self.par_with(&[]).await
     }
@@ -595,4 +610,60 @@ async fn login_freshness() {
         NextStep::Redirect(u) => assert!(u.contains("error=consent_required"), "{u}"),
         other => panic!("{other:?}"),
     }
+}
+
+/// Issue 13 item 4: a replay record is written only for a proof that would otherwise succeed:
+/// userinfo with a made-up token and a self-signed proof, and a token request whose code is
+/// unknown, add no DPoP jti row; a good request does, and its replay is refused.
+#[tokio::test]
+async fn failing_requests_write_no_replay_records() {
+    use portcullis_core::resource::ResourceRequest;
+    let e = env().await;
+    let userinfo = format!("{ISSUER}/userinfo");
+    let nonce = e.provider.current_dpop_nonce();
+    for _ in 0..20 {
+        let token = b64url(portcullis_core::random::random_bytes::<32>());
+        let proof = e.resource_proof(&userinfo, &token, Some(&nonce));
+        let auth = format!("DPoP {token}");
+        let err = e
+            .provider
+            .userinfo(&ResourceRequest {
+                authorization: &[&auth],
+                dpop: &[&proof],
+                method: "GET",
+                url: &userinfo,
+            })
+            .await
+            .err()
+            .expect("made-up token refused");
+        assert_eq!(err.code, ErrorCode::InvalidToken);
+    }
+    assert_eq!(e.store.replay_records(), 0, "made-up tokens wrote replay records");
+
+    // an unknown code: the client assertion's jti is spent (the client did authenticate), the
+    // DPoP proof's is not
+    let before = e.store.replay_records();
+    assert_eq!(
+        e.redeem("no-such-code", None).await.unwrap_err().code,
+        ErrorCode::InvalidGrant
+    );
+    assert_eq!(e.store.replay_records(), before + 1);
+
+    // a good request records its proof, and the same proof is refused afterwards
+    let tokens = e.redeem(&e.code().await, None).await.unwrap();
+    let proof = e.resource_proof(&userinfo, &tokens.access_token, Some(&nonce));
+    let auth = format!("DPoP {}", tokens.access_token);
+    let req = ResourceRequest {
+        authorization: &[&auth],
+        dpop: &[&proof],
+        method: "GET",
+        url: &userinfo,
+    };
+    let before = e.store.replay_records();
+    e.provider.userinfo(&req).await.unwrap();
+    assert_eq!(e.store.replay_records(), before + 1);
+    assert_eq!(
+        e.provider.userinfo(&req).await.err().expect("replay refused").code,
+        ErrorCode::InvalidDpopProof
+    );
 }

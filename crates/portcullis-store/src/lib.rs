@@ -391,12 +391,13 @@ impl Store for SqliteStore {
         let consumed_at: Option<i64> = row.try_get("consumed_at").map_err(err)?;
         let owner: String = row.try_get("client_id").map_err(err)?;
         let expires_at: i64 = row.try_get("expires_at").map_err(err)?;
-        Ok(if consumed_at.is_some() {
+        // the owner first: only the client a code was issued to can replay it (issue 13 item 8)
+        Ok(if owner != client_id {
+            CodeRedemption::OtherClient
+        } else if consumed_at.is_some() {
             CodeRedemption::Replayed {
                 grant_id: row.try_get("grant_id").map_err(err)?,
             }
-        } else if owner != client_id {
-            CodeRedemption::OtherClient
         } else if expires_at <= now {
             CodeRedemption::Expired
         } else {
