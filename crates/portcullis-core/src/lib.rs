@@ -5,6 +5,7 @@
 //! and a [`KeyRing`], takes typed requests and returns typed outcomes or an [`OAuthError`].
 #![forbid(unsafe_code)]
 
+pub mod address_policy;
 pub mod authorize;
 pub mod client_auth;
 pub mod clock;

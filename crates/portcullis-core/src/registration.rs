@@ -4,6 +4,7 @@
 use portcullis_jose::{Algorithm, Jwks};
 use serde_json::{Map, Value, json};
 
+use crate::address_policy::refused_literal;
 use crate::error::{ErrorCode, OAuthError, OAuthResult};
 use crate::model::{Client, ClientAuthMethod, ClientMetadata};
 use crate::provider::Provider;
@@ -296,6 +297,7 @@ impl Provider {
     /// the metadata is accepted.
     pub async fn register_client(&self, iat: InitialAccessToken, body: &Value) -> OAuthResult<RegistrationResponse> {
         let metadata = validate_metadata(body, &self.settings.scopes_supported)?;
+        self.check_jwks_uri_host(&metadata)?;
         let now = self.now();
         if !self.store.use_initial_access_token(&iat.token_hash, now).await? {
             return Err(invalid_initial_access_token());
@@ -351,6 +353,7 @@ impl Provider {
             }
         }
         let metadata = validate_metadata(body, &self.settings.scopes_supported)?;
+        self.check_jwks_uri_host(&metadata)?;
         let updated = Client { metadata, ..client };
         if !self.store.update_client(&updated).await? {
             return Err(invalid_registration_token());
@@ -365,6 +368,25 @@ impl Provider {
     pub async fn delete_registration(&self, managed: ManagedClient) -> OAuthResult<()> {
         self.store.delete_client(&managed.0.client_id).await?;
         self.forget_client(&managed.0.client_id);
+        Ok(())
+    }
+
+    /// Issue 13 item 9: a `jwks_uri` naming localhost or a non-public address literal is
+    /// refused at registration (names that resolve to such addresses are refused when fetched).
+    fn check_jwks_uri_host(&self, metadata: &ClientMetadata) -> OAuthResult<()> {
+        let Some(uri) = &metadata.jwks_uri else {
+            return Ok(());
+        };
+        let host = url::Url::parse(uri)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        if refused_literal(&host, &self.settings.jwks_uri_allowed_hosts) {
+            return Err(bad(
+                "jwks_uri",
+                "must name a public host (loopback, private and link-local addresses are refused)",
+            ));
+        }
         Ok(())
     }
 

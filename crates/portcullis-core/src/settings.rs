@@ -66,6 +66,8 @@ pub struct Settings {
     /// How long a registration access token (RFC 7592) stays valid; a new one is issued on
     /// every update.
     pub registration_token_lifetime: i64,
+    /// Hosts whose `jwks_uri` may point at non-public addresses (issue 13 item 9).
+    pub jwks_uri_allowed_hosts: crate::address_policy::AllowedHosts,
 }
 
 impl Settings {
@@ -87,6 +89,7 @@ impl Settings {
             max_form_params: DEFAULT_MAX_FORM_PARAMS,
             jwks_refresh_interval: 60,
             registration_token_lifetime: 30 * 86_400,
+            jwks_uri_allowed_hosts: Default::default(),
         }
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_lc_rs::hmac;
+use portcullis_core::address_policy::{AllowedHosts, refused_literal};
 use portcullis_core::keyring::{SERVER_ALGORITHMS, generate_stored_key};
 use portcullis_core::random::random_bytes;
 use portcullis_core::{Clock, JwksFetcher, KeyRing, Provider, Settings, Store};
@@ -66,6 +67,7 @@ pub fn settings(config: &Config) -> Settings {
     s.max_form_params = config.limits.max_form_params;
     s.jwks_refresh_interval = config.limits.jwks_refresh_interval;
     s.registration_token_lifetime = config.clients.registration_token_lifetime;
+    s.jwks_uri_allowed_hosts = AllowedHosts::new(&config.clients.jwks_uri_allowed_hosts);
     s
 }
 
@@ -107,7 +109,9 @@ pub async fn build(config: &Config, store: Arc<SqliteStore>) -> Result<Arc<AppSt
         clock,
         keys,
         &nonce_secret,
-        Arc::new(HttpsJwksFetcher::new()?),
+        Arc::new(HttpsJwksFetcher::new(AllowedHosts::new(
+            &config.clients.jwks_uri_allowed_hosts,
+        ))?),
     );
     let metadata = provider.metadata();
     Ok(Arc::new(AppState {
@@ -148,42 +152,59 @@ pub fn spawn_maintenance(state: Arc<AppState>) {
 }
 
 /// Fetches client `jwks_uri` documents: https only, no redirects, 5 s time-out, 64 KiB cap
-/// (AS-SP-01/05).
+/// (AS-SP-01/05); never from loopback, private, link-local or unique-local addresses unless the
+/// host is allowed by the operator (issue 13 item 9). Names are resolved by [`PolicyResolver`],
+/// which hands the connector only checked addresses, so DNS cannot rebind between check and
+/// connect. The roots trusted are the system's (`SSL_CERT_FILE` is honoured).
 pub struct HttpsJwksFetcher {
     client: reqwest::Client,
+    allowed: AllowedHosts,
 }
 
 const JWKS_MAX_BYTES: usize = 64 * 1024;
 
 impl HttpsJwksFetcher {
-    pub fn new() -> Result<Self, String> {
-        Self::build(None, Duration::from_secs(5))
+    pub fn new(allowed: AllowedHosts) -> Result<Self, String> {
+        Self::build(None, Duration::from_secs(5), allowed)
     }
 
     /// `only_root`: trust just this CA instead of the system's (tests).
-    fn build(only_root: Option<reqwest::Certificate>, timeout: Duration) -> Result<Self, String> {
+    fn build(
+        only_root: Option<reqwest::Certificate>,
+        timeout: Duration,
+        allowed: AllowedHosts,
+    ) -> Result<Self, String> {
         let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(Duration::from_secs(3))
             .redirect(reqwest::redirect::Policy::none())
-            .https_only(true);
+            .https_only(true)
+            .dns_resolver(Arc::new(PolicyResolver {
+                allowed: allowed.clone(),
+            }));
         if let Some(root) = only_root {
             builder = builder.tls_certs_only([root]);
         }
         let client = builder
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Self { client })
+        Ok(Self { client, allowed })
     }
 }
 
 #[async_trait]
 impl JwksFetcher for HttpsJwksFetcher {
     async fn fetch(&self, uri: &str) -> Result<Value, String> {
-        if !uri.starts_with("https://") {
+        let url = url::Url::parse(uri).map_err(|e| format!("jwks_uri is not a URL: {e}"))?;
+        if url.scheme() != "https" {
             return Err("jwks_uri must be https".into());
         }
-        let mut res = self.client.get(uri).send().await.map_err(|e| e.to_string())?;
+        // an address literal never reaches the resolver: check it here
+        let host = url.host_str().unwrap_or_default();
+        if refused_literal(host, &self.allowed) {
+            return Err(format!("jwks_uri host {host} is not a public address"));
+        }
+        let mut res = self.client.get(url).send().await.map_err(|e| error_chain(&e))?;
         if !res.status().is_success() {
             return Err(format!("jwks_uri answered {}", res.status()));
         }
@@ -198,6 +219,44 @@ impl JwksFetcher for HttpsJwksFetcher {
     }
 }
 
+/// An error with its sources, for the log.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}
+
+/// Resolves a `jwks_uri` host and keeps only the addresses the policy permits; the connector
+/// connects to exactly these.
+struct PolicyResolver {
+    allowed: AllowedHosts,
+}
+
+impl reqwest::dns::Resolve for PolicyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_owned();
+        let allowed = self.allowed.clone();
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| allowed.permits(&host, a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                let e: Box<dyn std::error::Error + Send + Sync> =
+                    format!("{host} resolves to no public address").into();
+                return Err(e);
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(addrs.into_iter());
+            Ok(addrs)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -207,6 +266,8 @@ mod tests {
     use axum::response::Redirect;
     use axum::routing::get;
     use portcullis_core::JwksFetcher;
+
+    use portcullis_core::address_policy::AllowedHosts;
 
     use super::HttpsJwksFetcher;
     use crate::tls;
@@ -239,7 +300,8 @@ mod tests {
         let (_tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(tls::serve(listener, config, app, rx));
         let ca = reqwest::Certificate::from_pem(&std::fs::read(files.ca_cert()).unwrap()).unwrap();
-        let f = Arc::new(HttpsJwksFetcher::build(Some(ca), Duration::from_secs(1)).unwrap());
+        let allow_localhost = AllowedHosts::new(&["localhost".into()]);
+        let f = Arc::new(HttpsJwksFetcher::build(Some(ca.clone()), Duration::from_secs(1), allow_localhost).unwrap());
         let url = |p: &str| format!("https://localhost:{port}{p}");
         assert_eq!(f.fetch(&url("/jwks")).await.unwrap(), serde_json::json!({"keys": []}));
         assert!(
@@ -254,7 +316,33 @@ mod tests {
         assert!(f.fetch(&url("/slow")).await.is_err(), "time-out");
         assert!(f.fetch(&url("/html")).await.unwrap_err().contains("JSON"));
         // the system roots do not include the development CA
-        let system = HttpsJwksFetcher::new().unwrap();
+        let system = HttpsJwksFetcher::new(AllowedHosts::new(&["localhost".into()])).unwrap();
         assert!(system.fetch(&url("/jwks")).await.is_err(), "certificates are checked");
+
+        // issue 13 item 9: by default, loopback is refused however it is named, before any
+        // connection: as a name, as literals, and as a name that resolves to it
+        let strict = HttpsJwksFetcher::build(Some(ca), Duration::from_secs(1), AllowedHosts::default()).unwrap();
+        for u in [
+            url("/jwks"),
+            format!("https://127.0.0.1:{port}/jwks"),
+            format!("https://[::1]:{port}/jwks"),
+            format!("https://[::ffff:127.0.0.1]:{port}/jwks"),
+        ] {
+            let e = strict.fetch(&u).await.unwrap_err();
+            assert!(e.contains("not a public address"), "{u}: {e}");
+        }
+        let hostname = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        let hostname = hostname.trim();
+        let resolves_locally = !hostname.is_empty()
+            && std::net::ToSocketAddrs::to_socket_addrs(&(hostname, port))
+                .map(|mut a| a.all(|a| !portcullis_core::address_policy::is_public(a.ip())))
+                .unwrap_or(false);
+        if resolves_locally {
+            let e = strict
+                .fetch(&format!("https://{hostname}:{port}/jwks"))
+                .await
+                .unwrap_err();
+            assert!(e.contains("no public address"), "{e}");
+        }
     }
 }
