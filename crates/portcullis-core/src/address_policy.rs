@@ -17,7 +17,7 @@ impl AllowedHosts {
     /// named by the operator.
     pub fn contains(&self, host: &str) -> bool {
         let host = normalise(host);
-        self.0.iter().any(|h| *h == host)
+        self.0.contains(&host)
     }
 
     /// Whether connecting to `ip` for `host` is allowed.

@@ -160,6 +160,16 @@ impl Provider {
     ) -> Result<String, AuthorizationFailure> {
         let req = &pending.request;
         let now = self.now();
+        // issue 13 item 6: the login behind an Allow must still satisfy prompt=login and
+        // max_age now, whatever page was shown before (checked before the request_uri is spent)
+        if let Decision::Allow { auth_time, .. } = &decision
+            && !self.login_is_fresh(pending, *auth_time)
+        {
+            return Err(AuthorizationFailure::page(
+                403,
+                "This request needs a newer sign-in. Start again from the application.",
+            ));
+        }
         let won = self
             .store
             .consume_pushed_request(&pending.request_uri_hash, now)
@@ -228,12 +238,7 @@ impl Provider {
     /// since consent is asked every time it ends in `login_required` or `consent_required`.
     pub fn next_step(&self, pending: &PendingAuthorization, login: Option<&Session>) -> NextStep {
         let req = &pending.request;
-        let now = self.now();
-        let fresh_enough = |s: &&Session| {
-            !(req.prompt.iter().any(|p| p == "login") && s.auth_time < pending.pushed_at)
-                && req.max_age.is_none_or(|max| now - s.auth_time <= max)
-        };
-        let login = login.filter(fresh_enough);
+        let login = login.filter(|s| self.login_is_fresh(pending, s.auth_time));
         if req.prompt.iter().any(|p| p == "none") {
             return NextStep::Redirect(match login {
                 Some(_) => self.pending_error(
@@ -248,6 +253,14 @@ impl Provider {
             Some(_) => NextStep::Consent,
             None => NextStep::Login,
         }
+    }
+
+    /// OIDC Core §3.1.2.1: a login at `auth_time` is newer than the request when `prompt=login`
+    /// asks for that, and within `max_age` when given.
+    pub fn login_is_fresh(&self, pending: &PendingAuthorization, auth_time: i64) -> bool {
+        let req = &pending.request;
+        !(req.prompt.iter().any(|p| p == "login") && auth_time < pending.pushed_at)
+            && req.max_age.is_none_or(|max| self.now() - auth_time <= max)
     }
 
     /// An error redirect for a pending request (e.g. `login_required` for `prompt=none`).

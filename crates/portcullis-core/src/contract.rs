@@ -240,15 +240,50 @@ pub async fn clients_round_trip_and_delete_cascades(s: Arc<dyn Store>) {
             extra: Default::default(),
         },
     };
-    s.insert_client(&client, Some("rat")).await.unwrap();
+    s.insert_client(&client, Some(("rat", 2000))).await.unwrap();
     assert_eq!(s.get_client("c1").await.unwrap(), Some(client.clone()));
     assert!(
-        s.get_client_by_registration_token("c1", "wrong")
+        s.get_client_by_registration_token("c1", "wrong", 1000)
             .await
             .unwrap()
             .is_none()
     );
-    assert!(s.get_client_by_registration_token("c1", "rat").await.unwrap().is_some());
+    assert!(
+        s.get_client_by_registration_token("c1", "rat", 1999)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // issue 13 item 14: registration access tokens expire, and an update rotates the token
+    // (compare-and-swap on the old one: of two updates with one token, one wins)
+    assert!(
+        s.get_client_by_registration_token("c1", "rat", 2000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let mut renamed = client.clone();
+    renamed.metadata.client_name = Some("renamed".into());
+    assert!(
+        s.update_client_registration(&renamed, "rat", ("rat2", 5000))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.update_client_registration(&client, "rat", ("rat3", 5000))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.get_client_by_registration_token("c1", "rat", 1000)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        s.get_client_by_registration_token("c1", "rat2", 4999).await.unwrap(),
+        Some(renamed)
+    );
     s.insert_code(&code("h1", "g1", 2000)).await.unwrap();
     assert!(s.delete_client("c1").await.unwrap());
     assert!(s.get_client("c1").await.unwrap().is_none());
@@ -263,4 +298,8 @@ pub async fn secrets_first_writer_wins(s: Arc<dyn Store>) {
     let b = s.get_or_create_secret("n", b"second").await.unwrap();
     assert_eq!(a, b"first");
     assert_eq!(b, b"first");
+    assert_eq!(s.get_secret("n").await.unwrap().as_deref(), Some(&b"first"[..]));
+    assert_eq!(s.get_secret("m").await.unwrap(), None);
+    s.delete_secret("n").await.unwrap();
+    assert_eq!(s.get_secret("n").await.unwrap(), None);
 }

@@ -21,6 +21,7 @@ impl Provider {
             "jwks_uri": e.jwks,
             "registration_endpoint": e.registration,
             "introspection_endpoint": e.introspection,
+            "end_session_endpoint": e.end_session,
             "introspection_endpoint_auth_methods_supported": ["private_key_jwt"],
             "introspection_endpoint_auth_signing_alg_values_supported": algs,
             "scopes_supported": s.scopes_supported,

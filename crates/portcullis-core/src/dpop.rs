@@ -1,14 +1,15 @@
 //! DPoP proof checks (RFC 9449 §4.3) and stateless server nonces (§8), one function used by the
 //! token endpoint, PAR, userinfo and, later, resource servers.
 
-use aws_lc_rs::hmac;
-use portcullis_jose::{CompactJws, PublicJwk, b64url, sha256_b64url};
+use portcullis_jose::{CompactJws, PublicJwk, b64url, b64url_decode, sha256_b64url};
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{OAuthError, OAuthResult};
 use crate::random::secure_eq;
+use crate::secrets::{RotatingKey, SECRET_ROTATION_PERIOD};
 use crate::settings::{DPOP_MAX_AGE, DPOP_NONCE_STEP, MAX_FUTURE_SKEW};
+use crate::store::Store;
 
 /// What a request offers as proof of possession.
 #[derive(Debug, Clone, Copy)]
@@ -50,34 +51,45 @@ struct ProofClaims {
 const MAX_JTI_LEN: usize = 256;
 
 /// Server nonces derived from a shared secret and a time step: no state to synchronise between
-/// nodes, and valid across restarts (RFC 9449 §8, §11.3).
+/// nodes, and valid across restarts (RFC 9449 §8, §11.3). The secret itself rotates daily, the
+/// previous one still accepted (issue 13 item 14).
 pub struct DpopNonces {
-    key: hmac::Key,
+    key: RotatingKey,
 }
 
 impl DpopNonces {
+    /// Nonces under one fixed secret (tests, embedders).
     pub fn new(secret: &[u8]) -> Self {
         Self {
-            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+            key: RotatingKey::fixed("dpop_nonce", secret),
         }
     }
 
-    fn for_step(&self, step: i64) -> String {
-        let tag = hmac::sign(&self.key, &step.to_be_bytes());
-        b64url(tag.as_ref())
+    /// Nonces under a secret per period, loaded from the store by [`DpopNonces::refresh`].
+    pub fn rotating() -> Self {
+        Self {
+            key: RotatingKey::new("dpop_nonce", SECRET_ROTATION_PERIOD),
+        }
+    }
+
+    /// Loads the current and previous period's secrets.
+    pub async fn refresh(&self, store: &dyn Store, now: i64) -> OAuthResult<()> {
+        self.key.refresh(store, now).await
     }
 
     /// The nonce to hand out now.
     pub fn current(&self, now: i64) -> String {
-        self.for_step(now.div_euclid(DPOP_NONCE_STEP))
+        b64url(self.key.sign(&now.div_euclid(DPOP_NONCE_STEP).to_be_bytes()))
     }
 
-    /// Accepts the current and the previous step's nonce.
+    /// Accepts the current and the previous step's nonce, under the current or the previous
+    /// secret.
     pub fn is_valid(&self, nonce: &str, now: i64) -> bool {
+        let Ok(tag) = b64url_decode(nonce) else {
+            return false;
+        };
         let step = now.div_euclid(DPOP_NONCE_STEP);
-        [step, step - 1]
-            .iter()
-            .any(|s| secure_eq(self.for_step(*s).as_bytes(), nonce.as_bytes()))
+        [step, step - 1].iter().any(|s| self.key.verify(&s.to_be_bytes(), &tag))
     }
 
     pub fn is_current(&self, nonce: &str, now: i64) -> bool {

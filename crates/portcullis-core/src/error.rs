@@ -64,6 +64,9 @@ pub struct OAuthError {
 
 pub type OAuthResult<T> = Result<T, OAuthError>;
 
+/// The longest `error_description` sent (and logged), in characters.
+pub const MAX_DESCRIPTION: usize = 300;
+
 impl OAuthError {
     pub fn new(code: ErrorCode, status: u16, description: impl Into<Cow<'static, str>>) -> Self {
         Self {
@@ -160,10 +163,14 @@ impl OAuthError {
     }
 
     /// RFC 6749 §5.2 (AS-SP-70): `error_description` uses only %x20-21 / %x23-5B / %x5D-7E.
-    /// Descriptions may quote what the client sent, so anything else becomes `?`.
+    /// Descriptions may quote what the client sent, so anything else becomes `?`, and a
+    /// description is cut at [`MAX_DESCRIPTION`] characters (a quoted 60 KB value must not be
+    /// echoed and logged whole).
     pub fn public_description(&self) -> String {
-        self.description
+        let mut out: String = self
+            .description
             .chars()
+            .take(MAX_DESCRIPTION)
             .map(|c| {
                 if matches!(c, ' '..='~') && c != '"' && c != '\\' {
                     c
@@ -171,7 +178,11 @@ impl OAuthError {
                     '?'
                 }
             })
-            .collect()
+            .collect();
+        if self.description.chars().nth(MAX_DESCRIPTION).is_some() {
+            out.push_str("...");
+        }
+        out
     }
 }
 
@@ -211,5 +222,8 @@ mod tests {
         assert_eq!(d, "grant_type ?x?y? ?? is not supported");
         let w = e.for_resource("ES256").www_authenticate.unwrap();
         assert!(w.is_ascii() && !w.contains('\n'), "{w}");
+        // a quoted 60 KB value is cut
+        let e = OAuthError::invalid_request(format!("grant_type {} is not supported", "x".repeat(60_000)));
+        assert!(e.public_description().len() <= MAX_DESCRIPTION + 3);
     }
 }

@@ -19,7 +19,7 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Inner {
-    clients: HashMap<String, (Client, Option<String>)>,
+    clients: HashMap<String, (Client, Option<(String, i64)>)>,
     initial_tokens: HashMap<String, (i64, Option<i64>)>,
     users: HashMap<String, User>,
     pushed: HashMap<String, PushedRequest>,
@@ -46,10 +46,10 @@ impl MemoryStore {
 
 #[async_trait]
 impl Store for MemoryStore {
-    async fn insert_client(&self, client: &Client, registration_token_hash: Option<&str>) -> StoreResult<()> {
+    async fn insert_client(&self, client: &Client, registration_token: Option<(&str, i64)>) -> StoreResult<()> {
         lock(&self.inner).clients.insert(
             client.client_id.clone(),
-            (client.clone(), registration_token_hash.map(String::from)),
+            (client.clone(), registration_token.map(|(h, e)| (h.to_owned(), e))),
         );
         Ok(())
     }
@@ -58,12 +58,34 @@ impl Store for MemoryStore {
         Ok(lock(&self.inner).clients.get(client_id).map(|(c, _)| c.clone()))
     }
 
-    async fn get_client_by_registration_token(&self, client_id: &str, token_hash: &str) -> StoreResult<Option<Client>> {
+    async fn get_client_by_registration_token(
+        &self,
+        client_id: &str,
+        token_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<Client>> {
         Ok(lock(&self.inner)
             .clients
             .get(client_id)
-            .filter(|(_, t)| t.as_deref() == Some(token_hash))
+            .filter(|(_, t)| t.as_ref().is_some_and(|(h, e)| h == token_hash && *e > now))
             .map(|(c, _)| c.clone()))
+    }
+
+    async fn update_client_registration(
+        &self,
+        client: &Client,
+        old_token_hash: &str,
+        new_token: (&str, i64),
+    ) -> StoreResult<bool> {
+        let mut g = lock(&self.inner);
+        match g.clients.get_mut(&client.client_id) {
+            Some((c, Some(t))) if t.0 == old_token_hash => {
+                *c = client.clone();
+                *t = (new_token.0.to_owned(), new_token.1);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     async fn update_client(&self, client: &Client) -> StoreResult<bool> {
@@ -252,6 +274,20 @@ impl Store for MemoryStore {
             .get(id_hash)
             .filter(|s| s.expires_at > now)
             .cloned())
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
+        lock(&self.inner).sessions.remove(id_hash);
+        Ok(())
+    }
+
+    async fn get_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        Ok(lock(&self.inner).secrets.get(name).cloned())
+    }
+
+    async fn delete_secret(&self, name: &str) -> StoreResult<()> {
+        lock(&self.inner).secrets.remove(name);
+        Ok(())
     }
 
     async fn get_or_create_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>> {

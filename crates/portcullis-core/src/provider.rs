@@ -60,7 +60,7 @@ impl Provider {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         keys: KeyRing,
-        nonce_secret: &[u8],
+        nonces: DpopNonces,
         fetcher: Arc<dyn JwksFetcher>,
     ) -> Self {
         Self {
@@ -68,7 +68,7 @@ impl Provider {
             store,
             clock,
             keys: RwLock::new(Arc::new(keys)),
-            nonces: DpopNonces::new(nonce_secret),
+            nonces,
             fetcher,
             clients: Mutex::new(HashMap::new()),
             remote_jwks: RemoteJwksCache::default(),
@@ -113,6 +113,11 @@ impl Provider {
     /// The `algs` value of DPoP challenges (RFC 9449 §7.1).
     pub fn dpop_algs(&self) -> &str {
         &self.dpop_algs
+    }
+
+    /// Loads the current and previous period's DPoP nonce secrets (at start, then periodically).
+    pub async fn refresh_secrets(&self) -> OAuthResult<()> {
+        self.nonces.refresh(self.store.as_ref(), self.now()).await
     }
 
     /// The current DPoP nonce.

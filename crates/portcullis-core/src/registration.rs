@@ -47,7 +47,10 @@ pub struct InitialAccessToken {
 
 /// A client whose registration access token was checked (RFC 7592 §2).
 #[derive(Debug)]
-pub struct ManagedClient(Client);
+pub struct ManagedClient {
+    client: Client,
+    token_hash: String,
+}
 
 /// A registration (or RFC 7592 read/update) response.
 #[derive(Debug, Clone)]
@@ -262,6 +265,21 @@ pub fn validate_metadata(input: &Value, scopes_supported: &[String]) -> OAuthRes
             extra.insert((*f).to_owned(), Value::String(v));
         }
     }
+    // OpenID Connect RP-Initiated Logout 1.0 §3.1: https URIs, kept exactly as registered
+    if let Some(uris) = string_list("post_logout_redirect_uris")? {
+        for u in &uris {
+            match url::Url::parse(u) {
+                Ok(p) if p.scheme() == "https" && p.host_str().is_some_and(|h| !h.is_empty()) && !u.contains('#') => {}
+                _ => {
+                    return Err(bad(
+                        "post_logout_redirect_uris",
+                        "each must be an https URL without a fragment",
+                    ));
+                }
+            }
+        }
+        extra.insert("post_logout_redirect_uris".into(), json!(uris));
+    }
     if let Some(contacts) = string_list("contacts")? {
         extra.insert("contacts".into(), json!(contacts));
     }
@@ -308,8 +326,9 @@ impl Provider {
             metadata,
         };
         let registration_token = credential();
+        let expires_at = now + self.settings.registration_token_lifetime;
         self.store
-            .insert_client(&client, Some(&hash(&registration_token)))
+            .insert_client(&client, Some((&hash(&registration_token), expires_at)))
             .await?;
         Ok(RegistrationResponse {
             body: self.registration_body(&client, Some(&registration_token)),
@@ -323,19 +342,30 @@ impl Provider {
         client_id: &str,
         authorization: Option<&str>,
     ) -> OAuthResult<ManagedClient> {
-        self.managed_client(client_id, authorization).await.map(ManagedClient)
+        let token = bearer(authorization, "the registration access token")?;
+        let token_hash = hash(token);
+        // RFC 7592 §2: an unknown client, a wrong token and an expired one look the same (401)
+        let client = self
+            .store
+            .get_client_by_registration_token(client_id, &token_hash, self.now())
+            .await?
+            .ok_or_else(invalid_registration_token)?;
+        Ok(ManagedClient { client, token_hash })
     }
 
     /// RFC 7592 §2.1: read.
     pub fn read_registration(&self, managed: &ManagedClient) -> RegistrationResponse {
         RegistrationResponse {
-            body: self.registration_body(&managed.0, None),
+            body: self.registration_body(&managed.client, None),
         }
     }
 
     /// RFC 7592 §2.2: full replacement of the metadata.
+    /// Every update rotates the registration access token (RFC 7592 §3: the new one is in the
+    /// response, the old one stops working), so a leaked token is not a permanent key to the
+    /// client (issue 13 item 14).
     pub async fn update_registration(&self, managed: ManagedClient, body: &Value) -> OAuthResult<RegistrationResponse> {
-        let client = managed.0;
+        let client = managed.client;
         match body.get("client_id") {
             Some(Value::String(id)) if *id == client.client_id => {}
             _ => {
@@ -355,19 +385,25 @@ impl Provider {
         let metadata = validate_metadata(body, &self.settings.scopes_supported)?;
         self.check_jwks_uri_host(&metadata)?;
         let updated = Client { metadata, ..client };
-        if !self.store.update_client(&updated).await? {
+        let new_token = credential();
+        let expires_at = self.now() + self.settings.registration_token_lifetime;
+        if !self
+            .store
+            .update_client_registration(&updated, &managed.token_hash, (&hash(&new_token), expires_at))
+            .await?
+        {
             return Err(invalid_registration_token());
         }
         self.forget_client(&updated.client_id);
         Ok(RegistrationResponse {
-            body: self.registration_body(&updated, None),
+            body: self.registration_body(&updated, Some(&new_token)),
         })
     }
 
     /// RFC 7592 §2.3: delete; the client's tokens go with it.
     pub async fn delete_registration(&self, managed: ManagedClient) -> OAuthResult<()> {
-        self.store.delete_client(&managed.0.client_id).await?;
-        self.forget_client(&managed.0.client_id);
+        self.store.delete_client(&managed.client.client_id).await?;
+        self.forget_client(&managed.client.client_id);
         Ok(())
     }
 
@@ -388,15 +424,6 @@ impl Provider {
             ));
         }
         Ok(())
-    }
-
-    async fn managed_client(&self, client_id: &str, authorization: Option<&str>) -> OAuthResult<Client> {
-        let token = bearer(authorization, "the registration access token")?;
-        // RFC 7592 §2: an unknown client and a wrong token look the same (401)
-        self.store
-            .get_client_by_registration_token(client_id, &hash(token))
-            .await?
-            .ok_or_else(invalid_registration_token)
     }
 
     /// The client information response (RFC 7591 §3.2.1, RFC 7592 §3).

@@ -26,6 +26,8 @@ pub struct Endpoints {
     pub jwks: String,
     pub registration: String,
     pub introspection: String,
+    /// OpenID Connect RP-Initiated Logout 1.0 `end_session_endpoint`.
+    pub end_session: String,
 }
 
 impl Endpoints {
@@ -39,6 +41,7 @@ impl Endpoints {
             jwks: format!("{base}/jwks"),
             registration: format!("{base}/register"),
             introspection: format!("{base}/introspect"),
+            end_session: format!("{base}/logout"),
         }
     }
 }

@@ -14,11 +14,27 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     // clients (RFC 7591 / 7592)
-    async fn insert_client(&self, client: &Client, registration_token_hash: Option<&str>) -> StoreResult<()>;
+    /// Stores a client, with the hash and expiry of its registration access token (RFC 7592)
+    /// when it registered itself.
+    async fn insert_client(&self, client: &Client, registration_token: Option<(&str, i64)>) -> StoreResult<()>;
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<Client>>;
-    /// The client, if `token_hash` is its registration access token.
-    async fn get_client_by_registration_token(&self, client_id: &str, token_hash: &str) -> StoreResult<Option<Client>>;
+    /// The client, if `token_hash` is its unexpired registration access token.
+    async fn get_client_by_registration_token(
+        &self,
+        client_id: &str,
+        token_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<Client>>;
     async fn update_client(&self, client: &Client) -> StoreResult<bool>;
+    /// RFC 7592 §2.2, §3: replaces the metadata and rotates the registration access token in one
+    /// statement, only while `old_token_hash` is still the client's token (so of two updates
+    /// with one token exactly one wins); false otherwise.
+    async fn update_client_registration(
+        &self,
+        client: &Client,
+        old_token_hash: &str,
+        new_token: (&str, i64),
+    ) -> StoreResult<bool>;
     /// Deletes the client and everything issued to it.
     async fn delete_client(&self, client_id: &str) -> StoreResult<bool>;
     async fn list_clients(&self) -> StoreResult<Vec<Client>>;
@@ -65,11 +81,16 @@ pub trait Store: Send + Sync + 'static {
     // browser sessions
     async fn insert_session(&self, id_hash: &str, session: &Session) -> StoreResult<()>;
     async fn get_session(&self, id_hash: &str, now: i64) -> StoreResult<Option<Session>>;
+    /// Ends a session (logout, or a new login in the same browser).
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
 
     // server secrets and signing keys
     /// Returns the stored secret `name`, storing `candidate` first if there is none (first
     /// writer wins, so every node ends up with the same secret).
     async fn get_or_create_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>>;
+    /// The stored secret `name`, if any.
+    async fn get_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>>;
+    async fn delete_secret(&self, name: &str) -> StoreResult<()>;
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredKey>>;
     async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()>;
     /// Marks every current key retired at `now`.

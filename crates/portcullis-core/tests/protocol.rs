@@ -118,7 +118,7 @@ async fn env_with(remote_keys: bool) -> Env {
         store.clone(),
         clock.clone(),
         ring,
-        b"nonce secret",
+        portcullis_core::dpop::DpopNonces::new(b"nonce secret"),
         fetcher.clone(),
     );
     Env {
@@ -597,6 +597,21 @@ async fn login_freshness() {
         .unwrap();
     assert_eq!(e.provider.next_step(&pending, Some(&session(t - 1))), NextStep::Login);
     assert_eq!(e.provider.next_step(&pending, Some(&session(t))), NextStep::Consent);
+    // issue 13 item 6: an Allow carrying an older login is refused when consent is submitted,
+    // and the request_uri is not spent by that refusal
+    let stale = Decision::Allow {
+        sub: "alice".into(),
+        auth_time: t - 1,
+    };
+    assert!(matches!(
+        e.provider.complete_authorization(&pending, stale).await,
+        Err(AuthorizationFailure::Page { status: 403, .. })
+    ));
+    let fresh = Decision::Allow {
+        sub: "alice".into(),
+        auth_time: t,
+    };
+    assert!(e.provider.complete_authorization(&pending, fresh).await.is_ok());
     let pending = e
         .provider
         .begin_authorization(&q(e.par_with(&[("prompt", "none")]).await.unwrap()))

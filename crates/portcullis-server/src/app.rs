@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_lc_rs::hmac;
 use portcullis_core::address_policy::{AllowedHosts, refused_literal};
+use portcullis_core::dpop::DpopNonces;
 use portcullis_core::keyring::{SERVER_ALGORITHMS, generate_stored_key};
-use portcullis_core::random::random_bytes;
+use portcullis_core::secrets::{RotatingKey, SECRET_ROTATION_PERIOD};
 use portcullis_core::{Clock, JwksFetcher, KeyRing, Provider, Settings, Store};
 use portcullis_store::SqliteStore;
 use serde_json::Value;
@@ -31,7 +31,8 @@ impl Clock for SystemClock {
 pub struct AppState {
     pub provider: Provider,
     pub metadata: Value,
-    pub csrf_key: hmac::Key,
+    /// Signs CSRF tokens; rotates daily, the previous secret still accepted.
+    pub csrf: RotatingKey,
     pub login_failures: LoginFailures,
     pub passwords: PasswordWorkers,
     /// The issuer's path ("" or "/tenant"), under which every route lives.
@@ -39,6 +40,7 @@ pub struct AppState {
     pub authorize_path: String,
     pub login_action: String,
     pub consent_action: String,
+    pub logout_action: String,
 }
 
 pub async fn open_store(config: &Config) -> Result<Arc<SqliteStore>, String> {
@@ -92,14 +94,9 @@ pub async fn build(config: &Config, store: Arc<SqliteStore>) -> Result<Arc<AppSt
     let clock = Arc::new(SystemClock);
     let now = clock.now();
     let keys = load_keys(store.as_ref(), &settings, now).await?;
-    let nonce_secret = store
-        .get_or_create_secret("dpop_nonce", &random_bytes::<32>())
-        .await
-        .map_err(|e| e.to_string())?;
-    let csrf_secret = store
-        .get_or_create_secret("csrf", &random_bytes::<32>())
-        .await
-        .map_err(|e| e.to_string())?;
+    // issue 13 item 14: the DPoP nonce and CSRF secrets rotate daily (previous one accepted)
+    let csrf = RotatingKey::new("csrf", SECRET_ROTATION_PERIOD);
+    csrf.refresh(store.as_ref(), now).await.map_err(|e| e.to_string())?;
     let base_path = url::Url::parse(&settings.issuer)
         .map(|u| u.path().trim_end_matches('/').to_owned())
         .unwrap_or_default();
@@ -108,21 +105,23 @@ pub async fn build(config: &Config, store: Arc<SqliteStore>) -> Result<Arc<AppSt
         store,
         clock,
         keys,
-        &nonce_secret,
+        DpopNonces::rotating(),
         Arc::new(HttpsJwksFetcher::new(AllowedHosts::new(
             &config.clients.jwks_uri_allowed_hosts,
         ))?),
     );
+    provider.refresh_secrets().await.map_err(|e| e.to_string())?;
     let metadata = provider.metadata();
     Ok(Arc::new(AppState {
         metadata,
-        csrf_key: hmac::Key::new(hmac::HMAC_SHA256, &csrf_secret),
+        csrf,
         login_failures: LoginFailures::default(),
         // one worker per core, at most two: each holds a 19 MiB argon2id buffer
         passwords: PasswordWorkers::new(std::thread::available_parallelism().map_or(1, |n| n.get().min(2))),
         authorize_path: format!("{base_path}/authorize"),
         login_action: format!("{base_path}/login"),
         consent_action: format!("{base_path}/consent"),
+        logout_action: format!("{base_path}/logout"),
         base_path,
         provider,
     }))
@@ -138,6 +137,12 @@ pub fn spawn_maintenance(state: Arc<AppState>) {
             let now = p.now();
             if let Err(e) = p.store().purge_expired(now).await {
                 tracing::warn!(error = %e, "purge failed");
+            }
+            if let Err(e) = p.refresh_secrets().await {
+                tracing::warn!(error = %e, "cannot refresh the DPoP nonce secrets");
+            }
+            if let Err(e) = state.csrf.refresh(p.store().as_ref(), now).await {
+                tracing::warn!(error = %e, "cannot refresh the CSRF secrets");
             }
             match p.store().list_signing_keys().await {
                 Ok(stored) => match KeyRing::from_stored(&stored, now, p.settings().key_publication_grace()) {

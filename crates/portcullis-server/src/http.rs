@@ -34,6 +34,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/authorize", get(pages::authorize).fallback(method_not_allowed))
         .route("/login", post(pages::login).fallback(method_not_allowed))
         .route("/consent", post(pages::consent).fallback(method_not_allowed))
+        .route(
+            "/logout",
+            get(pages::logout).post(pages::logout).fallback(method_not_allowed),
+        )
         .route("/token", post(token).fallback(method_not_allowed))
         .route("/userinfo", get(userinfo).post(userinfo).fallback(method_not_allowed))
         .route("/introspect", post(introspect).fallback(method_not_allowed))
@@ -111,7 +115,8 @@ impl IntoResponse for ApiError {
         if e.status >= 500 {
             tracing::error!(error = %e, "request failed");
         } else {
-            tracing::info!(error = e.code.as_str(), description = %e.description, detail = e.detail.as_deref().unwrap_or(""), "request refused");
+            // the sanitised, bounded description: it may quote what the client sent
+            tracing::info!(error = e.code.as_str(), description = %e.public_description(), detail = e.detail.as_deref().unwrap_or(""), "request refused");
         }
         let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
         let mut res = (status, Json(e.body())).into_response();
@@ -349,8 +354,32 @@ async fn not_found() -> Response {
 }
 
 /// For pages: an HTML response with the security headers of AS-SP-07/09 (no framing, strict CSP,
-/// no referrer, never cached).
+/// no referrer, never cached). Forms post only to this server (CSP `form-action`, issue 13
+/// item 16).
 pub fn html(status: StatusCode, body: String) -> Response {
+    page(status, body, HeaderValue::from_static(PAGE_CSP))
+}
+
+/// A page whose form's response may redirect to `target` (the client's redirect URI): CSP
+/// `form-action` covers redirects after a form submission, so that origin is allowed too.
+pub fn html_with_form_targets(status: StatusCode, body: String, target: &str) -> Response {
+    let origin = url::Url::parse(target)
+        .ok()
+        .filter(|u| u.scheme() == "https")
+        .map(|u| u.origin().ascii_serialization())
+        .filter(|o| o.bytes().all(|b| b.is_ascii_graphic() && b != b';' && b != b','));
+    let csp = match origin {
+        Some(o) => HeaderValue::from_str(&format!("{PAGE_CSP_BASE} form-action 'self' {o}")).ok(),
+        None => None,
+    };
+    page(status, body, csp.unwrap_or(HeaderValue::from_static(PAGE_CSP)))
+}
+
+const PAGE_CSP_BASE: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none';";
+const PAGE_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+fn page(status: StatusCode, body: String, csp: HeaderValue) -> Response {
     let mut res = (
         status,
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
@@ -358,12 +387,7 @@ pub fn html(status: StatusCode, body: String) -> Response {
     )
         .into_response();
     let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+    h.insert(header::CONTENT_SECURITY_POLICY, csp);
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

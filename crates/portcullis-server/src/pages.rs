@@ -2,22 +2,24 @@
 //! cookie, CSRF tokens bound to a browser cookie and the request_uri, 303 after every POST
 //! (SP 5.3.2.2-10/-11), and HTML error pages for what must not be redirected (AS-SP-53).
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use askama::Template;
 use aws_lc_rs::hmac;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use portcullis_core::authorize::{AuthorizationFailure, Decision, NextStep, PendingAuthorization};
 use portcullis_core::model::Session;
-use portcullis_core::random::{credential, hash, secure_eq};
-use portcullis_jose::b64url;
+use portcullis_core::random::{credential, hash, random_bytes};
+use portcullis_jose::{b64url, b64url_decode};
 
 use crate::app::AppState;
-use crate::http::html;
+use crate::http::{html, html_with_form_targets};
+use crate::users::Verdict;
 
 const SESSION_COOKIE: &str = "__Host-portcullis-session";
 const CSRF_COOKIE: &str = "__Host-portcullis-csrf";
@@ -52,6 +54,19 @@ struct ErrorPage<'a> {
     message: &'a str,
 }
 
+#[derive(Template)]
+#[template(path = "logout.html")]
+struct LogoutPage<'a> {
+    action: &'a str,
+    client_name: Option<&'a str>,
+    fields: &'a [(String, String)],
+    csrf_token: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "signed-out.html")]
+struct SignedOutPage;
+
 /// Scopes in words a person reads (SP 5.3.2.2-13, AS-SP-54).
 fn describe_scope(scope: &str) -> &'static str {
     match scope {
@@ -64,8 +79,17 @@ fn describe_scope(scope: &str) -> &'static str {
 }
 
 fn render(t: &impl Template, status: StatusCode) -> Response {
+    render_for(t, status, None)
+}
+
+/// Renders a page whose form may end in a redirect to `target` (CSP `form-action` also governs
+/// where the form's response redirects to).
+fn render_for(t: &impl Template, status: StatusCode, target: Option<&str>) -> Response {
     match t.render() {
-        Ok(body) => html(status, body),
+        Ok(body) => match target {
+            Some(t) => html_with_form_targets(status, body, t),
+            None => html(status, body),
+        },
         Err(e) => {
             tracing::error!(error = %e, "template failed");
             html(
@@ -117,10 +141,42 @@ fn set_cookie(name: &str, value: &str, max_age: i64) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// The CSRF token of a form: bound to the browser (its `__Host-` cookie) and to the request.
-fn csrf_token(state: &AppState, browser: &str, request_uri: &str) -> String {
-    let tag = hmac::sign(&state.csrf_key, format!("{browser}\n{request_uri}").as_bytes());
-    b64url(tag.as_ref())
+/// Which form a CSRF token is for: a token of one form is never accepted by another (issue 13
+/// item 6: the login form's token must not post the consent form).
+#[derive(Debug, Clone, Copy)]
+enum FormPurpose {
+    Login,
+    Consent,
+    Logout,
+}
+
+impl FormPurpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::Consent => "consent",
+            Self::Logout => "logout",
+        }
+    }
+}
+
+/// The CSRF token of a form: bound to the browser (its `__Host-` cookie), to the form and to
+/// the request; signed with the rotating CSRF secret (issue 13 item 14).
+fn csrf_token(state: &AppState, browser: &str, purpose: FormPurpose, bound_to: &str) -> String {
+    b64url(state.csrf.sign(csrf_message(browser, purpose, bound_to).as_bytes()))
+}
+
+fn csrf_valid(state: &AppState, browser: &str, purpose: FormPurpose, bound_to: &str, token: &str) -> bool {
+    match b64url_decode(token) {
+        Ok(tag) => state
+            .csrf
+            .verify(csrf_message(browser, purpose, bound_to).as_bytes(), &tag),
+        Err(_) => false,
+    }
+}
+
+fn csrf_message(browser: &str, purpose: FormPurpose, bound_to: &str) -> String {
+    format!("{}\n{browser}\n{bound_to}", purpose.as_str())
 }
 
 fn query_pairs(raw: Option<&str>) -> Vec<(String, String)> {
@@ -133,6 +189,8 @@ struct Browser {
     csrf_cookie: String,
     new_cookie: bool,
     session: Option<Session>,
+    /// The hash of the session cookie the browser sent, if any (valid or not).
+    session_hash: Option<String>,
 }
 
 async fn browser(state: &AppState, headers: &HeaderMap) -> Result<Browser, Response> {
@@ -140,11 +198,12 @@ async fn browser(state: &AppState, headers: &HeaderMap) -> Result<Browser, Respo
         Some(c) => (c, false),
         None => (credential(), true),
     };
-    let session = match cookie(headers, SESSION_COOKIE) {
-        Some(id) => state
+    let session_hash = cookie(headers, SESSION_COOKIE).map(|id| hash(&id));
+    let session = match &session_hash {
+        Some(id_hash) => state
             .provider
             .store()
-            .get_session(&hash(&id), state.provider.now())
+            .get_session(id_hash, state.provider.now())
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "session lookup failed");
@@ -156,6 +215,7 @@ async fn browser(state: &AppState, headers: &HeaderMap) -> Result<Browser, Respo
         csrf_cookie,
         new_cookie,
         session,
+        session_hash,
     })
 }
 
@@ -198,7 +258,7 @@ fn login_page(
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
-    let csrf = csrf_token(s, browser, request_uri);
+    let csrf = csrf_token(s, browser, FormPurpose::Login, request_uri);
     render(
         &LoginPage {
             action: &s.login_action,
@@ -220,12 +280,14 @@ fn consent_page(
     browser: &str,
     username: &str,
 ) -> Response {
-    let csrf = csrf_token(s, browser, request_uri);
+    let csrf = csrf_token(s, browser, FormPurpose::Consent, request_uri);
     let mut scopes: Vec<&'static str> = pending.request.scope.iter().map(|x| describe_scope(x)).collect();
     if scopes.is_empty() {
         scopes.push("access your account on your behalf");
     }
-    render(
+    // the consent form's response redirects to the client (SP 5.3.2.2-10): CSP form-action
+    // names that redirect URI (issue 13 item 16)
+    render_for(
         &ConsentPage {
             action: &s.consent_action,
             client_name: &pending.client_name,
@@ -236,6 +298,7 @@ fn consent_page(
             scopes,
         },
         StatusCode::OK,
+        Some(&pending.request.redirect_uri),
     )
 }
 
@@ -258,6 +321,7 @@ async fn posted(
     s: &AppState,
     headers: &HeaderMap,
     body: &Bytes,
+    purpose: FormPurpose,
 ) -> Result<(PostedForm, PendingAuthorization, Browser), Response> {
     let fields = crate::http::form(headers, body, s.provider.settings().max_form_params)
         .map_err(|e| error_page(400, &e.description))?;
@@ -269,8 +333,13 @@ async fn posted(
             "Your browser did not send the cookie this form needs. Enable cookies and start again.",
         ));
     }
-    let expected = csrf_token(s, &b.csrf_cookie, form.get("request_uri"));
-    if !secure_eq(expected.as_bytes(), form.get("csrf_token").as_bytes()) {
+    if !csrf_valid(
+        s,
+        &b.csrf_cookie,
+        purpose,
+        form.get("request_uri"),
+        form.get("csrf_token"),
+    ) {
         return Err(error_page(
             403,
             "The form has expired or was not sent from this site (CSRF check failed).",
@@ -292,13 +361,29 @@ fn authorize_again(s: &AppState, form: &PostedForm) -> String {
 }
 
 /// POST of the login form.
-pub async fn login(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let (form, pending, b) = match posted(&s, &headers, &body).await {
+pub async fn login(
+    State(s): State<Arc<AppState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (form, pending, b) = match posted(&s, &headers, &body, FormPurpose::Login).await {
         Ok(x) => x,
         Err(r) => return r,
     };
     let username = form.get("username");
     let password = form.get("password");
+    let request_uri = form.get("request_uri");
+    // issue 13 item 7: back-off per username, per client address and per request; the wait is
+    // taken before the password is checked, and parallel attempts queue one after another
+    let keys = s.login_failures.keys(username, peer.ip(), request_uri);
+    let Some(wait) = s.login_failures.admit(&keys) else {
+        tracing::info!(user = %s.login_failures.tag(username), "login refused: too many recent failures");
+        return too_many_attempts();
+    };
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
     let user = if username.is_empty() || username.len() > 256 || password.len() > 1024 {
         None
     } else {
@@ -310,28 +395,39 @@ pub async fn login(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Byt
             }
         }
     };
-    let verified = s
+    let verdict = s
         .passwords
         .verify(user.as_ref().map(|u| u.password_hash.clone()), password.to_owned())
         .await;
-    let Some(user) = user.filter(|_| verified) else {
-        // repeated failures slow down
-        let delay = s.login_failures.record_failure(username);
-        tokio::time::sleep(delay).await;
-        tracing::info!(username, "login failed");
-        let request_uri = form.get("request_uri");
-        return login_page(
-            &s,
-            &pending,
-            request_uri,
-            &b.csrf_cookie,
-            username,
-            Some("The username or password is not correct."),
-            StatusCode::UNAUTHORIZED,
-        );
+    let user = match (verdict, user) {
+        (Verdict::Match, Some(user)) => user,
+        // no check was made: not a failure, and not "wrong password"
+        (Verdict::Busy, _) => return busy(),
+        _ => {
+            s.login_failures.record_failure(&keys);
+            // issue 13 item 13: never the username as typed (it may be a password, or huge)
+            tracing::info!(user = %s.login_failures.tag(username), "login failed");
+            let shown = if username.chars().count() > 256 { "" } else { username };
+            return login_page(
+                &s,
+                &pending,
+                request_uri,
+                &b.csrf_cookie,
+                shown,
+                Some("The username or password is not correct."),
+                StatusCode::UNAUTHORIZED,
+            );
+        }
     };
-    s.login_failures.reset(username);
+    s.login_failures.record_success(&keys);
     let now = s.provider.now();
+    // issue 13 item 15: a login starts a new session and ends the one the browser had
+    if let Some(old) = &b.session_hash
+        && let Err(e) = s.provider.store().delete_session(old).await
+    {
+        tracing::error!(error = %e, "session delete failed");
+        return error_page(500, "The server could not end your previous session.");
+    }
     let session_id = credential();
     let session = Session {
         username: user.username.clone(),
@@ -350,15 +446,44 @@ pub async fn login(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Byt
     res
 }
 
+/// 503 with `Retry-After`: every password worker is busy (issue 13 item 7).
+fn busy() -> Response {
+    let mut res = error_page(
+        503,
+        "The server is busy checking other sign-ins. Please try again in a few seconds.",
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    res
+}
+
+/// 429: this account, address or request has failed too often to queue another attempt.
+fn too_many_attempts() -> Response {
+    let mut res = error_page(
+        429,
+        "Too many failed sign-in attempts. Please wait a minute and try again.",
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+    res
+}
+
 /// POST of the consent form.
 pub async fn consent(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let (form, pending, b) = match posted(&s, &headers, &body).await {
+    let (form, pending, b) = match posted(&s, &headers, &body, FormPurpose::Consent).await {
         Ok(x) => x,
         Err(r) => return r,
     };
     let Some(session) = b.session else {
         return see_other(&authorize_again(&s, &form));
     };
+    // issue 13 item 6: prompt=login and max_age are decided again when consent is given, not
+    // only when the page was shown (OIDC Core §3.1.2.1)
+    match s.provider.next_step(&pending, Some(&session)) {
+        NextStep::Consent => {}
+        NextStep::Login => return see_other(&authorize_again(&s, &form)),
+        NextStep::Redirect(url) => return see_other(&url),
+    }
     let decision = match form.get("decision") {
         "allow" => {
             let user = match s.provider.store().get_user(&session.username).await {
@@ -383,41 +508,254 @@ pub async fn consent(State(s): State<Arc<AppState>>, headers: HeaderMap, body: B
     }
 }
 
-/// Login failures per username: after three, each failure waits longer (up to 5 s). Local to
-/// the node, bounded in size.
-#[derive(Default)]
-pub struct LoginFailures {
-    map: std::sync::Mutex<std::collections::HashMap<String, (u32, Instant)>>,
+/// GET and POST of the end-session endpoint (OpenID Connect RP-Initiated Logout 1.0): GET asks
+/// the user to confirm; the confirmed POST (CSRF-checked) ends the session and, when the client
+/// registered it, redirects to its `post_logout_redirect_uri` (issue 13 item 15).
+pub async fn logout(
+    State(s): State<Arc<AppState>>,
+    method: axum::http::Method,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let max = s.provider.settings().max_form_params;
+    let confirmed = method == axum::http::Method::POST;
+    let params = if confirmed {
+        match crate::http::form(&headers, &body, max) {
+            Ok(p) => p,
+            Err(e) => return error_page(400, &e.description),
+        }
+    } else {
+        let p = query_pairs(q.as_deref());
+        if p.len() > max {
+            return error_page(400, "The logout request has too many parameters.");
+        }
+        p
+    };
+    let request = match s.provider.logout_request(&params).await {
+        Ok(r) => r,
+        Err(message) => return error_page(400, &message),
+    };
+    let b = match browser(&s, &headers).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    // what the CSRF token binds: the logout parameters as checked
+    let fields: Vec<(String, String)> = params
+        .iter()
+        .filter(|(k, _)| {
+            matches!(
+                k.as_str(),
+                "id_token_hint" | "post_logout_redirect_uri" | "state" | "client_id"
+            )
+        })
+        .cloned()
+        .collect();
+    let bound = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields.iter())
+        .finish();
+    if b.session.is_none() {
+        // nothing to end: no question to ask
+        return signed_out(&s, request.redirect.as_deref());
+    }
+    if !confirmed {
+        let csrf = csrf_token(&s, &b.csrf_cookie, FormPurpose::Logout, &bound);
+        let mut res = render_for(
+            &LogoutPage {
+                action: &s.logout_action,
+                client_name: request.client_name.as_deref(),
+                fields: &fields,
+                csrf_token: &csrf,
+            },
+            StatusCode::OK,
+            request.redirect.as_deref(),
+        );
+        if b.new_cookie {
+            res.headers_mut()
+                .append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &b.csrf_cookie, 86_400));
+        }
+        return res;
+    }
+    let token = params
+        .iter()
+        .find(|(k, _)| k == "csrf_token")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    if b.new_cookie || !csrf_valid(&s, &b.csrf_cookie, FormPurpose::Logout, &bound, token) {
+        return error_page(
+            403,
+            "The form has expired or was not sent from this site (CSRF check failed).",
+        );
+    }
+    if let Some(old) = &b.session_hash
+        && let Err(e) = s.provider.store().delete_session(old).await
+    {
+        tracing::error!(error = %e, "session delete failed");
+        return error_page(500, "The server could not end your session.");
+    }
+    let mut res = signed_out(&s, request.redirect.as_deref());
+    res.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", 0));
+    res
 }
 
+fn signed_out(_s: &AppState, redirect: Option<&str>) -> Response {
+    match redirect {
+        Some(url) => see_other(url),
+        None => render(&SignedOutPage, StatusCode::OK),
+    }
+}
+
+/// Login failures, kept per username, per client address and per request_uri (issue 13 item
+/// 7). After a few failures each further attempt on a key takes a turn of growing length (up to
+/// 5 s); turns are reserved before the password is checked, so parallel attempts wait one after
+/// another instead of all at once. Bounded in size: when full, the oldest entries make room
+/// (never a reset of everyone). Local to the node (ROADMAP 1: shared through the database
+/// later).
+pub struct LoginFailures {
+    map: std::sync::Mutex<std::collections::HashMap<String, Attempts>>,
+    max_tracked: usize,
+    /// A per-process key for log tags of usernames (issue 13 item 13).
+    log_key: hmac::Key,
+}
+
+struct Attempts {
+    failures: u32,
+    /// Failures a key gets before attempts take turns.
+    free: u32,
+    last: Instant,
+    /// When the next attempt's turn starts.
+    next_turn: Instant,
+}
+
+/// How long failures are remembered.
 const FAILURE_MEMORY: Duration = Duration::from_secs(900);
+/// The most entries tracked (each a short hashed key).
 const MAX_TRACKED: usize = 10_000;
+/// An attempt that would have to wait longer than this is refused at once (429), so that
+/// waiting attempts cannot pile up.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+/// Failures before attempts take turns: per username and per request, and (several people may
+/// share one address) per client address.
+const FREE_PER_USER: u32 = 3;
+const FREE_PER_ADDRESS: u32 = 10;
+
+impl Default for LoginFailures {
+    fn default() -> Self {
+        Self::with_capacity(MAX_TRACKED)
+    }
+}
 
 impl LoginFailures {
-    fn record_failure(&self, username: &str) -> Duration {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_TRACKED {
-            map.retain(|_, (_, at)| at.elapsed() < FAILURE_MEMORY);
-            if map.len() >= MAX_TRACKED {
-                map.clear();
-            }
-        }
-        let entry = map.entry(username.to_owned()).or_insert((0, Instant::now()));
-        if entry.1.elapsed() > FAILURE_MEMORY {
-            entry.0 = 0;
-        }
-        entry.0 += 1;
-        entry.1 = Instant::now();
-        let n = entry.0;
-        if n < 3 {
-            Duration::ZERO
-        } else {
-            Duration::from_millis((250u64 << (n - 3).min(5)).min(5000))
+    pub fn with_capacity(max_tracked: usize) -> Self {
+        Self {
+            map: Default::default(),
+            max_tracked: max_tracked.max(1),
+            log_key: hmac::Key::new(hmac::HMAC_SHA256, &random_bytes::<32>()),
         }
     }
 
-    fn reset(&self, username: &str) {
-        self.map.lock().unwrap_or_else(|p| p.into_inner()).remove(username);
+    /// The keys of one attempt: username, client address (IPv6 by /64) and request.
+    fn keys(&self, username: &str, addr: IpAddr, request_uri: &str) -> Vec<(String, u32)> {
+        let addr = match addr {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        };
+        vec![
+            (format!("u:{}", hash(&username.to_lowercase())), FREE_PER_USER),
+            (format!("a:{addr}"), FREE_PER_ADDRESS),
+            (format!("r:{}", hash(request_uri)), FREE_PER_USER),
+        ]
+    }
+
+    /// A bounded, non-reversible tag of a username for the log: the same name gives the same
+    /// tag within one process, so repeated failures can be followed without logging the name.
+    fn tag(&self, username: &str) -> String {
+        let t = hmac::sign(&self.log_key, username.as_bytes());
+        t.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Reserves this attempt's turn on every key: how long to wait before checking the
+    /// password, or None when that would be longer than [`MAX_WAIT`].
+    fn admit(&self, keys: &[(String, u32)]) -> Option<Duration> {
+        let now = Instant::now();
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut wait = Duration::ZERO;
+        for (k, _) in keys {
+            if let Some(a) = map.get(k).filter(|a| now.duration_since(a.last) < FAILURE_MEMORY)
+                && !turn(a.failures, a.free).is_zero()
+            {
+                wait = wait.max(a.next_turn.saturating_duration_since(now));
+            }
+        }
+        if wait > MAX_WAIT {
+            return None;
+        }
+        for (k, _) in keys {
+            if let Some(a) = map.get_mut(k) {
+                let t = turn(a.failures, a.free);
+                if !t.is_zero() {
+                    a.next_turn = a.next_turn.max(now) + t;
+                }
+            }
+        }
+        Some(wait)
+    }
+
+    fn record_failure(&self, keys: &[(String, u32)]) {
+        let now = Instant::now();
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, free) in keys {
+            if !map.contains_key(k) && map.len() >= self.max_tracked {
+                evict_oldest(&mut map, self.max_tracked, now);
+            }
+            let a = map.entry(k.clone()).or_insert(Attempts {
+                failures: 0,
+                free: *free,
+                last: now,
+                next_turn: now,
+            });
+            if now.duration_since(a.last) > FAILURE_MEMORY {
+                a.failures = 0;
+            }
+            a.failures = a.failures.saturating_add(1);
+            a.last = now;
+        }
+    }
+
+    /// A correct password clears the username's and the request's failures (not the
+    /// address's: one success must not hide a guessing run from that address).
+    fn record_success(&self, keys: &[(String, u32)]) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        for (k, _) in keys.iter().filter(|(k, _)| !k.starts_with("a:")) {
+            map.remove(k);
+        }
+    }
+}
+
+/// The length of an attempt's turn after `failures` failures on a key that gets `free`.
+fn turn(failures: u32, free: u32) -> Duration {
+    if failures < free {
+        Duration::ZERO
+    } else {
+        Duration::from_millis((250u64 << (failures - free).min(5)).min(5000))
+    }
+}
+
+/// Makes room: forgets stale entries, and if that is not enough the oldest tenth.
+fn evict_oldest(map: &mut std::collections::HashMap<String, Attempts>, max: usize, now: Instant) {
+    map.retain(|_, a| now.duration_since(a.last) < FAILURE_MEMORY);
+    if map.len() < max {
+        return;
+    }
+    let mut ages: Vec<(Instant, String)> = map.iter().map(|(k, a)| (a.last, k.clone())).collect();
+    let n = (max / 10).max(1).min(ages.len());
+    ages.select_nth_unstable_by_key(n - 1, |(t, _)| *t);
+    for (_, k) in ages.into_iter().take(n) {
+        map.remove(&k);
     }
 }
 
@@ -425,21 +763,82 @@ impl LoginFailures {
 mod tests {
     use super::*;
 
-    /// Issue: repeated login failures slow down; a success resets the count.
+    fn keys(f: &LoginFailures, user: &str, ip: &str, req: &str) -> Vec<(String, u32)> {
+        f.keys(user, ip.parse().unwrap(), req)
+    }
+
+    /// Repeated failures make attempts take turns; a success resets the username's count.
     #[test]
     fn login_failures_back_off() {
         let f = LoginFailures::default();
-        assert_eq!(f.record_failure("a"), Duration::ZERO);
-        assert_eq!(f.record_failure("a"), Duration::ZERO);
-        let third = f.record_failure("a");
-        let fourth = f.record_failure("a");
-        assert!(third > Duration::ZERO && fourth > third);
-        for _ in 0..20 {
-            assert!(f.record_failure("a") <= Duration::from_secs(5));
+        let k = keys(&f, "a", "192.0.2.1", "r1");
+        for _ in 0..3 {
+            assert_eq!(f.admit(&k), Some(Duration::ZERO));
+            f.record_failure(&k);
         }
-        assert_eq!(f.record_failure("b"), Duration::ZERO, "per username");
-        f.reset("a");
-        assert_eq!(f.record_failure("a"), Duration::ZERO);
+        // the fourth attempt reserves a turn; the fifth, made at once, waits for it
+        assert_eq!(f.admit(&k), Some(Duration::ZERO));
+        let fifth = f.admit(&k).unwrap();
+        assert!(fifth > Duration::ZERO);
+        let other = keys(&f, "b", "192.0.2.2", "r2");
+        assert_eq!(f.admit(&other), Some(Duration::ZERO), "per username, address, request");
+        f.record_success(&k);
+        let fresh = keys(&f, "a", "192.0.2.3", "r3");
+        assert_eq!(f.admit(&fresh), Some(Duration::ZERO), "a success resets the username");
+    }
+
+    /// Issue 13 item 7: parallel guesses wait one after another (the waits grow with each
+    /// attempt made at once), and past the longest wait they are refused outright.
+    #[test]
+    fn parallel_attempts_take_turns() {
+        let f = LoginFailures::default();
+        let k = keys(&f, "victim", "198.51.100.7", "r");
+        for _ in 0..5 {
+            f.record_failure(&k);
+        }
+        let waits: Vec<Option<Duration>> = (0..40).map(|_| f.admit(&k)).collect();
+        let admitted: Vec<Duration> = waits.iter().flatten().copied().collect();
+        assert!(admitted.windows(2).all(|w| w[1] > w[0]), "{admitted:?}");
+        assert!(admitted.iter().all(|w| *w <= MAX_WAIT));
+        assert!(waits.iter().any(Option::is_none), "no refusal past the longest wait");
+    }
+
+    /// Issue 13 item 7: a flood of failures for other names neither resets nor evicts the
+    /// back-off of a recent victim wholesale: the oldest entries go first.
+    #[test]
+    fn a_flood_evicts_oldest_entries_not_everyone() {
+        let f = LoginFailures::with_capacity(100);
+        let victim = keys(&f, "victim", "203.0.113.9", "rv");
+        for _ in 0..5 {
+            f.record_failure(&victim);
+        }
+        // every key of the flood shares one address and request: the victim's username key
+        // must survive while most flood entries are younger than it... so age the victim last
+        for i in 0..300 {
+            let k = vec![(format!("u:flood{i}"), FREE_PER_USER)];
+            f.record_failure(&k);
+            if i % 20 == 0 {
+                f.record_failure(&victim[..1]);
+            }
+        }
+        let map = f.map.lock().unwrap();
+        assert!(map.len() <= 100 && map.len() > 80, "{}", map.len());
+        assert!(
+            map.contains_key(&victim[0].0),
+            "the victim's back-off survived the flood"
+        );
+    }
+
+    /// Issue 13 item 13: the log gets a short tag, never the name as typed.
+    #[test]
+    fn usernames_are_logged_as_tags() {
+        let f = LoginFailures::default();
+        let typed = format!("{}correct horse battery staple", "x".repeat(10_000));
+        let tag = f.tag(&typed);
+        assert_eq!(tag.len(), 12);
+        assert!(!typed.contains(&tag) && tag.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(tag, f.tag(&typed), "stable within the process");
+        assert_ne!(tag, f.tag("alice"));
     }
 
     #[test]

@@ -91,12 +91,26 @@ pub struct PasswordWorkers {
     jobs: mpsc::Sender<Job>,
 }
 
-/// Waiting logins beyond this are refused (a failed login), rather than queued without bound.
+/// Waiting logins beyond this are answered "busy, try again shortly", rather than queued
+/// without bound.
 const QUEUE: usize = 256;
+
+/// The outcome of a password check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Match,
+    NoMatch,
+    /// Every worker is busy and the queue is full: no check was made.
+    Busy,
+}
 
 impl PasswordWorkers {
     pub fn new(workers: usize) -> Self {
-        let (jobs, rx) = mpsc::channel::<Job>(QUEUE);
+        Self::with_queue(workers, QUEUE)
+    }
+
+    fn with_queue(workers: usize, queue: usize) -> Self {
+        let (jobs, rx) = mpsc::channel::<Job>(queue);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..workers.max(1) {
             let rx = rx.clone();
@@ -121,14 +135,20 @@ impl PasswordWorkers {
         Self { jobs }
     }
 
-    /// Verifies off the async threads (argon2 is deliberately slow).
-    pub async fn verify(&self, stored: Option<String>, password: String) -> bool {
+    /// Verifies off the async threads (argon2 is deliberately slow). A full queue is
+    /// [`Verdict::Busy`], never a wrong password (issue 13 item 7: a flood must not make a real
+    /// user's correct password fail).
+    pub async fn verify(&self, stored: Option<String>, password: String) -> Verdict {
         let (tx, rx) = oneshot::channel();
         if self.jobs.try_send((stored, password, tx)).is_err() {
             tracing::warn!("password check queue is full");
-            return false;
+            return Verdict::Busy;
         }
-        rx.await.unwrap_or(false)
+        match rx.await {
+            Ok(true) => Verdict::Match,
+            Ok(false) => Verdict::NoMatch,
+            Err(_) => Verdict::Busy,
+        }
     }
 }
 
@@ -140,13 +160,36 @@ mod tests {
     async fn workers_verify() {
         let w = PasswordWorkers::new(2);
         let h = hash_password("secret").unwrap();
-        assert!(w.verify(Some(h.clone()), "secret".into()).await);
-        assert!(!w.verify(Some(h), "wrong".into()).await);
-        assert!(
-            !w.verify(None, "portcullis-dummy".into()).await,
+        assert_eq!(w.verify(Some(h.clone()), "secret".into()).await, Verdict::Match);
+        assert_eq!(w.verify(Some(h), "wrong".into()).await, Verdict::NoMatch);
+        assert_eq!(
+            w.verify(None, "portcullis-dummy".into()).await,
+            Verdict::NoMatch,
             "unknown users never pass"
         );
-        assert!(!w.verify(Some("not a hash".into()), "x".into()).await);
+        assert_eq!(w.verify(Some("not a hash".into()), "x".into()).await, Verdict::NoMatch);
+    }
+
+    /// Issue 13 item 7: when the queue is full, a correct password is answered Busy (no
+    /// failure), never "not correct".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_is_busy_not_wrong() {
+        let w = Arc::new(PasswordWorkers::with_queue(1, 2));
+        let h = hash_password("secret").unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..12 {
+            let (w, h) = (w.clone(), h.clone());
+            tasks.push(tokio::spawn(async move { w.verify(Some(h), "secret".into()).await }));
+        }
+        let mut busy = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Verdict::Match => {}
+                Verdict::Busy => busy += 1,
+                Verdict::NoMatch => panic!("a correct password was answered as wrong"),
+            }
+        }
+        assert!(busy > 0, "the queue never filled");
     }
 
     /// Our reused-buffer check agrees with the argon2 crate's own verifier, whatever algorithm

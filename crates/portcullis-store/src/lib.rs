@@ -21,7 +21,14 @@ use sqlx::sqlite::{
 
 const SCHEMA: &str = include_str!("schema.sql");
 /// The version `schema.sql` describes.
-const SCHEMA_VERSION: i64 = 1;
+const BASE_VERSION: i64 = 1;
+/// Each later version's change, applied in order to a database at an older version.
+const MIGRATIONS: [(i64, &str); 1] = [
+    // issue 13 item 14: registration access tokens expire
+    (2, "ALTER TABLE clients ADD COLUMN registration_token_expires_at BIGINT"),
+];
+/// The version this binary writes.
+const SCHEMA_VERSION: i64 = 2;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -71,7 +78,7 @@ impl SqliteStore {
         match version {
             None => {
                 sqlx::query("INSERT INTO schema_version (version) VALUES (?)")
-                    .bind(SCHEMA_VERSION)
+                    .bind(BASE_VERSION)
                     .execute(&pool)
                     .await
                     .map_err(err)?;
@@ -83,12 +90,47 @@ impl SqliteStore {
             }
             Some(_) => {}
         }
+        migrate(&pool, version.unwrap_or(BASE_VERSION)).await?;
         Ok(Self { pool })
     }
 
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Applies every migration newer than `from`, each with its version row in one transaction (a
+/// second process racing this one finds the version already written and skips it).
+async fn migrate(pool: &SqlitePool, from: i64) -> StoreResult<()> {
+    for &(version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > from) {
+        let mut conn = pool.acquire().await.map_err(err)?;
+        // IMMEDIATE: the write lock up front, so two processes migrating at once queue on the
+        // busy timeout instead of failing on a lock upgrade
+        sqlx::raw_sql("BEGIN IMMEDIATE")
+            .execute(&mut *conn)
+            .await
+            .map_err(err)?;
+        let applied = async {
+            let done: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM schema_version")
+                .fetch_one(&mut *conn)
+                .await
+                .and_then(|row| row.try_get("v"))?;
+            if done.is_some_and(|d| d >= version) {
+                return Ok(());
+            }
+            sqlx::raw_sql(sql).execute(&mut *conn).await?;
+            sqlx::query("INSERT INTO schema_version (version) VALUES (?)")
+                .bind(version)
+                .execute(&mut *conn)
+                .await?;
+            Ok::<(), sqlx::Error>(())
+        }
+        .await;
+        let end = if applied.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        sqlx::raw_sql(end).execute(&mut *conn).await.map_err(err)?;
+        applied.map_err(err)?;
+    }
+    Ok(())
 }
 
 fn client_from_row(row: &SqliteRow) -> StoreResult<Client> {
@@ -116,14 +158,16 @@ fn split_scope(s: &str) -> Vec<String> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn insert_client(&self, client: &Client, registration_token_hash: Option<&str>) -> StoreResult<()> {
+    async fn insert_client(&self, client: &Client, registration_token: Option<(&str, i64)>) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO clients (client_id, issued_at, metadata, registration_token_hash) VALUES (?, ?, ?, ?)",
+            "INSERT INTO clients (client_id, issued_at, metadata, registration_token_hash, \
+             registration_token_expires_at) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(&client.client_id)
         .bind(client.issued_at)
         .bind(serde_json::to_string(&client.metadata).map_err(err)?)
-        .bind(registration_token_hash)
+        .bind(registration_token.map(|t| t.0))
+        .bind(registration_token.map(|t| t.1))
         .execute(&self.pool)
         .await
         .map_err(err)?;
@@ -139,12 +183,19 @@ impl Store for SqliteStore {
         row.as_ref().map(client_from_row).transpose()
     }
 
-    async fn get_client_by_registration_token(&self, client_id: &str, token_hash: &str) -> StoreResult<Option<Client>> {
+    async fn get_client_by_registration_token(
+        &self,
+        client_id: &str,
+        token_hash: &str,
+        now: i64,
+    ) -> StoreResult<Option<Client>> {
         let row = sqlx::query(
-            "SELECT client_id, issued_at, metadata FROM clients WHERE client_id = ? AND registration_token_hash = ?",
+            "SELECT client_id, issued_at, metadata FROM clients WHERE client_id = ? AND registration_token_hash = ? \
+             AND registration_token_expires_at > ?",
         )
         .bind(client_id)
         .bind(token_hash)
+        .bind(now)
         .fetch_optional(&self.pool)
         .await
         .map_err(err)?;
@@ -158,6 +209,27 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn update_client_registration(
+        &self,
+        client: &Client,
+        old_token_hash: &str,
+        new_token: (&str, i64),
+    ) -> StoreResult<bool> {
+        let r = sqlx::query(
+            "UPDATE clients SET metadata = ?, registration_token_hash = ?, registration_token_expires_at = ? \
+             WHERE client_id = ? AND registration_token_hash = ?",
+        )
+        .bind(serde_json::to_string(&client.metadata).map_err(err)?)
+        .bind(new_token.0)
+        .bind(new_token.1)
+        .bind(&client.client_id)
+        .bind(old_token_hash)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
         Ok(r.rows_affected() == 1)
     }
 
@@ -535,6 +607,33 @@ impl Store for SqliteStore {
             auth_time: row.try_get("auth_time").map_err(err)?,
             expires_at: row.try_get("expires_at").map_err(err)?,
         }))
+    }
+
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE id_hash = ?")
+            .bind(id_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn get_secret(&self, name: &str) -> StoreResult<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT value FROM secrets WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.map(|r| r.try_get("value").map_err(err)).transpose()
+    }
+
+    async fn delete_secret(&self, name: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM secrets WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(())
     }
 
     async fn get_or_create_secret(&self, name: &str, candidate: &[u8]) -> StoreResult<Vec<u8>> {

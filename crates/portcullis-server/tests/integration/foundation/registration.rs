@@ -420,7 +420,7 @@ async fn as_opt_24_read_and_update() {
     let rp = dcr_client(&s).await;
     let reg = &rp.registration;
     let uri = reg["registration_client_uri"].as_str().unwrap().to_owned();
-    let rat = reg["registration_access_token"].as_str().unwrap().to_owned();
+    let mut rat = reg["registration_access_token"].as_str().unwrap().to_owned();
 
     // GET → 200, same metadata, without the registration access token
     let r = s.http.get(&uri).bearer_auth(&rat).send().await.unwrap();
@@ -446,6 +446,13 @@ async fn as_opt_24_read_and_update() {
     assert_no_store(&r, "PUT 200");
     let body: Value = r.json().await.unwrap();
     assert_eq!(status, 200, "PUT: {body}");
+    // issue 13 item 14 (RFC 7592 §3): every update rotates the registration access token; the
+    // new one is in the response and the old one stops working
+    let new_rat = body["registration_access_token"].as_str().unwrap().to_owned();
+    assert_ne!(new_rat, rat);
+    let r = s.http.get(&uri).bearer_auth(&rat).send().await.unwrap();
+    assert_eq!(r.status(), 401, "the old registration access token still works");
+    rat = new_rat;
     assert_eq!(body["client_name"], json!("Renamed client"));
     assert_eq!(body["redirect_uris"], json!([REDIRECT_URI, new_uri]));
     assert_eq!(body["client_id"], json!(rp.client_id));
@@ -488,6 +495,8 @@ async fn as_opt_24_read_and_update() {
     minimal.as_object_mut().unwrap().remove("client_name");
     let r = s.http.put(&uri).bearer_auth(&rat).json(&minimal).send().await.unwrap();
     assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    rat = body["registration_access_token"].as_str().unwrap().to_owned();
     let read: Value = s
         .http
         .get(&uri)
