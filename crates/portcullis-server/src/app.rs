@@ -303,7 +303,13 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (_tx, rx) = tokio::sync::watch::channel(false);
-        tokio::spawn(tls::serve(listener, config, app, rx));
+        let timeouts = crate::connections::Timeouts {
+            handshake: Duration::from_secs(10),
+            first_byte: Duration::from_secs(10),
+            header: Duration::from_secs(15),
+        };
+        let gate = crate::connections::Gate::new(64, 64);
+        tokio::spawn(tls::serve(listener, config, app, gate, timeouts, rx));
         let ca = reqwest::Certificate::from_pem(&std::fs::read(files.ca_cert()).unwrap()).unwrap();
         let allow_localhost = AllowedHosts::new(&["localhost".into()]);
         let f = Arc::new(HttpsJwksFetcher::build(Some(ca.clone()), Duration::from_secs(1), allow_localhost).unwrap());

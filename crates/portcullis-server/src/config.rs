@@ -57,6 +57,23 @@ pub struct ServerConfig {
     pub mtls_listen: SocketAddr,
     /// Where the database, keys and the development CA live.
     pub data_dir: PathBuf,
+    /// Open connections across both listeners (issue 13 item 2). A connection over the cap is
+    /// closed at once, before its TLS handshake. The server lowers it to stay below its
+    /// open-file limit.
+    pub max_connections: i64,
+    /// Open connections from one client address (one IPv6 /64), so that one address cannot
+    /// take every slot. Generous by default for proxies and test rigs.
+    pub max_connections_per_ip: i64,
+    /// Seconds a TLS handshake may take.
+    pub handshake_timeout: i64,
+    /// Seconds after the handshake within which the client must start its request: the first
+    /// byte on HTTP/1.1, the whole 24-byte preface on HTTP/2.
+    pub first_byte_timeout: i64,
+    /// Seconds a client has to send a request's headers; also how long an idle HTTP/1.1
+    /// keep-alive connection is kept.
+    pub header_timeout: i64,
+    /// Seconds a client has to send a request's whole body (answered with 408 after that).
+    pub body_timeout: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -113,6 +130,12 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             mtls_listen: SocketAddr::from(([127, 0, 0, 1], 8444)),
             data_dir: PathBuf::from("./portcullis-data"),
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+            handshake_timeout: 10,
+            first_byte_timeout: 10,
+            header_timeout: 15,
+            body_timeout: 30,
         }
     }
 }
@@ -254,6 +277,7 @@ impl Config {
         if self.server.issuer.ends_with('/') {
             return Err("server.issuer must not end with a slash".into());
         }
+        self.validate_connection_limits()?;
         let t = &self.tokens;
         if !(1..=MAX_CODE_LIFETIME).contains(&t.code_lifetime) {
             return Err(format!(
@@ -300,6 +324,29 @@ impl Config {
         let db = &self.storage.database_url;
         if !db.is_empty() && !db.starts_with("sqlite:") {
             return Err("storage.database_url: only sqlite: URLs are supported so far".into());
+        }
+        Ok(())
+    }
+
+    /// Issue 13 item 2: every connection limit is finite and non-zero, so that no connection
+    /// is held forever and one client cannot take every slot.
+    fn validate_connection_limits(&self) -> Result<(), String> {
+        let s = &self.server;
+        if !(1..=1_000_000).contains(&s.max_connections) {
+            return Err("server.max_connections must be 1 to 1000000".into());
+        }
+        if !(1..=1_000_000).contains(&s.max_connections_per_ip) {
+            return Err("server.max_connections_per_ip must be 1 to 1000000".into());
+        }
+        for (name, value, max) in [
+            ("handshake_timeout", s.handshake_timeout, 300),
+            ("first_byte_timeout", s.first_byte_timeout, 300),
+            ("header_timeout", s.header_timeout, 300),
+            ("body_timeout", s.body_timeout, 600),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(format!("server.{name} must be 1 to {max} seconds"));
+            }
         }
         Ok(())
     }
@@ -381,5 +428,75 @@ mod tests {
         assert!(e.contains("https"), "{e}");
         let e = Config::load_from(None, None, &env(&[("PORTCULLIS_SERVER_NOPE", "1")])).unwrap_err();
         assert!(e.contains("nope"), "{e}");
+    }
+
+    /// Issue 13 item 2: the connection limits have finite defaults and are read from the
+    /// environment.
+    #[test]
+    fn connection_limits_defaults_and_overrides() {
+        let d = Config::load_from(None, None, &[]).unwrap().server;
+        assert_eq!(
+            (d.max_connections, d.max_connections_per_ip),
+            (4096, 256),
+            "default connection caps"
+        );
+        assert_eq!(
+            (
+                d.handshake_timeout,
+                d.first_byte_timeout,
+                d.header_timeout,
+                d.body_timeout
+            ),
+            (10, 10, 15, 30),
+            "default time-outs"
+        );
+        let c = Config::load_from(
+            None,
+            None,
+            &env(&[
+                ("PORTCULLIS_SERVER_MAX_CONNECTIONS", "7"),
+                ("PORTCULLIS_SERVER_MAX_CONNECTIONS_PER_IP", "3"),
+                ("PORTCULLIS_SERVER_HANDSHAKE_TIMEOUT", "4"),
+                ("PORTCULLIS_SERVER_FIRST_BYTE_TIMEOUT", "1"),
+                ("PORTCULLIS_SERVER_HEADER_TIMEOUT", "2"),
+                ("PORTCULLIS_SERVER_BODY_TIMEOUT", "5"),
+            ]),
+        )
+        .unwrap()
+        .server;
+        assert_eq!((c.max_connections, c.max_connections_per_ip), (7, 3));
+        assert_eq!(
+            (
+                c.handshake_timeout,
+                c.first_byte_timeout,
+                c.header_timeout,
+                c.body_timeout
+            ),
+            (4, 1, 2, 5)
+        );
+    }
+
+    /// Issue 13 item 2: a zero, negative or absurd limit is refused at start, naming the key.
+    #[test]
+    fn connection_limits_are_validated() {
+        for (key, value) in [
+            ("MAX_CONNECTIONS", "0"),
+            ("MAX_CONNECTIONS", "1000001"),
+            ("MAX_CONNECTIONS_PER_IP", "0"),
+            ("HANDSHAKE_TIMEOUT", "0"),
+            ("FIRST_BYTE_TIMEOUT", "0"),
+            ("FIRST_BYTE_TIMEOUT", "301"),
+            ("HEADER_TIMEOUT", "0"),
+            ("BODY_TIMEOUT", "0"),
+            ("BODY_TIMEOUT", "601"),
+            ("BODY_TIMEOUT", "-1"),
+        ] {
+            let name = format!("PORTCULLIS_SERVER_{key}");
+            let e = Config::load_from(None, None, &env(&[(name.as_str(), value)]))
+                .expect_err(&format!("{name}={value} was accepted"));
+            assert!(e.contains(&key.to_ascii_lowercase()), "{name}={value}: {e}");
+        }
+        let e = Config::load_from(None, None, &env(&[("PORTCULLIS_SERVER_HEADER_TIMEOUT", "soon")]));
+        assert!(e.is_err(), "a non-number time-out was accepted");
     }
 }

@@ -3,6 +3,7 @@
 
 mod app;
 mod config;
+mod connections;
 mod http;
 mod pages;
 mod tls;
@@ -263,11 +264,20 @@ async fn serve(config: Config) -> Result<(), Failure> {
         "listening: https://{} and https://{} (client certificates requested)",
         config.server.listen, config.server.mtls_listen
     );
-    let router = http::router(state.clone());
+    let (gate, timeouts) = connection_limits(&config);
+    let body_timeout = secs(config.server.body_timeout);
+    let router = http::router(state.clone(), body_timeout);
     app::spawn_maintenance(state);
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let a = tokio::spawn(tls::serve(main_listener, plain, router.clone(), rx.clone()));
-    let b = tokio::spawn(tls::serve(mtls_listener, mtls, router, rx));
+    let a = tokio::spawn(tls::serve(
+        main_listener,
+        plain,
+        router.clone(),
+        gate.clone(),
+        timeouts,
+        rx.clone(),
+    ));
+    let b = tokio::spawn(tls::serve(mtls_listener, mtls, router, gate, timeouts, rx));
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = tx.send(true);
@@ -277,6 +287,41 @@ async fn serve(config: Config) -> Result<(), Failure> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn secs(n: i64) -> std::time::Duration {
+    std::time::Duration::from_secs(n.unsigned_abs())
+}
+
+/// Issue 13 item 2: raises the open-file limit, keeps the connection cap below it, and logs
+/// both. The settings were validated (positive) at load.
+fn connection_limits(config: &Config) -> (std::sync::Arc<connections::Gate>, connections::Timeouts) {
+    let s = &config.server;
+    let nofile = connections::raise_open_file_limit();
+    let wanted = s.max_connections.unsigned_abs();
+    let max = connections::effective_max_connections(wanted, nofile);
+    if max < wanted {
+        tracing::warn!(
+            max_connections = max,
+            configured = wanted,
+            open_file_limit = nofile,
+            "server.max_connections lowered to stay below the open-file limit"
+        );
+    }
+    tracing::info!(
+        open_file_limit = nofile,
+        max_connections = max,
+        max_connections_per_ip = s.max_connections_per_ip,
+        "connection limits"
+    );
+    let to_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    let gate = connections::Gate::new(to_usize(max), to_usize(s.max_connections_per_ip.unsigned_abs()));
+    let timeouts = connections::Timeouts {
+        handshake: secs(s.handshake_timeout),
+        first_byte: secs(s.first_byte_timeout),
+        header: secs(s.header_timeout),
+    };
+    (gate, timeouts)
 }
 
 async fn shutdown_signal() {

@@ -27,6 +27,8 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use crate::connections::{FirstBytes, Gate, Timeouts};
+
 /// The client certificate presented on the connection (RFC 8705), if any; checked by the
 /// application, never at the handshake.
 #[derive(Clone, Debug, Default)]
@@ -232,15 +234,26 @@ impl ClientCertVerifier for AnyClientCertificate {
     }
 }
 
-/// How long a TLS handshake may take before the connection is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send its request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long in-flight requests get after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+/// The HTTP/2 connection preface a client sends first (RFC 9113 §3.4).
+const H2_PREFACE_LEN: usize = 24;
 
 /// Serves `app` on `listener` with TLS until `shutdown` flips, then drains.
-pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, app: Router, mut shutdown: watch::Receiver<bool>) {
+///
+/// Issue 13 item 2: no connection is held forever. `gate` (shared by both listeners) turns a
+/// connection over `server.max_connections` or `server.max_connections_per_ip` away right
+/// after `accept`, before the handshake; the handshake, the start of the request
+/// ([`FirstBytes`]) and the request headers each have a time-out (an idle HTTP/1.1 keep-alive
+/// connection is closed by the header time-out too); the body's is in `http::router`.
+pub async fn serve(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+    app: Router,
+    gate: Arc<Gate>,
+    timeouts: Timeouts,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let acceptor = TlsAcceptor::from(config);
     let graceful = GracefulShutdown::new();
     loop {
@@ -255,12 +268,22 @@ pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, app: Router
             },
             _ = shutdown.changed() => break,
         };
+        let ticket = match gate.admit(peer.ip()) {
+            Ok(t) => t,
+            Err(_) => {
+                // closed at once: no handshake, no task, the descriptor freed now
+                drop(tcp);
+                gate.report_refusal();
+                continue;
+            }
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let _ticket = ticket;
+            let tls = match tokio::time::timeout(timeouts.handshake, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
                     tracing::debug!(%peer, error = %e, "TLS handshake failed");
@@ -275,22 +298,32 @@ pub async fn serve(listener: TcpListener, config: Arc<ServerConfig>, app: Router
                     .and_then(|c| c.first())
                     .map(|c| c.clone().into_owned()),
             );
+            // HTTP/2 over TLS is chosen by ALPN (RFC 9113 §3.2), so the protocol is known here
+            // and hyper's own detection read (which has no time-out) is skipped
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
             let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(cert.clone());
                 req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
                 app.clone().oneshot(req)
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            // a client that never finishes its request headers is dropped (slowloris)
+            // a client that never finishes its request headers is dropped (slowloris); the
+            // same deadline closes an idle keep-alive connection
             builder
                 .http1()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT);
+                .header_read_timeout(timeouts.header);
             builder
                 .http2()
                 .timer(TokioTimer::new())
                 .keep_alive_interval(Some(Duration::from_secs(30)));
-            let conn = builder.serve_connection(TokioIo::new(tls), service).into_owned();
+            let (builder, first) = if h2 {
+                (builder.http2_only(), H2_PREFACE_LEN)
+            } else {
+                (builder.http1_only(), 1)
+            };
+            let io = FirstBytes::new(tls, first, timeouts.first_byte);
+            let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
