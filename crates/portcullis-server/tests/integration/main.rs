@@ -5,3 +5,4 @@ mod harness;
 
 mod flow;
 mod foundation;
+mod hardening;
