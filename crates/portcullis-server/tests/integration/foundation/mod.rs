@@ -3,6 +3,7 @@
 mod cli;
 mod discovery;
 mod registration;
+mod startup;
 mod tls;
 
 use std::collections::HashSet;
