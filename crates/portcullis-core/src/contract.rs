@@ -6,11 +6,13 @@ use std::sync::Arc;
 
 use portcullis_jose::Algorithm;
 
+use crate::keyring::generate_stored_key;
+use crate::model::Session;
 use crate::model::{
     AuthorizationCode, AuthorizationRequest, Client, ClientAuthMethod, ClientMetadata, CodeRedemption, Grant,
     PushedRequest, SenderConstraint, TokenKind, TokenRecord,
 };
-use crate::store::Store;
+use crate::store::{Store, TableSizes};
 
 /// Generates one `#[tokio::test]` per contract check, each on a fresh store from `$make`: an
 /// expression giving `(guard, Arc<dyn Store>)`, the guard (e.g. a temporary directory) kept
@@ -21,7 +23,9 @@ macro_rules! store_contract_tests {
         $crate::store_contract_tests!(@each $make;
             code_redemption_has_one_winner, code_redemption_outcomes, request_uri_consumption_has_one_winner,
             remember_once_has_one_winner, initial_access_token_uses_are_counted, revoking_a_grant_revokes_its_tokens,
-            clients_round_trip_and_delete_cascades, secrets_first_writer_wins);
+            clients_round_trip_and_delete_cascades, secrets_first_writer_wins,
+            signing_key_insert_if_missing_has_one_winner, rotation_replaces_the_active_keys_atomically,
+            purge_removes_what_can_no_longer_be_used, purge_goes_on_until_done);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -302,4 +306,174 @@ pub async fn secrets_first_writer_wins(s: Arc<dyn Store>) {
     assert_eq!(s.get_secret("m").await.unwrap(), None);
     s.delete_secret("n").await.unwrap();
     assert_eq!(s.get_secret("n").await.unwrap(), None);
+}
+
+/// Issue 13 item 17: twenty servers racing to create the first ES256 key: exactly one stores
+/// its key; the others see it and store nothing; another algorithm is independent, and a
+/// retired key does not count as present.
+pub async fn signing_key_insert_if_missing_has_one_winner(s: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let s = s.clone();
+        let key = generate_stored_key(Algorithm::Es256, 1000).unwrap();
+        tasks.push(tokio::spawn(async move {
+            (s.insert_signing_key_if_missing(&key).await.unwrap(), key.kid)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (won, kid) = t.await.unwrap();
+        if won {
+            winners.push(kid);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one winner");
+    let keys = s.list_signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].kid, winners[0], "the winner's key is the stored one");
+    let ed = generate_stored_key(Algorithm::EdDsa, 1000).unwrap();
+    assert!(s.insert_signing_key_if_missing(&ed).await.unwrap(), "another algorithm");
+    s.retire_signing_keys(2000).await.unwrap();
+    let next = generate_stored_key(Algorithm::Es256, 2000).unwrap();
+    assert!(
+        s.insert_signing_key_if_missing(&next).await.unwrap(),
+        "retired keys are not active"
+    );
+    let again = generate_stored_key(Algorithm::Es256, 2001).unwrap();
+    assert!(!s.insert_signing_key_if_missing(&again).await.unwrap());
+}
+
+/// Issue 13 item 17: a rotation retires the old keys and stores the new ones in one step, so
+/// that a start racing it never finds an algorithm without an active key (and adds none).
+pub async fn rotation_replaces_the_active_keys_atomically(s: Arc<dyn Store>) {
+    let old = generate_stored_key(Algorithm::Es256, 1000).unwrap();
+    assert!(s.insert_signing_key_if_missing(&old).await.unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            if i == 5 {
+                let new = generate_stored_key(Algorithm::Es256, 2000).unwrap();
+                s.rotate_signing_keys(&[new], 2000).await.unwrap();
+            } else {
+                let key = generate_stored_key(Algorithm::Es256, 2000).unwrap();
+                assert!(
+                    !s.insert_signing_key_if_missing(&key).await.unwrap(),
+                    "never found missing"
+                );
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let keys = s.list_signing_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    let active: Vec<_> = keys.iter().filter(|k| k.retired_at.is_none()).collect();
+    assert_eq!(active.len(), 1, "one active key");
+    assert_ne!(active[0].kid, old.kid);
+    let retired = keys.iter().find(|k| k.kid == old.kid).unwrap();
+    assert_eq!(retired.retired_at, Some(2000));
+}
+
+fn token(hash: &str, kind: TokenKind, grant_id: &str, expires_at: i64) -> TokenRecord {
+    TokenRecord {
+        token_hash: hash.into(),
+        kind,
+        grant_id: grant_id.into(),
+        constraint: None,
+        scope: vec!["openid".into()],
+        issued_at: 1000,
+        expires_at,
+    }
+}
+
+fn session(expires_at: i64) -> Session {
+    Session {
+        username: "alice".into(),
+        auth_time: 1000,
+        expires_at,
+    }
+}
+
+/// Issue 13 item 5: after expiry and a purge, every kind of row that can no longer be used is
+/// gone (grants without codes and tokens, revoked ones included; used-up initial access
+/// tokens) and every live one is kept. Grants were never purged before.
+pub async fn purge_removes_what_can_no_longer_be_used(s: Arc<dyn Store>) {
+    let now = 10_000;
+    // g1: its code expired over an hour ago, no tokens: gone with its code
+    s.insert_code(&code("c1", "g1", 5000)).await.unwrap();
+    // g2: code gone, refresh token live (the access token expired): kept
+    s.insert_code(&code("c2", "g2", 5000)).await.unwrap();
+    s.insert_tokens(&[
+        token("a2", TokenKind::Access, "g2", 9000),
+        token("r2", TokenKind::Refresh, "g2", 20_000),
+    ])
+    .await
+    .unwrap();
+    // g3: its code expired under an hour ago: kept, so that a replay is still recognised
+    s.insert_code(&code("c3", "g3", 9000)).await.unwrap();
+    // g4: revoked, old code: gone
+    s.insert_code(&code("c4", "g4", 5000)).await.unwrap();
+    s.insert_tokens(&[token("r4", TokenKind::Refresh, "g4", 20_000)])
+        .await
+        .unwrap();
+    s.revoke_grant("g4").await.unwrap();
+    // g5: a live code
+    s.insert_code(&code("c5", "g5", now + 60)).await.unwrap();
+
+    s.insert_pushed_request(&pushed("p1", 5000)).await.unwrap();
+    s.insert_pushed_request(&pushed("p2", 9000)).await.unwrap();
+    s.insert_pushed_request(&pushed("p3", now + 90)).await.unwrap();
+    s.insert_session("s1", &session(now - 1)).await.unwrap();
+    s.insert_session("s2", &session(now + 1)).await.unwrap();
+    assert!(s.remember_once("k1", now, 1000).await.unwrap());
+    assert!(s.remember_once("k2", now + 10, 1000).await.unwrap());
+    s.insert_initial_access_token("i1", 9000, None).await.unwrap();
+    s.insert_initial_access_token("i2", 20_000, Some(1)).await.unwrap();
+    assert!(s.use_initial_access_token("i2", 1000).await.unwrap());
+    s.insert_initial_access_token("i3", 20_000, None).await.unwrap();
+    s.insert_initial_access_token("i4", 20_000, Some(2)).await.unwrap();
+    assert!(s.use_initial_access_token("i4", 1000).await.unwrap());
+
+    s.purge_expired(now).await.unwrap();
+    let sizes = s.table_sizes().await.unwrap();
+    assert_eq!(
+        sizes,
+        TableSizes {
+            grants: 3,                // g2 g3 g5
+            codes: 2,                 // c3 c5
+            tokens: 1,                // r2
+            pushed_requests: 2,       // p2 p3
+            sessions: 1,              // s2
+            replay: 1,                // k2
+            initial_access_tokens: 2, // i3 i4
+            ..TableSizes::default()
+        }
+    );
+    // and what is kept still works
+    assert!(s.get_token("r2", TokenKind::Refresh, now).await.unwrap().is_some());
+    assert!(matches!(
+        s.redeem_code("c3", "c1", now).await.unwrap(),
+        CodeRedemption::Expired
+    ));
+    assert!(matches!(
+        s.redeem_code("c5", "c1", now).await.unwrap(),
+        CodeRedemption::Redeemed(_)
+    ));
+    assert!(s.get_session("s2", now).await.unwrap().is_some());
+    assert!(s.get_pushed_request("p2").await.unwrap().is_some());
+    assert!(s.use_initial_access_token("i4", now).await.unwrap());
+    assert!(!s.remember_once("k2", now + 10, now).await.unwrap());
+}
+
+/// Issue 13 item 5: the purge deletes in bounded batches and goes on until nothing expired is
+/// left (here more rows than several batches).
+pub async fn purge_goes_on_until_done(s: Arc<dyn Store>) {
+    for i in 0..1_234 {
+        assert!(s.remember_once(&format!("old{i}"), 1500, 1000).await.unwrap());
+    }
+    assert!(s.remember_once("live", 3000, 1000).await.unwrap());
+    s.purge_expired(2000).await.unwrap();
+    assert_eq!(s.table_sizes().await.unwrap().replay, 1);
 }

@@ -1,7 +1,7 @@
 //! An in-memory `Store`: every operation holds one lock, so single use is as atomic as in the
 //! database engines. For protocol tests and for embedding; it keeps nothing across restarts.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -10,7 +10,7 @@ use crate::model::{
     AuthorizationCode, Client, CodeRedemption, Grant, PushedRequest, Session, StoredKey, TokenKind, TokenRecord, User,
 };
 use crate::provider::lock;
-use crate::store::{Store, StoreResult};
+use crate::store::{Store, StoreResult, TableSizes};
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -333,7 +333,51 @@ impl Store for MemoryStore {
         g.pushed.retain(|_, p| p.expires_at > grace);
         g.codes.retain(|_, (c, _)| c.expires_at > grace);
         g.tokens.retain(|_, t| t.expires_at > now);
-        g.initial_tokens.retain(|_, (exp, _)| *exp > now);
+        g.initial_tokens
+            .retain(|_, (exp, uses)| *exp > now && uses.is_none_or(|u| u > 0));
+        // a grant lives while a token or a code refers to it
+        let live: HashSet<String> = g
+            .tokens
+            .values()
+            .map(|t| t.grant_id.clone())
+            .chain(g.codes.values().map(|(c, _)| c.grant.grant_id.clone()))
+            .collect();
+        g.grants.retain(|id, _| live.contains(id));
         Ok(())
+    }
+
+    async fn insert_signing_key_if_missing(&self, key: &StoredKey) -> StoreResult<bool> {
+        let mut g = lock(&self.inner);
+        if g.keys.iter().any(|k| k.alg == key.alg && k.retired_at.is_none()) {
+            return Ok(false);
+        }
+        g.keys.push(key.clone());
+        Ok(true)
+    }
+
+    async fn rotate_signing_keys(&self, keys: &[StoredKey], now: i64) -> StoreResult<()> {
+        let mut g = lock(&self.inner);
+        for k in g.keys.iter_mut().filter(|k| k.retired_at.is_none()) {
+            k.retired_at = Some(now);
+        }
+        g.keys.extend(keys.iter().cloned());
+        Ok(())
+    }
+
+    async fn table_sizes(&self) -> StoreResult<TableSizes> {
+        let g = lock(&self.inner);
+        let n = |len: usize| len as u64;
+        Ok(TableSizes {
+            clients: n(g.clients.len()),
+            initial_access_tokens: n(g.initial_tokens.len()),
+            users: n(g.users.len()),
+            pushed_requests: n(g.pushed.len()),
+            grants: n(g.grants.len()),
+            codes: n(g.codes.len()),
+            tokens: n(g.tokens.len()),
+            replay: n(g.replay.len()),
+            sessions: n(g.sessions.len()),
+            signing_keys: n(g.keys.len()),
+        })
     }
 }

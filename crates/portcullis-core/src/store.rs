@@ -97,6 +97,37 @@ pub trait Store: Send + Sync + 'static {
     async fn retire_signing_keys(&self, now: i64) -> StoreResult<u64>;
     async fn delete_signing_keys_retired_before(&self, before: i64) -> StoreResult<u64>;
 
-    /// Deletes expired rows.
+    /// Deletes what can no longer be used (issue 13 item 5): expired replay records, sessions
+    /// and tokens; pushed requests and codes an hour past expiry (late use still gets a precise
+    /// answer, a replayed code is still detected); initial access tokens expired or used up;
+    /// grants with no token and no code left (revoked ones included). Engines delete in
+    /// bounded batches so that no write lock is held for long.
     async fn purge_expired(&self, now: i64) -> StoreResult<()>;
+
+    /// Stores `key` only if no active (unretired) key for its algorithm exists, in one atomic
+    /// step; true if this caller's key was stored. Two servers starting together on a new
+    /// database thus end up with one key per algorithm (issue 13 item 17).
+    async fn insert_signing_key_if_missing(&self, key: &StoredKey) -> StoreResult<bool>;
+    /// Retires every active key at `now` and stores `keys` as the new active ones, atomically:
+    /// a server starting meanwhile sees either the old keys or the new ones, never none
+    /// (issue 13 item 17).
+    async fn rotate_signing_keys(&self, keys: &[StoredKey], now: i64) -> StoreResult<()>;
+    /// How many rows each table holds (issue 13 item 5: growth is visible, and the purge is
+    /// checked against every table).
+    async fn table_sizes(&self) -> StoreResult<TableSizes>;
+}
+
+/// Row counts per table, see [`Store::table_sizes`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableSizes {
+    pub clients: u64,
+    pub initial_access_tokens: u64,
+    pub users: u64,
+    pub pushed_requests: u64,
+    pub grants: u64,
+    pub codes: u64,
+    pub tokens: u64,
+    pub replay: u64,
+    pub sessions: u64,
+    pub signing_keys: u64,
 }

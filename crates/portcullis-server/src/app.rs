@@ -14,6 +14,7 @@ use portcullis_store::SqliteStore;
 use serde_json::Value;
 
 use crate::config::Config;
+use crate::datadir::{self, StartError};
 use crate::pages::LoginFailures;
 use crate::users::PasswordWorkers;
 
@@ -43,17 +44,43 @@ pub struct AppState {
     pub logout_action: String,
 }
 
-pub async fn open_store(config: &Config) -> Result<Arc<SqliteStore>, String> {
-    std::fs::create_dir_all(&config.server.data_dir)
-        .map_err(|e| format!("cannot create data dir {}: {e}", config.server.data_dir.display()))?;
+/// Opens the store for `serve` and every command: the data dir is created 0700 and the
+/// database 0600, and loose permissions on existing ones are tightened (issue 13 item 10); a
+/// database another process holds locked is waited for, up to 30 s (issue 13 item 17).
+pub async fn open_store(config: &Config) -> Result<Arc<SqliteStore>, StartError> {
+    datadir::private_dir(&config.server.data_dir, "data dir")?;
+    let file = if config.storage.database_url.is_empty() {
+        Some(config.database_path())
+    } else {
+        portcullis_store::sqlite_url_file(&config.storage.database_url)
+    };
+    if let Some(f) = &file {
+        datadir::prepare_database(f)?;
+    }
     let store = if config.storage.database_url.is_empty() {
         SqliteStore::open(&config.database_path()).await
     } else {
         SqliteStore::open_url(&config.storage.database_url).await
     };
-    store
-        .map(Arc::new)
-        .map_err(|e| format!("cannot open the database: {e}"))
+    let name = file.as_ref().map_or_else(
+        || "the database".to_owned(),
+        |f| format!("the database {}", f.display()),
+    );
+    let store = store.map_err(|e| {
+        let hint = if e.0.contains("locked") {
+            "stop the other portcullis process or use another --data-dir"
+        } else if e.0.contains("schema version") {
+            "run the newer portcullis that wrote it, or use another --data-dir"
+        } else {
+            "check server.data_dir / storage.database_url and the file's permissions"
+        };
+        StartError::Runtime(format!("cannot open {name}: {e}; {hint}"))
+    })?;
+    // the -wal and -shm files now exist: SQLite gives them the database file's mode
+    if let Some(f) = &file {
+        datadir::check_database(f)?;
+    }
+    Ok(Arc::new(store))
 }
 
 pub fn settings(config: &Config) -> Settings {
@@ -73,30 +100,54 @@ pub fn settings(config: &Config) -> Settings {
     s
 }
 
-/// Generates any missing signing key (first start) and loads the ring.
+/// Generates any missing signing key (first start) and loads the ring. Several processes
+/// doing this at once on one database end up with the same keys: each algorithm's key is
+/// stored only if none is active (one winner), and everyone reads back what won (issue 13
+/// item 17).
 pub async fn load_keys(store: &dyn Store, settings: &Settings, now: i64) -> Result<KeyRing, String> {
+    let grace = settings.key_publication_grace();
     let stored = store.list_signing_keys().await.map_err(|e| e.to_string())?;
-    let ring = KeyRing::from_stored(&stored, now, settings.key_publication_grace()).map_err(|e| e.to_string())?;
+    let mut ring = KeyRing::from_stored(&stored, now, grace).map_err(|e| e.to_string())?;
     let missing = ring.missing();
-    if missing.is_empty() {
-        return Ok(ring);
+    if !missing.is_empty() {
+        for alg in SERVER_ALGORITHMS.iter().filter(|a| missing.contains(a)) {
+            let key = generate_stored_key(*alg, now).map_err(|e| e.to_string())?;
+            if !store
+                .insert_signing_key_if_missing(&key)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                tracing::info!(%alg, "another process created this signing key first; using it");
+            }
+        }
+        let stored = store.list_signing_keys().await.map_err(|e| e.to_string())?;
+        ring = KeyRing::from_stored(&stored, now, grace).map_err(|e| e.to_string())?;
+        if let Some(alg) = ring.missing().first() {
+            return Err(format!("no active {alg} signing key after creating one"));
+        }
     }
-    for alg in SERVER_ALGORITHMS.iter().filter(|a| missing.contains(a)) {
-        let key = generate_stored_key(*alg, now).map_err(|e| e.to_string())?;
-        store.insert_signing_key(&key).await.map_err(|e| e.to_string())?;
+    if !ring.ignored().is_empty() {
+        datadir::warn(&format!(
+            "the database holds more than one active signing key for an algorithm; the oldest signs, \
+             these are only published: {} (`portcullis keys rotate` leaves one per algorithm)",
+            ring.ignored().join(", ")
+        ));
     }
-    let stored = store.list_signing_keys().await.map_err(|e| e.to_string())?;
-    KeyRing::from_stored(&stored, now, settings.key_publication_grace()).map_err(|e| e.to_string())
+    Ok(ring)
 }
 
 pub async fn build(config: &Config, store: Arc<SqliteStore>) -> Result<Arc<AppState>, String> {
     let settings = settings(config);
     let clock = Arc::new(SystemClock);
     let now = clock.now();
-    let keys = load_keys(store.as_ref(), &settings, now).await?;
+    let keys = load_keys(store.as_ref(), &settings, now)
+        .await
+        .map_err(|e| format!("cannot load the signing keys: {e}; check the database (`portcullis keys list`)"))?;
     // issue 13 item 14: the DPoP nonce and CSRF secrets rotate daily (previous one accepted)
     let csrf = RotatingKey::new("csrf", SECRET_ROTATION_PERIOD);
-    csrf.refresh(store.as_ref(), now).await.map_err(|e| e.to_string())?;
+    csrf.refresh(store.as_ref(), now)
+        .await
+        .map_err(|e| format!("cannot load the server secrets: {e}; check the database"))?;
     let base_path = url::Url::parse(&settings.issuer)
         .map(|u| u.path().trim_end_matches('/').to_owned())
         .unwrap_or_default();
@@ -127,7 +178,8 @@ pub async fn build(config: &Config, store: Arc<SqliteStore>) -> Result<Arc<AppSt
     }))
 }
 
-/// Housekeeping: purge expired rows and pick up rotated keys.
+/// Housekeeping: purge expired rows (every 30 s, in bounded batches), delete keys retired
+/// past their publication, and pick up rotated keys.
 pub fn spawn_maintenance(state: Arc<AppState>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(30));
@@ -135,6 +187,7 @@ pub fn spawn_maintenance(state: Arc<AppState>) {
             tick.tick().await;
             let p = &state.provider;
             let now = p.now();
+            // issue 13 item 5: bounded batches, so requests are never held up for long
             if let Err(e) = p.store().purge_expired(now).await {
                 tracing::warn!(error = %e, "purge failed");
             }
@@ -143,6 +196,11 @@ pub fn spawn_maintenance(state: Arc<AppState>) {
             }
             if let Err(e) = state.csrf.refresh(p.store().as_ref(), now).await {
                 tracing::warn!(error = %e, "cannot refresh the CSRF secrets");
+            }
+            // keys retired long enough ago that nothing they signed is still valid
+            let grace = p.settings().key_publication_grace();
+            if let Err(e) = p.store().delete_signing_keys_retired_before(now - grace).await {
+                tracing::warn!(error = %e, "cannot delete retired keys");
             }
             match p.store().list_signing_keys().await {
                 Ok(stored) => match KeyRing::from_stored(&stored, now, p.settings().key_publication_grace()) {

@@ -4,6 +4,7 @@
 mod app;
 mod config;
 mod connections;
+mod datadir;
 mod http;
 mod pages;
 mod tls;
@@ -175,6 +176,15 @@ enum Failure {
     Runtime(String),
 }
 
+impl From<datadir::StartError> for Failure {
+    fn from(e: datadir::StartError) -> Self {
+        match e {
+            datadir::StartError::Usage(m) => Failure::Usage(m),
+            datadir::StartError::Runtime(m) => Failure::Runtime(m),
+        }
+    }
+}
+
 fn rt(e: impl std::fmt::Display) -> Failure {
     Failure::Runtime(e.to_string())
 }
@@ -197,7 +207,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             if uses.is_some_and(|u| u < 1) {
                 return Err(Failure::Usage("--uses must be at least 1".into()));
             }
-            let store = app::open_store(&config).await.map_err(rt)?;
+            let store = app::open_store(&config).await?;
             let token = credential();
             let expires_at = now() + ttl;
             store
@@ -241,7 +251,11 @@ fn parse_duration(s: &str) -> Result<i64, String> {
 
 async fn serve(config: Config) -> Result<(), Failure> {
     init_tracing(&config);
-    let store = app::open_store(&config).await.map_err(rt)?;
+    // first-start initialisation (database, keys, development certificates) has one winner
+    // among processes starting together on this data dir; the others adopt what it made
+    // (issue 13 item 17)
+    let init = datadir::StartupLock::acquire(&config.server.data_dir).await?;
+    let store = app::open_store(&config).await?;
     let state = app::build(&config, store.clone()).await.map_err(rt)?;
     let files = tls::TlsFiles::new(&config.server.data_dir);
     let issuer_host = url::Url::parse(&config.server.issuer)
@@ -252,10 +266,29 @@ async fn serve(config: Config) -> Result<(), Failure> {
     if !hosts.contains(&issuer_host) {
         hosts.insert(0, issuer_host);
     }
-    tls::ensure_dev_certificates(&files, &hosts).map_err(rt)?;
-    let (plain, mtls) = tls::server_configs(&files).map_err(rt)?;
-    let main_listener = tls::bind(config.server.listen).await.map_err(rt)?;
-    let mtls_listener = tls::bind(config.server.mtls_listen).await.map_err(rt)?;
+    datadir::check_tls(&files.dir)?;
+    tls::ensure_dev_certificates(&files, &hosts).map_err(|e| {
+        rt(format!(
+            "cannot create the development TLS certificates in {}: {e}; check that directory's permissions",
+            files.dir.display()
+        ))
+    })?;
+    let (plain, mtls) = tls::server_configs(&files).map_err(|e| {
+        rt(format!(
+            "cannot use the TLS certificate {} with its key {}: {e}; if they do not belong together, delete both \
+             (the development ones are made again at start)",
+            files.server_cert().display(),
+            files.dir.join("server-key.pem").display()
+        ))
+    })?;
+    drop(init);
+    let listen_hint = |e: String| {
+        rt(format!(
+            "{e}; stop what uses it or set server.listen / server.mtls_listen"
+        ))
+    };
+    let main_listener = tls::bind(config.server.listen).await.map_err(listen_hint)?;
+    let mtls_listener = tls::bind(config.server.mtls_listen).await.map_err(listen_hint)?;
     let discovery = format!("{}/.well-known/openid-configuration", config.server.issuer);
     println!("issuer: {}", config.server.issuer);
     println!("discovery: {discovery}");
@@ -396,7 +429,7 @@ async fn add_user(config: &Config, username: String, password_stdin: bool, claim
         .await
         .map_err(rt)?
         .map_err(rt)?;
-    let store = app::open_store(config).await.map_err(rt)?;
+    let store = app::open_store(config).await?;
     if store.get_user(&username).await.map_err(rt)?.is_some() {
         return Err(Failure::Usage(format!("user {username} already exists")));
     }
@@ -412,7 +445,7 @@ async fn add_user(config: &Config, username: String, password_stdin: bool, claim
 }
 
 async fn client_command(config: &Config, command: ClientCommand) -> Result<(), Failure> {
-    let store = app::open_store(config).await.map_err(rt)?;
+    let store = app::open_store(config).await?;
     let settings = app::settings(config);
     // the registration body needs a Provider only for URLs; build the JSON directly
     let body = |c: &Client| {
@@ -504,7 +537,9 @@ async fn client_command(config: &Config, command: ClientCommand) -> Result<(), F
 }
 
 async fn keys_command(config: &Config, command: KeysCommand) -> Result<(), Failure> {
-    let store = app::open_store(config).await.map_err(rt)?;
+    // a rotation (or a first `keys list`, which creates the keys) waits for a starting server
+    let _init = datadir::StartupLock::acquire(&config.server.data_dir).await?;
+    let store = app::open_store(config).await?;
     let settings = app::settings(config);
     let t = now();
     match command {
@@ -523,11 +558,16 @@ async fn keys_command(config: &Config, command: KeysCommand) -> Result<(), Failu
         }
         KeysCommand::Rotate => {
             app::load_keys(store.as_ref(), &settings, t).await.map_err(rt)?;
-            store.retire_signing_keys(t).await.map_err(rt)?;
-            for alg in SERVER_ALGORITHMS {
-                let key = generate_stored_key(alg, t).map_err(rt)?;
-                store.insert_signing_key(&key).await.map_err(rt)?;
-                println!("{}\t{alg}\tnew", key.kid);
+            let keys = SERVER_ALGORITHMS
+                .into_iter()
+                .map(|alg| generate_stored_key(alg, t))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(rt)?;
+            // retire and replace in one step: a server starting meanwhile never finds an
+            // algorithm without a key and makes its own (issue 13 item 17)
+            store.rotate_signing_keys(&keys, t).await.map_err(rt)?;
+            for key in &keys {
+                println!("{}\t{}\tnew", key.kid, key.alg);
             }
             // keys retired long enough ago that nothing they signed is still valid
             store

@@ -12,7 +12,7 @@ use portcullis_core::StoreError;
 use portcullis_core::model::{
     AuthorizationCode, Client, CodeRedemption, Grant, PushedRequest, Session, StoredKey, TokenKind, TokenRecord, User,
 };
-use portcullis_core::store::{Store, StoreResult};
+use portcullis_core::store::{Store, StoreResult, TableSizes};
 use portcullis_jose::Algorithm;
 use sqlx::Row;
 use sqlx::sqlite::{
@@ -23,9 +23,17 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// The version `schema.sql` describes.
 const BASE_VERSION: i64 = 1;
 /// Each later version's change, applied in order to a database at an older version.
-const MIGRATIONS: [(i64, &str); 1] = [
-    // issue 13 item 14: registration access tokens expire
-    (2, "ALTER TABLE clients ADD COLUMN registration_token_expires_at BIGINT"),
+const MIGRATIONS: [(i64, &[&str]); 1] = [
+    // issue 13 item 14: registration access tokens expire; tokens issued before get the
+    // default lifetime (30 days) from the upgrade on
+    (
+        2,
+        &[
+            "ALTER TABLE clients ADD COLUMN registration_token_expires_at BIGINT",
+            "UPDATE clients SET registration_token_expires_at = CAST(strftime('%s', 'now') AS INTEGER) + 2592000 \
+             WHERE registration_token_hash IS NOT NULL",
+        ],
+    ),
 ];
 /// The version this binary writes.
 const SCHEMA_VERSION: i64 = 2;
@@ -38,9 +46,49 @@ fn err(e: impl std::fmt::Display) -> StoreError {
     StoreError(e.to_string())
 }
 
+/// How long opening waits for a database another process holds locked (issue 13 item 17).
+pub const OPEN_WAIT: Duration = Duration::from_secs(30);
+
+/// Whether `e` is SQLite's "database is locked" (SQLITE_BUSY / SQLITE_LOCKED and their
+/// extended codes): another connection holds a lock we need.
+fn is_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+        _ => false,
+    }
+}
+
+enum OpenError {
+    Sql(sqlx::Error),
+    Refused(String),
+}
+
+/// Rows deleted per statement by `purge_expired`.
+const PURGE_BATCH: i64 = 500;
+
+/// The file a `sqlite:` URL names, if it names one (not an in-memory database).
+pub fn sqlite_url_file(url: &str) -> Option<std::path::PathBuf> {
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    let file = options.get_filename();
+    let name = file.to_string_lossy();
+    if name.is_empty() || name.starts_with(":memory:") || url.contains("mode=memory") {
+        return None;
+    }
+    Some(file.to_path_buf())
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and applies the schema.
+    /// Opens (creating if needed) the database file and applies the schema, waiting up to
+    /// [`OPEN_WAIT`] for another process that holds the database locked.
     pub async fn open(path: &Path) -> StoreResult<Self> {
+        Self::open_waiting(path, OPEN_WAIT).await
+    }
+
+    /// [`Self::open`] with its own bound on waiting for a locked database.
+    pub async fn open_waiting(path: &Path, wait: Duration) -> StoreResult<Self> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -48,7 +96,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        Self::with_options(options).await
+        Self::with_options(options, wait).await
     }
 
     /// Opens a `sqlite:` URL.
@@ -58,40 +106,100 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(10));
-        Self::with_options(options).await
+        Self::with_options(options, OPEN_WAIT).await
     }
 
-    async fn with_options(options: SqliteConnectOptions) -> StoreResult<Self> {
+    /// Connects and applies the schema. A busy or locked database (another process starting
+    /// at the same moment: switching to WAL returns "database is locked" without waiting) is
+    /// retried with backoff for up to `wait`, never fatal before that (issue 13 item 17).
+    async fn with_options(options: SqliteConnectOptions, wait: Duration) -> StoreResult<Self> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match Self::try_open(options.clone()).await {
+                Ok(store) => return Ok(store),
+                Err(OpenError::Sql(e)) if is_busy(&e) => {
+                    if tokio::time::Instant::now() + pause > deadline {
+                        return Err(StoreError(format!(
+                            "another process has held the database locked for more than {} s ({e})",
+                            wait.as_secs()
+                        )));
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                Err(OpenError::Sql(e)) => return Err(err(e)),
+                Err(OpenError::Refused(e)) => return Err(StoreError(e)),
+            }
+        }
+    }
+
+    async fn try_open(options: SqliteConnectOptions) -> Result<Self, OpenError> {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
             .await
-            .map_err(err)?;
-        sqlx::raw_sql(SCHEMA).execute(&pool).await.map_err(err)?;
+            .map_err(OpenError::Sql)?;
+        match Self::apply_schema(&pool).await {
+            Ok(()) => Ok(Self { pool }),
+            Err(e) => {
+                pool.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn apply_schema(pool: &SqlitePool) -> Result<(), OpenError> {
+        sqlx::raw_sql(SCHEMA).execute(pool).await.map_err(OpenError::Sql)?;
         // the schema version: recorded on first open, and a newer one is never opened by an
         // older binary (it would not know the columns)
         let version: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM schema_version")
-            .fetch_one(&pool)
+            .fetch_one(pool)
             .await
             .and_then(|row| row.try_get("v"))
-            .map_err(err)?;
+            .map_err(OpenError::Sql)?;
         match version {
             None => {
                 sqlx::query("INSERT INTO schema_version (version) VALUES (?)")
                     .bind(BASE_VERSION)
-                    .execute(&pool)
+                    .execute(pool)
                     .await
-                    .map_err(err)?;
+                    .map_err(OpenError::Sql)?;
             }
             Some(v) if v > SCHEMA_VERSION => {
-                return Err(StoreError(format!(
+                return Err(OpenError::Refused(format!(
                     "the database has schema version {v}, newer than this binary's {SCHEMA_VERSION}"
                 )));
             }
             Some(_) => {}
         }
-        migrate(&pool, version.unwrap_or(BASE_VERSION)).await?;
-        Ok(Self { pool })
+        migrate(pool, version.unwrap_or(BASE_VERSION))
+            .await
+            .map_err(OpenError::Sql)?;
+        Ok(())
+    }
+
+    /// Runs a batched `DELETE ... WHERE key IN (SELECT key ... LIMIT ?)` until fewer than a
+    /// batch went, yielding between batches so that hot-path writes get the lock in between.
+    async fn delete_in_batches(&self, sql: &'static str, at: Option<i64>) -> StoreResult<u64> {
+        let mut total = 0;
+        loop {
+            let mut q = sqlx::query(sql);
+            if let Some(at) = at {
+                q = q.bind(at);
+            }
+            let n = q
+                .bind(PURGE_BATCH)
+                .execute(&self.pool)
+                .await
+                .map_err(err)?
+                .rows_affected();
+            total += n;
+            if n < PURGE_BATCH as u64 {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 
     pub async fn close(&self) {
@@ -101,15 +209,12 @@ impl SqliteStore {
 
 /// Applies every migration newer than `from`, each with its version row in one transaction (a
 /// second process racing this one finds the version already written and skips it).
-async fn migrate(pool: &SqlitePool, from: i64) -> StoreResult<()> {
-    for &(version, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > from) {
-        let mut conn = pool.acquire().await.map_err(err)?;
+async fn migrate(pool: &SqlitePool, from: i64) -> Result<(), sqlx::Error> {
+    for &(version, statements) in MIGRATIONS.iter().filter(|(v, _)| *v > from) {
+        let mut conn = pool.acquire().await?;
         // IMMEDIATE: the write lock up front, so two processes migrating at once queue on the
         // busy timeout instead of failing on a lock upgrade
-        sqlx::raw_sql("BEGIN IMMEDIATE")
-            .execute(&mut *conn)
-            .await
-            .map_err(err)?;
+        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
         let applied = async {
             let done: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM schema_version")
                 .fetch_one(&mut *conn)
@@ -118,7 +223,9 @@ async fn migrate(pool: &SqlitePool, from: i64) -> StoreResult<()> {
             if done.is_some_and(|d| d >= version) {
                 return Ok(());
             }
-            sqlx::raw_sql(sql).execute(&mut *conn).await?;
+            for &sql in statements {
+                sqlx::raw_sql(sql).execute(&mut *conn).await?;
+            }
             sqlx::query("INSERT INTO schema_version (version) VALUES (?)")
                 .bind(version)
                 .execute(&mut *conn)
@@ -127,8 +234,8 @@ async fn migrate(pool: &SqlitePool, from: i64) -> StoreResult<()> {
         }
         .await;
         let end = if applied.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        sqlx::raw_sql(end).execute(&mut *conn).await.map_err(err)?;
-        applied.map_err(err)?;
+        sqlx::raw_sql(end).execute(&mut *conn).await?;
+        applied?;
     }
     Ok(())
 }
@@ -702,19 +809,126 @@ impl Store for SqliteStore {
     }
 
     async fn purge_expired(&self, now: i64) -> StoreResult<()> {
-        // pushed requests are kept an hour past expiry so that late use can still be answered
-        // with a precise invalid_request_uri redirect
+        // pushed requests and codes are kept an hour past expiry: late use of a request_uri
+        // still gets a precise invalid_request_uri redirect, and a replayed code is still
+        // recognised (and revokes its grant). Each statement deletes one bounded batch by
+        // primary key (portable to PostgreSQL, which has no DELETE ... LIMIT).
         let grace = now - 3600;
         for (sql, at) in [
-            ("DELETE FROM replay WHERE expires_at <= ?", now),
-            ("DELETE FROM sessions WHERE expires_at <= ?", now),
-            ("DELETE FROM pushed_requests WHERE expires_at <= ?", grace),
-            ("DELETE FROM codes WHERE expires_at <= ?", grace),
-            ("DELETE FROM tokens WHERE expires_at <= ?", now),
-            ("DELETE FROM initial_access_tokens WHERE expires_at <= ?", now),
+            (
+                "DELETE FROM replay WHERE replay_key IN \
+                 (SELECT replay_key FROM replay WHERE expires_at <= ? LIMIT ?)",
+                now,
+            ),
+            (
+                "DELETE FROM sessions WHERE id_hash IN \
+                 (SELECT id_hash FROM sessions WHERE expires_at <= ? LIMIT ?)",
+                now,
+            ),
+            (
+                "DELETE FROM pushed_requests WHERE request_uri_hash IN \
+                 (SELECT request_uri_hash FROM pushed_requests WHERE expires_at <= ? LIMIT ?)",
+                grace,
+            ),
+            (
+                "DELETE FROM codes WHERE code_hash IN (SELECT code_hash FROM codes WHERE expires_at <= ? LIMIT ?)",
+                grace,
+            ),
+            (
+                "DELETE FROM tokens WHERE token_hash IN (SELECT token_hash FROM tokens WHERE expires_at <= ? LIMIT ?)",
+                now,
+            ),
+            (
+                "DELETE FROM initial_access_tokens WHERE token_hash IN \
+                 (SELECT token_hash FROM initial_access_tokens WHERE expires_at <= ? OR uses_left <= 0 LIMIT ?)",
+                now,
+            ),
         ] {
-            sqlx::query(sql).bind(at).execute(&self.pool).await.map_err(err)?;
+            self.delete_in_batches(sql, Some(at)).await?;
         }
+        // after codes and tokens: a grant (revoked or not) goes with its last code and token
+        self.delete_in_batches(
+            "DELETE FROM grants WHERE grant_id IN (SELECT g.grant_id FROM grants g \
+             WHERE NOT EXISTS (SELECT 1 FROM tokens t WHERE t.grant_id = g.grant_id) \
+             AND NOT EXISTS (SELECT 1 FROM codes c WHERE c.grant_id = g.grant_id) LIMIT ?)",
+            None,
+        )
+        .await?;
         Ok(())
+    }
+
+    async fn insert_signing_key_if_missing(&self, key: &StoredKey) -> StoreResult<bool> {
+        // one statement decides; BEGIN IMMEDIATE takes SQLite's write lock first (waiting for
+        // it), so the check cannot read a snapshot another writer has since changed
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let r = sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, pkcs8, created_at, retired_at) SELECT ?, ?, ?, ?, NULL \
+             WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE alg = ? AND retired_at IS NULL)",
+        )
+        .bind(&key.kid)
+        .bind(key.alg.as_str())
+        .bind(&key.pkcs8)
+        .bind(key.created_at)
+        .bind(key.alg.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn rotate_signing_keys(&self, keys: &[StoredKey], now: i64) -> StoreResult<()> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL")
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        for key in keys {
+            sqlx::query("INSERT INTO signing_keys (kid, alg, pkcs8, created_at, retired_at) VALUES (?, ?, ?, ?, NULL)")
+                .bind(&key.kid)
+                .bind(key.alg.as_str())
+                .bind(&key.pkcs8)
+                .bind(key.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(())
+    }
+
+    async fn table_sizes(&self) -> StoreResult<TableSizes> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM clients) AS clients, \
+                    (SELECT COUNT(*) FROM initial_access_tokens) AS initial_access_tokens, \
+                    (SELECT COUNT(*) FROM users) AS users, \
+                    (SELECT COUNT(*) FROM pushed_requests) AS pushed_requests, \
+                    (SELECT COUNT(*) FROM grants) AS grants, \
+                    (SELECT COUNT(*) FROM codes) AS codes, \
+                    (SELECT COUNT(*) FROM tokens) AS tokens, \
+                    (SELECT COUNT(*) FROM replay) AS replay, \
+                    (SELECT COUNT(*) FROM sessions) AS sessions, \
+                    (SELECT COUNT(*) FROM signing_keys) AS signing_keys",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(err)?;
+        let n = |name: &str| -> StoreResult<u64> {
+            let v: i64 = row.try_get(name).map_err(err)?;
+            Ok(v.max(0) as u64)
+        };
+        Ok(TableSizes {
+            clients: n("clients")?,
+            initial_access_tokens: n("initial_access_tokens")?,
+            users: n("users")?,
+            pushed_requests: n("pushed_requests")?,
+            grants: n("grants")?,
+            codes: n("codes")?,
+            tokens: n("tokens")?,
+            replay: n("replay")?,
+            sessions: n("sessions")?,
+            signing_keys: n("signing_keys")?,
+        })
     }
 }

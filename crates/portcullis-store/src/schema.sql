@@ -81,3 +81,10 @@ CREATE TABLE IF NOT EXISTS signing_keys (
     created_at BIGINT NOT NULL,
     retired_at BIGINT
 );
+-- issue 13 item 5: the purge finds expired rows, and a grant's remaining codes, by index
+CREATE INDEX IF NOT EXISTS codes_grant ON codes (grant_id);
+CREATE INDEX IF NOT EXISTS codes_expiry ON codes (expires_at);
+CREATE INDEX IF NOT EXISTS tokens_expiry ON tokens (expires_at);
+CREATE INDEX IF NOT EXISTS replay_expiry ON replay (expires_at);
+CREATE INDEX IF NOT EXISTS sessions_expiry ON sessions (expires_at);
+CREATE INDEX IF NOT EXISTS pushed_requests_expiry ON pushed_requests (expires_at);

@@ -32,3 +32,98 @@ async fn newer_schema_is_refused() {
     let e = SqliteStore::open(&path).await.err().expect("a newer schema is refused");
     assert!(e.0.contains("schema version 99"), "{e}");
 }
+
+/// Issue 13 item 14: a version 1 database (registration access tokens without expiry) is
+/// migrated on open: its tokens keep working for the default lifetime, then expire.
+#[tokio::test]
+async fn version_1_databases_are_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql(include_str!("../src/schema.sql"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO schema_version (version) VALUES (1); \
+         INSERT INTO clients (client_id, issued_at, metadata, registration_token_hash) VALUES ('c1', 1, \
+         '{\"redirect_uris\":[\"https://c.example/cb\"],\"token_endpoint_auth_method\":\"private_key_jwt\",\
+         \"grant_types\":[\"authorization_code\"],\"response_types\":[\"code\"],\"id_token_signed_response_alg\":\"ES256\",\
+         \"dpop_bound_access_tokens\":true,\"tls_client_certificate_bound_access_tokens\":false}', 'rat');",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let store = SqliteStore::open(&path).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        store
+            .get_client_by_registration_token("c1", "rat", now)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .get_client_by_registration_token("c1", "rat", now + 31 * 86_400)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store.close().await;
+    // opening again changes nothing
+    SqliteStore::open(&path).await.unwrap().close().await;
+}
+
+/// Another process holding a new database: a connection in the middle of a read on a database
+/// still in rollback-journal mode (as a second server creating it at the same moment is).
+async fn hold_database(path: &std::path::Path) -> sqlx::pool::PoolConnection<sqlx::Sqlite> {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true);
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+        .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS t (x INTEGER); BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    conn
+}
+
+/// Issue 13 item 17: a database another process holds while both start is waited for (with a
+/// bound), not a fatal "database is locked": switching to WAL answers busy at once, without
+/// SQLite's busy handler.
+#[tokio::test]
+async fn open_waits_for_a_database_another_process_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let mut held = hold_database(&path).await;
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        sqlx::raw_sql("COMMIT").execute(&mut *held).await.unwrap();
+        held.close().await.unwrap();
+    });
+    let store = SqliteStore::open(&path).await.expect("waited for the other process");
+    release.await.unwrap();
+    assert!(store.list_signing_keys().await.unwrap().is_empty());
+    store.close().await;
+
+    // held for longer than the bound: refused, saying why
+    let other = dir.path().join("u.db");
+    let _held = hold_database(&other).await;
+    let e = SqliteStore::open_waiting(&other, std::time::Duration::from_millis(300))
+        .await
+        .err()
+        .expect("the bound is kept");
+    assert!(e.0.contains("held the database locked"), "{e}");
+}

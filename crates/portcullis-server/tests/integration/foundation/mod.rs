@@ -4,6 +4,7 @@ mod cli;
 mod connections;
 mod discovery;
 mod registration;
+mod startup;
 mod tls;
 
 use std::collections::HashSet;
