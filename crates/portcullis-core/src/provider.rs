@@ -146,8 +146,11 @@ impl Provider {
         };
         let parsed = Arc::new(ParsedClient { client, inline_jwks });
         let mut cache = lock(&self.clients);
-        if cache.len() >= CACHE_CAPACITY {
-            cache.clear();
+        if cache.len() >= CACHE_CAPACITY
+            && let Some(k) = cache.keys().next().cloned()
+        {
+            // make room for one (never drop every client's parsed keys at once)
+            cache.remove(&k);
         }
         cache.insert(client_id.to_owned(), parsed.clone());
         Ok(Some(parsed))

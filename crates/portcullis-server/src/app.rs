@@ -242,6 +242,8 @@ impl HttpsJwksFetcher {
             .connect_timeout(Duration::from_secs(3))
             .redirect(reqwest::redirect::Policy::none())
             .https_only(true)
+            // a proxy from the environment would resolve the host itself, past the policy
+            .no_proxy()
             .dns_resolver(Arc::new(PolicyResolver {
                 allowed: allowed.clone(),
             }));

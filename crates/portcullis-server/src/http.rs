@@ -123,7 +123,8 @@ async fn conventions(req: Request, next: Next) -> Response {
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    // bounded: the path is the client's, and it goes into every log line of the request
+    let path: String = req.uri().path().chars().take(200).collect();
     let span = tracing::info_span!("request", interaction_id = %id, %method, %path);
     let mut res = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     // RFC 9126 §2.3: 413 for an oversized request, as JSON like every other API error

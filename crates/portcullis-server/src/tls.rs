@@ -234,6 +234,11 @@ impl ClientCertVerifier for AnyClientCertificate {
     }
 }
 
+/// The most bytes of request line and headers a connection buffers (hyper's default is about
+/// 400 KB per connection; an OAuth request's head is a few KB).
+const MAX_REQUEST_HEAD: usize = 32 * 1024;
+/// Concurrent HTTP/2 streams per connection.
+const MAX_STREAMS: u32 = 64;
 /// How long in-flight requests get after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// The HTTP/2 connection preface a client sends first (RFC 9113 §3.4).
@@ -312,11 +317,14 @@ pub async fn serve(
             builder
                 .http1()
                 .timer(TokioTimer::new())
-                .header_read_timeout(timeouts.header);
+                .header_read_timeout(timeouts.header)
+                .max_buf_size(MAX_REQUEST_HEAD);
             builder
                 .http2()
                 .timer(TokioTimer::new())
-                .keep_alive_interval(Some(Duration::from_secs(30)));
+                .keep_alive_interval(Some(Duration::from_secs(30)))
+                .max_header_list_size(MAX_REQUEST_HEAD as u32)
+                .max_concurrent_streams(MAX_STREAMS);
             let (builder, first) = if h2 {
                 (builder.http2_only(), H2_PREFACE_LEN)
             } else {

@@ -262,3 +262,23 @@ async fn item15_16_sessions_logout_and_form_action() {
     let (_, _, page) = b.get(&s, &Browser::authorization_url(&s, &rp.client_id, &uri)).await;
     assert!(page.contains("name=\"password\""), "still signed in after logout");
 }
+
+/// Beyond the list: a connection buffers at most 32 KiB of request head (hyper's default is
+/// about 400 KB per connection, times thousands of connections).
+#[tokio::test]
+async fn oversized_request_heads_are_refused() {
+    let s = Server::start().await;
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(s.ca_path()).unwrap()).unwrap();
+    let h1 = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .http1_only()
+        .build()
+        .unwrap();
+    let jwks = s.endpoint("jwks_uri");
+    assert_eq!(h1.get(&jwks).send().await.unwrap().status(), 200);
+    let r = h1.get(&jwks).header("x-padding", "a".repeat(100_000)).send().await;
+    // a closed connection (an error here) is also a refusal
+    if let Ok(r) = r {
+        assert_eq!(r.status(), 431, "a 100 KB header was accepted");
+    }
+}
