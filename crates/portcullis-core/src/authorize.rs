@@ -256,11 +256,15 @@ impl Provider {
     }
 
     /// OIDC Core §3.1.2.1: a login at `auth_time` is newer than the request when `prompt=login`
-    /// asks for that, and within `max_age` when given.
+    /// asks for that, and within `max_age` when given; a login made during this request always
+    /// satisfies `max_age` (so `max_age=0` can complete).
     pub fn login_is_fresh(&self, pending: &PendingAuthorization, auth_time: i64) -> bool {
         let req = &pending.request;
-        !(req.prompt.iter().any(|p| p == "login") && auth_time < pending.pushed_at)
-            && req.max_age.is_none_or(|max| self.now() - auth_time <= max)
+        let during_request = auth_time >= pending.pushed_at;
+        !(req.prompt.iter().any(|p| p == "login") && !during_request)
+            && req
+                .max_age
+                .is_none_or(|max| during_request || self.now() - auth_time <= max)
     }
 
     /// An error redirect for a pending request (e.g. `login_required` for `prompt=none`).

@@ -250,7 +250,7 @@ impl Provider {
                 };
                 let r = jws.verify_with_set(&fresh);
                 if matches!(r, Err(JoseError::NoMatchingKey)) {
-                    self.remote_jwks.remember_miss(uri, &miss).await;
+                    self.remote_jwks.remember_miss(uri, &miss, now).await;
                 }
                 r.map_err(fail)
             }

@@ -4,7 +4,7 @@
 //! happens at most once per interval, and unknown kids are remembered as misses until the next
 //! allowed refresh (issue 13 item 3).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use portcullis_jose::Jwks;
@@ -46,7 +46,9 @@ struct EntryState {
     fetched_at: i64,
     failed_at: Option<i64>,
     last_forced: Option<i64>,
-    misses: HashSet<String>,
+    /// Unknown kids, with when each was found missing: a miss counts only within the
+    /// refresh interval it was found in.
+    misses: HashMap<String, i64>,
 }
 
 impl RemoteJwksCache {
@@ -83,10 +85,9 @@ impl RemoteJwksCache {
             return Ok(Refreshed::Newer(current.clone()));
         }
         let allowed = st.last_forced.is_none_or(|t| now - t >= interval);
-        if !allowed || st.misses.contains(miss) {
-            if st.misses.len() < MAX_MISSES {
-                st.misses.insert(miss.to_owned());
-            }
+        let known_miss = st.misses.get(miss).is_some_and(|at| now - at < interval);
+        if !allowed || known_miss {
+            remember(&mut st, miss, now);
             return Ok(Refreshed::NotYet);
         }
         st.last_forced = Some(now);
@@ -94,13 +95,12 @@ impl RemoteJwksCache {
         Ok(Refreshed::Newer(fresh))
     }
 
-    /// Remembers that `fresh` lacks a key for `miss` (so it is not fetched for again).
-    pub async fn remember_miss(&self, uri: &str, miss: &str) {
+    /// Remembers that the set fetched for `uri` lacks a key for `miss` (so it is not fetched for
+    /// again within the interval).
+    pub async fn remember_miss(&self, uri: &str, miss: &str, now: i64) {
         let entry = self.entry(uri);
         let mut st = entry.state.lock().await;
-        if st.misses.len() < MAX_MISSES {
-            st.misses.insert(miss.to_owned());
-        }
+        remember(&mut st, miss, now);
     }
 
     fn entry(&self, uri: &str) -> Arc<Entry> {
@@ -122,6 +122,13 @@ impl RemoteJwksCache {
         map.insert(uri.to_owned(), e.clone());
         e
     }
+}
+
+fn remember(st: &mut EntryState, miss: &str, now: i64) {
+    if st.misses.len() >= MAX_MISSES && !st.misses.contains_key(miss) {
+        return;
+    }
+    st.misses.entry(miss.to_owned()).or_insert(now);
 }
 
 async fn fetch_into(st: &mut EntryState, uri: &str, now: i64, fetcher: &dyn JwksFetcher) -> OAuthResult<Arc<Jwks>> {

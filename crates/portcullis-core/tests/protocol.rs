@@ -485,6 +485,30 @@ async fn jwks_uri_refetch_is_not_amplified() {
     assert_eq!(fetches(), before);
 }
 
+/// Issue 13 item 3 (review follow-up): an unknown kid is a remembered miss only within the
+/// interval it was found in; after it, the client's newly published key is found.
+#[tokio::test]
+async fn jwks_uri_misses_expire_with_the_interval() {
+    let e = env_with(true).await;
+    let auth = |key: &SigningKey| {
+        let params = vec![
+            ("client_assertion_type".to_owned(), JWT_BEARER_ASSERTION_TYPE.to_owned()),
+            ("client_assertion".to_owned(), e.assertion_with(key, |_| {})),
+        ];
+        authenticate(&e, params)
+    };
+    auth(&e.key).await.unwrap();
+    // an attacker guesses the kid of the client's next key before it is published
+    let next = SigningKey::generate(Algorithm::Es256).unwrap();
+    assert!(auth(&next).await.is_err());
+    // the client publishes it; within the interval the miss stands
+    *e.fetcher.jwks.lock().unwrap() = json!({"keys": [e.key.public_jwk().to_json(), next.public_jwk().to_json()]});
+    assert!(auth(&next).await.is_err());
+    // after the interval, the first use of the kid refreshes and succeeds
+    e.clock.advance(e.provider.settings().jwks_refresh_interval);
+    auth(&next).await.unwrap();
+}
+
 /// Issue 13 items 3 and 9: a failing jwks_uri is answered with one generic description,
 /// whatever the cause, and is not asked again at once.
 #[tokio::test]
@@ -590,6 +614,20 @@ async fn login_freshness() {
     );
     assert_eq!(e.provider.next_step(&pending, Some(&session(t - 61))), NextStep::Login);
     assert_eq!(e.provider.next_step(&pending, None), NextStep::Login);
+    // max_age=0: only a login made during this request will do, and one does (no endless loop)
+    let pending0 = e
+        .provider
+        .begin_authorization(&q(e.par_with(&[("max_age", "0")]).await.unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(e.provider.next_step(&pending0, Some(&session(t - 1))), NextStep::Login);
+    e.clock.advance(5);
+    assert_eq!(
+        e.provider.next_step(&pending0, Some(&session(t + 2))),
+        NextStep::Consent,
+        "a login during the request satisfies max_age=0"
+    );
+    e.clock.advance(-5);
     let pending = e
         .provider
         .begin_authorization(&q(e.par_with(&[("prompt", "login")]).await.unwrap()))

@@ -148,6 +148,11 @@ pub async fn build(config: &Config, store: Arc<SqliteStore>) -> Result<Arc<AppSt
     csrf.refresh(store.as_ref(), now)
         .await
         .map_err(|e| format!("cannot load the server secrets: {e}; check the database"))?;
+    // signs the device cookies of the login back-off (kept, so they hold across restarts)
+    let device_secret = store
+        .get_or_create_secret("login_device", &portcullis_core::random::random_bytes::<32>())
+        .await
+        .map_err(|e| format!("cannot load the server secrets: {e}; check the database"))?;
     let base_path = url::Url::parse(&settings.issuer)
         .map(|u| u.path().trim_end_matches('/').to_owned())
         .unwrap_or_default();
@@ -166,7 +171,7 @@ pub async fn build(config: &Config, store: Arc<SqliteStore>) -> Result<Arc<AppSt
     Ok(Arc::new(AppState {
         metadata,
         csrf,
-        login_failures: LoginFailures::default(),
+        login_failures: LoginFailures::new(&device_secret, 10_000),
         // one worker per core, at most two: each holds a 19 MiB argon2id buffer
         passwords: PasswordWorkers::new(std::thread::available_parallelism().map_or(1, |n| n.get().min(2))),
         authorize_path: format!("{base_path}/authorize"),

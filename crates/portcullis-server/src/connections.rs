@@ -111,7 +111,7 @@ impl Drop for Ticket {
 
 /// The key a connection counts against: the address itself, IPv4-mapped IPv6 as IPv4, and
 /// IPv6 by its /64, since one host is commonly handed a whole /64.
-fn address_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
         v4 => v4,

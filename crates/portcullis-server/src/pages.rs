@@ -23,6 +23,10 @@ use crate::users::Verdict;
 
 const SESSION_COOKIE: &str = "__Host-portcullis-session";
 const CSRF_COOKIE: &str = "__Host-portcullis-csrf";
+/// Marks a browser where a user signed in before (OWASP "device cookies"): its attempts for that
+/// user skip the per-username back-off, which others' guesses fill.
+const DEVICE_COOKIE: &str = "__Host-portcullis-device";
+const DEVICE_COOKIE_LIFETIME: i64 = 90 * 86_400;
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -375,9 +379,11 @@ pub async fn login(
     let password = form.get("password");
     let request_uri = form.get("request_uri");
     // issue 13 item 7: back-off per username, per client address and per request; the wait is
-    // taken before the password is checked, and parallel attempts queue one after another
-    let keys = s.login_failures.keys(username, peer.ip(), request_uri);
-    let Some(wait) = s.login_failures.admit(&keys) else {
+    // taken before the password is checked, and parallel attempts queue one after another. A
+    // browser where this user signed in before is not held up by others' guesses at the name.
+    let known_device = cookie(&headers, DEVICE_COOKIE).is_some_and(|c| s.login_failures.is_known_device(&c, username));
+    let keys = s.login_failures.keys(username, peer.ip(), request_uri, known_device);
+    let Some((attempt, wait)) = s.login_failures.admit(keys) else {
         tracing::info!(user = %s.login_failures.tag(username), "login refused: too many recent failures");
         return too_many_attempts();
     };
@@ -404,7 +410,7 @@ pub async fn login(
         // no check was made: not a failure, and not "wrong password"
         (Verdict::Busy, _) => return busy(),
         _ => {
-            s.login_failures.record_failure(&keys);
+            attempt.failed();
             // issue 13 item 13: never the username as typed (it may be a password, or huge)
             tracing::info!(user = %s.login_failures.tag(username), "login failed");
             let shown = if username.chars().count() > 256 { "" } else { username };
@@ -419,7 +425,7 @@ pub async fn login(
             );
         }
     };
-    s.login_failures.record_success(&keys);
+    attempt.succeeded();
     let now = s.provider.now();
     // issue 13 item 15: a login starts a new session and ends the one the browser had
     if let Some(old) = &b.session_hash
@@ -442,6 +448,14 @@ pub async fn login(
     res.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(SESSION_COOKIE, &session_id, s.provider.settings().session_lifetime),
+    );
+    res.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(
+            DEVICE_COOKIE,
+            &s.login_failures.device_cookie(&user.username),
+            DEVICE_COOKIE_LIFETIME,
+        ),
     );
     res
 }
@@ -608,24 +622,64 @@ fn signed_out(_s: &AppState, redirect: Option<&str>) -> Response {
 
 /// Login failures, kept per username, per client address and per request_uri (issue 13 item
 /// 7). After a few failures each further attempt on a key takes a turn of growing length (up to
-/// 5 s); turns are reserved before the password is checked, so parallel attempts wait one after
-/// another instead of all at once. Bounded in size: when full, the oldest entries make room
-/// (never a reset of everyone). Local to the node (ROADMAP 1: shared through the database
-/// later).
+/// 5 s). An attempt counts as a failure from the moment it is admitted until its password is
+/// found correct, and turns are reserved before the password is checked, so parallel attempts
+/// wait one after another instead of all at once. A browser with this user's device cookie skips
+/// the username's turns (others' guesses cannot lock the user out of a browser they used
+/// before). Bounded in size: when full, the oldest entries make room (never a reset of
+/// everyone). Local to the node (ROADMAP 1: shared through the database later).
 pub struct LoginFailures {
     map: std::sync::Mutex<std::collections::HashMap<String, Attempts>>,
     max_tracked: usize,
     /// A per-process key for log tags of usernames (issue 13 item 13).
     log_key: hmac::Key,
+    /// Signs device cookies (stored, so they survive restarts and hold on every node).
+    device_key: hmac::Key,
 }
 
 struct Attempts {
     failures: u32,
+    /// Attempts admitted and not yet resolved: they count as failures meanwhile.
+    in_flight: u32,
     /// Failures a key gets before attempts take turns.
     free: u32,
     last: Instant,
     /// When the next attempt's turn starts.
     next_turn: Instant,
+}
+
+/// An admitted login attempt. Until [`Attempt::succeeded`] it counts as a failure on each of its
+/// keys; dropped unresolved (the server was busy, an error), it counts as nothing.
+pub struct Attempt<'a> {
+    owner: &'a LoginFailures,
+    keys: Vec<(String, u32)>,
+    resolved: bool,
+}
+
+impl Attempt<'_> {
+    pub fn failed(mut self) {
+        self.resolved = true;
+        self.owner.resolve(&self.keys, true);
+    }
+
+    /// A correct password clears the username's and the request's failures (not the
+    /// address's: one success must not hide a guessing run from that address).
+    pub fn succeeded(mut self) {
+        self.resolved = true;
+        self.owner.resolve(&self.keys, false);
+        let mut map = self.owner.lock();
+        for (k, _) in self.keys.iter().filter(|(k, _)| !k.starts_with("a:")) {
+            map.remove(k);
+        }
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.resolved {
+            self.owner.resolve(&self.keys, false);
+        }
+    }
 }
 
 /// How long failures are remembered.
@@ -642,33 +696,36 @@ const FREE_PER_ADDRESS: u32 = 10;
 
 impl Default for LoginFailures {
     fn default() -> Self {
-        Self::with_capacity(MAX_TRACKED)
+        Self::new(&random_bytes::<32>(), MAX_TRACKED)
     }
 }
 
 impl LoginFailures {
-    pub fn with_capacity(max_tracked: usize) -> Self {
+    pub fn new(device_secret: &[u8], max_tracked: usize) -> Self {
         Self {
             map: Default::default(),
             max_tracked: max_tracked.max(1),
             log_key: hmac::Key::new(hmac::HMAC_SHA256, &random_bytes::<32>()),
+            device_key: hmac::Key::new(hmac::HMAC_SHA256, device_secret),
         }
     }
 
-    /// The keys of one attempt: username, client address (IPv6 by /64) and request.
-    fn keys(&self, username: &str, addr: IpAddr, request_uri: &str) -> Vec<(String, u32)> {
-        let addr = match addr {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        };
-        vec![
-            (format!("u:{}", hash(&username.to_lowercase())), FREE_PER_USER),
-            (format!("a:{addr}"), FREE_PER_ADDRESS),
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, Attempts>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The keys of one attempt: username (unless the browser is a known device of that user),
+    /// client address (as the connection gate counts it: IPv4-mapped as IPv4, IPv6 by /64) and
+    /// request.
+    fn keys(&self, username: &str, addr: IpAddr, request_uri: &str, known_device: bool) -> Vec<(String, u32)> {
+        let mut keys = vec![
+            (format!("a:{}", crate::connections::address_key(addr)), FREE_PER_ADDRESS),
             (format!("r:{}", hash(request_uri)), FREE_PER_USER),
-        ]
+        ];
+        if !known_device {
+            keys.push((format!("u:{}", hash(&username.to_lowercase())), FREE_PER_USER));
+        }
+        keys
     }
 
     /// A bounded, non-reversible tag of a username for the log: the same name gives the same
@@ -678,15 +735,35 @@ impl LoginFailures {
         t.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// Reserves this attempt's turn on every key: how long to wait before checking the
-    /// password, or None when that would be longer than [`MAX_WAIT`].
-    fn admit(&self, keys: &[(String, u32)]) -> Option<Duration> {
+    fn device_cookie(&self, username: &str) -> String {
+        let t = hmac::sign(
+            &self.device_key,
+            format!("device\n{}", username.to_lowercase()).as_bytes(),
+        );
+        b64url(t.as_ref())
+    }
+
+    fn is_known_device(&self, cookie: &str, username: &str) -> bool {
+        b64url_decode(cookie).is_ok_and(|tag| {
+            hmac::verify(
+                &self.device_key,
+                format!("device\n{}", username.to_lowercase()).as_bytes(),
+                &tag,
+            )
+            .is_ok()
+        })
+    }
+
+    /// Admits an attempt: reserves its turn on every key and counts it as in flight. Returns
+    /// how long to wait before checking the password, or None when that would be longer than
+    /// [`MAX_WAIT`].
+    fn admit(&self, keys: Vec<(String, u32)>) -> Option<(Attempt<'_>, Duration)> {
         let now = Instant::now();
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.lock();
         let mut wait = Duration::ZERO;
-        for (k, _) in keys {
-            if let Some(a) = map.get(k).filter(|a| now.duration_since(a.last) < FAILURE_MEMORY)
-                && !turn(a.failures, a.free).is_zero()
+        for (k, _) in &keys {
+            if let Some(a) = map.get(k)
+                && !turn(pending(a, now), a.free).is_zero()
             {
                 wait = wait.max(a.next_turn.saturating_duration_since(now));
             }
@@ -694,26 +771,13 @@ impl LoginFailures {
         if wait > MAX_WAIT {
             return None;
         }
-        for (k, _) in keys {
-            if let Some(a) = map.get_mut(k) {
-                let t = turn(a.failures, a.free);
-                if !t.is_zero() {
-                    a.next_turn = a.next_turn.max(now) + t;
-                }
-            }
-        }
-        Some(wait)
-    }
-
-    fn record_failure(&self, keys: &[(String, u32)]) {
-        let now = Instant::now();
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        for (k, free) in keys {
+        for (k, free) in &keys {
             if !map.contains_key(k) && map.len() >= self.max_tracked {
                 evict_oldest(&mut map, self.max_tracked, now);
             }
             let a = map.entry(k.clone()).or_insert(Attempts {
                 failures: 0,
+                in_flight: 0,
                 free: *free,
                 last: now,
                 next_turn: now,
@@ -721,19 +785,46 @@ impl LoginFailures {
             if now.duration_since(a.last) > FAILURE_MEMORY {
                 a.failures = 0;
             }
-            a.failures = a.failures.saturating_add(1);
+            let t = turn(a.failures + a.in_flight, a.free);
+            if !t.is_zero() {
+                a.next_turn = a.next_turn.max(now) + t;
+            }
+            a.in_flight = a.in_flight.saturating_add(1);
             a.last = now;
         }
+        Some((
+            Attempt {
+                owner: self,
+                keys,
+                resolved: false,
+            },
+            wait,
+        ))
     }
 
-    /// A correct password clears the username's and the request's failures (not the
-    /// address's: one success must not hide a guessing run from that address).
-    fn record_success(&self, keys: &[(String, u32)]) {
-        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
-        for (k, _) in keys.iter().filter(|(k, _)| !k.starts_with("a:")) {
-            map.remove(k);
+    fn resolve(&self, keys: &[(String, u32)], failed: bool) {
+        let now = Instant::now();
+        let mut map = self.lock();
+        for (k, _) in keys {
+            if let Some(a) = map.get_mut(k) {
+                a.in_flight = a.in_flight.saturating_sub(1);
+                if failed {
+                    a.failures = a.failures.saturating_add(1);
+                    a.last = now;
+                }
+            }
         }
     }
+}
+
+/// Failures plus attempts in flight, for an entry not yet forgotten.
+fn pending(a: &Attempts, now: Instant) -> u32 {
+    let failures = if now.duration_since(a.last) > FAILURE_MEMORY {
+        0
+    } else {
+        a.failures
+    };
+    failures + a.in_flight
 }
 
 /// The length of an attempt's turn after `failures` failures on a key that gets `free`.
@@ -745,13 +836,21 @@ fn turn(failures: u32, free: u32) -> Duration {
     }
 }
 
-/// Makes room: forgets stale entries, and if that is not enough the oldest tenth.
+/// Makes room: forgets stale entries, and if that is not enough the oldest tenth (never one
+/// with an attempt in flight).
 fn evict_oldest(map: &mut std::collections::HashMap<String, Attempts>, max: usize, now: Instant) {
-    map.retain(|_, a| now.duration_since(a.last) < FAILURE_MEMORY);
+    map.retain(|_, a| a.in_flight > 0 || now.duration_since(a.last) < FAILURE_MEMORY);
     if map.len() < max {
         return;
     }
-    let mut ages: Vec<(Instant, String)> = map.iter().map(|(k, a)| (a.last, k.clone())).collect();
+    let mut ages: Vec<(Instant, String)> = map
+        .iter()
+        .filter(|(_, a)| a.in_flight == 0)
+        .map(|(k, a)| (a.last, k.clone()))
+        .collect();
+    if ages.is_empty() {
+        return;
+    }
     let n = (max / 10).max(1).min(ages.len());
     ages.select_nth_unstable_by_key(n - 1, |(t, _)| *t);
     for (_, k) in ages.into_iter().take(n) {
@@ -764,7 +863,18 @@ mod tests {
     use super::*;
 
     fn keys(f: &LoginFailures, user: &str, ip: &str, req: &str) -> Vec<(String, u32)> {
-        f.keys(user, ip.parse().unwrap(), req)
+        f.keys(user, ip.parse().unwrap(), req, false)
+    }
+
+    /// Admits and resolves one attempt at once; returns its wait.
+    fn attempt(f: &LoginFailures, k: &[(String, u32)], failed: bool) -> Option<Duration> {
+        let (a, wait) = f.admit(k.to_vec())?;
+        if failed {
+            a.failed();
+        } else {
+            a.succeeded();
+        }
+        Some(wait)
     }
 
     /// Repeated failures make attempts take turns; a success resets the username's count.
@@ -773,58 +883,98 @@ mod tests {
         let f = LoginFailures::default();
         let k = keys(&f, "a", "192.0.2.1", "r1");
         for _ in 0..3 {
-            assert_eq!(f.admit(&k), Some(Duration::ZERO));
-            f.record_failure(&k);
+            assert_eq!(attempt(&f, &k, true), Some(Duration::ZERO));
         }
         // the fourth attempt reserves a turn; the fifth, made at once, waits for it
-        assert_eq!(f.admit(&k), Some(Duration::ZERO));
-        let fifth = f.admit(&k).unwrap();
-        assert!(fifth > Duration::ZERO);
+        assert_eq!(attempt(&f, &k, true), Some(Duration::ZERO));
+        assert!(attempt(&f, &k, true).unwrap() > Duration::ZERO);
         let other = keys(&f, "b", "192.0.2.2", "r2");
-        assert_eq!(f.admit(&other), Some(Duration::ZERO), "per username, address, request");
-        f.record_success(&k);
+        assert_eq!(
+            attempt(&f, &other, true),
+            Some(Duration::ZERO),
+            "per username, address, request"
+        );
+        let (a, _) = f.admit(k.clone()).unwrap();
+        a.succeeded();
         let fresh = keys(&f, "a", "192.0.2.3", "r3");
-        assert_eq!(f.admit(&fresh), Some(Duration::ZERO), "a success resets the username");
+        assert_eq!(
+            attempt(&f, &fresh, true),
+            Some(Duration::ZERO),
+            "a success resets the username"
+        );
     }
 
-    /// Issue 13 item 7: parallel guesses wait one after another (the waits grow with each
-    /// attempt made at once), and past the longest wait they are refused outright.
+    /// Issue 13 item 7 (and the review's follow-up): a burst of parallel guesses, none yet
+    /// resolved, already takes turns (attempts in flight count as failures); past the longest
+    /// wait they are refused outright; an unresolved attempt (busy server) counts as nothing.
     #[test]
     fn parallel_attempts_take_turns() {
         let f = LoginFailures::default();
         let k = keys(&f, "victim", "198.51.100.7", "r");
-        for _ in 0..5 {
-            f.record_failure(&k);
+        let admitted: Vec<_> = (0..60).map(|_| f.admit(k.clone())).collect();
+        let waits: Vec<Duration> = admitted.iter().flatten().map(|(_, w)| *w).collect();
+        assert!(waits.iter().filter(|w| w.is_zero()).count() <= 4, "{waits:?}");
+        assert!(waits.windows(2).skip(4).all(|w| w[1] > w[0]), "{waits:?}");
+        assert!(waits.iter().all(|w| *w <= MAX_WAIT));
+        assert!(admitted.iter().any(Option::is_none), "no refusal past the longest wait");
+        drop(admitted);
+        let map = f.lock();
+        assert!(map.values().all(|a| a.in_flight == 0 && a.failures == 0));
+    }
+
+    /// Review follow-up: IPv4 clients on a dual-stack listener arrive IPv4-mapped; each is its
+    /// own address, not one shared "/64".
+    #[test]
+    fn mapped_ipv4_addresses_are_distinct() {
+        let f = LoginFailures::default();
+        let a = f.keys("u", "::ffff:192.0.2.1".parse().unwrap(), "r", false);
+        let b = f.keys("u", "::ffff:192.0.2.2".parse().unwrap(), "r", false);
+        assert_ne!(a[0], b[0]);
+        assert_eq!(a[0], f.keys("u", "192.0.2.1".parse().unwrap(), "r", false)[0]);
+    }
+
+    /// Review follow-up: guesses at a username from elsewhere do not hold up that user on a
+    /// browser where they signed in before (device cookie); a forged cookie does not count.
+    #[test]
+    fn known_devices_skip_the_username_queue() {
+        let f = LoginFailures::default();
+        for i in 0..40 {
+            let k = keys(&f, "alice", &format!("203.0.113.{i}"), &format!("r{i}"));
+            let _ = attempt(&f, &k, true);
         }
-        let waits: Vec<Option<Duration>> = (0..40).map(|_| f.admit(&k)).collect();
-        let admitted: Vec<Duration> = waits.iter().flatten().copied().collect();
-        assert!(admitted.windows(2).all(|w| w[1] > w[0]), "{admitted:?}");
-        assert!(admitted.iter().all(|w| *w <= MAX_WAIT));
-        assert!(waits.iter().any(Option::is_none), "no refusal past the longest wait");
+        let stranger = keys(&f, "alice", "192.0.2.50", "fresh");
+        assert!(
+            f.admit(stranger).is_none_or(|(_, w)| w > Duration::ZERO),
+            "the name is throttled"
+        );
+        let cookie = f.device_cookie("Alice");
+        assert!(f.is_known_device(&cookie, "alice"));
+        assert!(!f.is_known_device(&cookie, "bob"));
+        assert!(!f.is_known_device("AAAA", "alice"));
+        let mine = f.keys("alice", "192.0.2.51".parse().unwrap(), "mine", true);
+        assert_eq!(attempt(&f, &mine, false), Some(Duration::ZERO));
     }
 
     /// Issue 13 item 7: a flood of failures for other names neither resets nor evicts the
     /// back-off of a recent victim wholesale: the oldest entries go first.
     #[test]
     fn a_flood_evicts_oldest_entries_not_everyone() {
-        let f = LoginFailures::with_capacity(100);
+        let f = LoginFailures::new(b"k", 100);
         let victim = keys(&f, "victim", "203.0.113.9", "rv");
         for _ in 0..5 {
-            f.record_failure(&victim);
+            let _ = attempt(&f, &victim, true);
         }
-        // every key of the flood shares one address and request: the victim's username key
-        // must survive while most flood entries are younger than it... so age the victim last
         for i in 0..300 {
             let k = vec![(format!("u:flood{i}"), FREE_PER_USER)];
-            f.record_failure(&k);
+            let _ = attempt(&f, &k, true);
             if i % 20 == 0 {
-                f.record_failure(&victim[..1]);
+                let _ = attempt(&f, &victim[2..], true);
             }
         }
-        let map = f.map.lock().unwrap();
+        let map = f.lock();
         assert!(map.len() <= 100 && map.len() > 80, "{}", map.len());
         assert!(
-            map.contains_key(&victim[0].0),
+            map.contains_key(&victim[2].0),
             "the victim's back-off survived the flood"
         );
     }
