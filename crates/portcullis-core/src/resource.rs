@@ -101,16 +101,15 @@ impl Provider {
             access_token: Some(token),
         })?;
         let now = self.now();
+        // one answer whether the token is unknown or bound to another key: a leaked token
+        // without its key does not even tell whether it is live
+        let rejected = || token_err("the access token is unknown, expired, revoked or bound to another DPoP key");
         let Some((record, grant)) = self.store.get_token(&hash(token), TokenKind::Access, now).await? else {
-            return Err(token_err("the access token is unknown, expired or revoked"));
+            return Err(rejected());
         };
         match &record.constraint {
             Some(SenderConstraint::Dpop { jkt }) if *jkt == proof.jkt => {}
-            _ => {
-                return Err(token_err(
-                    "the DPoP proof key does not match the access token's cnf.jkt",
-                ));
-            }
+            _ => return Err(rejected()),
         }
         self.record_dpop(&proof).await?;
         // Without `openid` only `sub` is released: userinfo doubles as the protected resource of
