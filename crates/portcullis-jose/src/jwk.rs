@@ -271,11 +271,11 @@ impl Jwks {
 /// Issue 13 item 11: private members (RFC 7518 §6.2.2, §6.3.2) and symmetric keys (`kty: oct`,
 /// RFC 7518 §6.4) have no place in a public JWK, whatever its `use`.
 fn refuse_secret_material(obj: &Map<String, Value>) -> Result<(), JoseError> {
-    if PRIVATE_MEMBERS.iter().any(|m| obj.contains_key(*m)) {
-        return Err(JoseError::InvalidKey("JWK contains private key material"));
-    }
     if obj.get("kty").and_then(Value::as_str) == Some("oct") {
         return Err(JoseError::InvalidKey("symmetric (oct) keys are not allowed"));
+    }
+    if PRIVATE_MEMBERS.iter().any(|m| obj.contains_key(*m)) {
+        return Err(JoseError::InvalidKey("JWK contains private key material"));
     }
     Ok(())
 }
