@@ -80,6 +80,9 @@ pub fn run(target: &dyn Target, budget: Budget, seed: u64) -> Result<Report, Fin
         }
         let outcome = once(&input)?;
         executions += 1;
+        if std::env::var_os("FUZZ_DEBUG").is_some() && !outcomes.contains(&outcome) {
+            eprintln!("{outcome}");
+        }
         if outcomes.insert(outcome) && corpus.len() < MAX_CORPUS {
             corpus.push(input);
         }

@@ -85,9 +85,27 @@ fn label_oauth<T>(r: &Result<T, OAuthError>) -> String {
     }
 }
 
-/// An error label without the parts that vary with the input.
+/// An error label without the parts that vary with the input: words that are not short plain
+/// lowercase ASCII (values, URLs, numbers) become `_`, and only the first word (the field or
+/// the kind of error) and the last five (the rule) are kept; values sit in between.
 fn short(s: &str) -> String {
-    s.split([':', '{', '"']).next().unwrap_or(s).chars().take(60).collect()
+    let words: Vec<&str> = s
+        .split_whitespace()
+        .map(|w| {
+            let w = w.trim_matches(|c: char| c.is_ascii_punctuation() && c != '_');
+            let repeats = w.as_bytes().windows(3).any(|t| t[0] == t[1] && t[1] == t[2]);
+            if !w.is_empty() && w.len() <= 40 && !repeats && w.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+                w
+            } else {
+                "_"
+            }
+        })
+        .collect();
+    if words.len() <= 6 {
+        words.join(" ")
+    } else {
+        format!("{} .. {}", words[0], words[words.len() - 5..].join(" "))
+    }
 }
 
 /// The client and test keys: one per algorithm family.
