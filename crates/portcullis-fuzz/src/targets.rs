@@ -71,30 +71,48 @@ fn block_on<F: Future>(f: F) -> F::Output {
     }
 }
 
-fn label_jose(r: Result<(), JoseError>) -> String {
+fn label_jose(r: Result<(), JoseError>, input: &str) -> String {
     match r {
         Ok(()) => "ok".into(),
-        Err(e) => short(&e.to_string()),
+        Err(e) => short(&e.to_string(), input),
     }
 }
 
-fn label_oauth<T>(r: &Result<T, OAuthError>) -> String {
+fn label_oauth<T>(r: &Result<T, OAuthError>, input: &str) -> String {
     match r {
         Ok(_) => "ok".into(),
-        Err(e) => short(&format!("{:?} {}", e.code, e.description)),
+        Err(e) => short(&format!("{:?} {}", e.code, e.description), input),
     }
 }
 
-/// An error label without the parts that vary with the input: words that are not short plain
-/// lowercase ASCII (values, URLs, numbers) become `_`, and only the first word (the field or
-/// the kind of error) and the last five (the rule) are kept; values sit in between.
-fn short(s: &str) -> String {
+/// A token with its base64url segments decoded, for finding echoed values in error messages.
+fn jws_text(token: &str) -> String {
+    let mut out = token.to_owned();
+    for segment in token.split('.') {
+        if let Ok(bytes) = b64url_decode(segment) {
+            out.push('\n');
+            out.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
+    out
+}
+
+/// An error label without the parts that vary with the input: words found in the input, and
+/// words that are not short plain lowercase ASCII (values, URLs, numbers), become `_`; only the
+/// first word (the field or the kind of error) and the last five (the rule) are kept.
+fn short(s: &str, input: &str) -> String {
     let words: Vec<&str> = s
         .split_whitespace()
         .map(|w| {
             let w = w.trim_matches(|c: char| c.is_ascii_punctuation() && c != '_');
             let repeats = w.as_bytes().windows(3).any(|t| t[0] == t[1] && t[1] == t[2]);
-            if !w.is_empty() && w.len() <= 40 && !repeats && w.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            let echoed = w.len() >= 2 && input.contains(w);
+            if !w.is_empty()
+                && w.len() <= 40
+                && !repeats
+                && !echoed
+                && w.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            {
                 w
             } else {
                 "_"
@@ -208,15 +226,16 @@ impl Target for JwsTarget {
 
     fn run(&self, input: &[u8]) -> String {
         let token = String::from_utf8_lossy(input);
+        let text = jws_text(&token);
         let jws = match CompactJws::parse(&token) {
             Ok(j) => j,
-            Err(e) => return short(&e.to_string()),
+            Err(e) => return short(&e.to_string(), &text),
         };
         let verified = jws.verify_with_set(&self.set);
         if verified.is_ok() {
             let _ = jws.claims::<Value>();
         }
-        label_jose(verified)
+        label_jose(verified, &text)
     }
 }
 
@@ -293,7 +312,12 @@ impl Target for JwkTarget {
                 let _ = key.thumbprint();
             }
         }
-        format!("{} / {}", label_jose(single.map(|_| ())), label_jose(set.map(|_| ())))
+        let text = String::from_utf8_lossy(input);
+        format!(
+            "{} / {}",
+            label_jose(single.map(|_| ()), &text),
+            label_jose(set.map(|_| ()), &text)
+        )
     }
 }
 
@@ -344,6 +368,7 @@ impl Target for DpopTarget {
 
     fn run(&self, input: &[u8]) -> String {
         let proof = String::from_utf8_lossy(input);
+        let text = jws_text(&proof);
         let headers = [proof.as_ref()];
         let url = Self::url();
         let mut labels = Vec::new();
@@ -358,7 +383,7 @@ impl Target for DpopTarget {
             if let Ok(p) = &r {
                 assert_eq!(p.jkt.len(), 43, "a jkt is a SHA-256 thumbprint");
             }
-            labels.push(label_oauth(&r));
+            labels.push(label_oauth(&r, &text));
         }
         labels.join(" / ")
     }
@@ -452,7 +477,10 @@ impl Target for AssertionTarget {
             assertion: Some(&assertion),
             authorization_header: false,
         };
-        label_oauth(&block_on(self.provider.authenticate_client(&auth)))
+        label_oauth(
+            &block_on(self.provider.authenticate_client(&auth)),
+            &jws_text(&assertion),
+        )
     }
 }
 
@@ -563,6 +591,7 @@ impl Target for FormTarget {
 
     fn run(&self, input: &[u8]) -> String {
         let pairs: Vec<(String, String)> = url::form_urlencoded::parse(input).into_owned().collect();
+        let text: String = pairs.iter().map(|(k, v)| format!("{k}\n{}\n", jws_text(v))).collect();
         let mut labels = Vec::new();
         if let Ok(params) = Params::new(&pairs) {
             for name in ["client_id", "scope", "grant_type"] {
@@ -575,7 +604,7 @@ impl Target for FormTarget {
             dpop: &[],
             authorization_header: false,
         }));
-        labels.push(label_oauth(&r));
+        labels.push(label_oauth(&r, &text));
         let p = self.with_assertions(&pairs);
         let proof = self.dpop_proof(&self.provider.settings().endpoints.token);
         let r = block_on(self.provider.token(&TokenRequest {
@@ -583,9 +612,9 @@ impl Target for FormTarget {
             dpop: &[proof.as_str()],
             authorization_header: false,
         }));
-        labels.push(label_oauth(&r));
+        labels.push(label_oauth(&r, &text));
         let p = self.with_assertions(&pairs);
-        labels.push(label_oauth(&block_on(self.provider.introspect(&p, false))));
+        labels.push(label_oauth(&block_on(self.provider.introspect(&p, false)), &text));
         labels.join(" / ")
     }
 }
@@ -649,6 +678,6 @@ impl Target for RegistrationTarget {
             let back: ClientMetadata = serde_json::from_str(&stored).expect("stored metadata reads back");
             assert_eq!(&back, m, "metadata changed in the store's JSON round trip");
         }
-        label_oauth(&r)
+        label_oauth(&r, &String::from_utf8_lossy(input))
     }
 }
