@@ -74,10 +74,20 @@ pub fn run(target: &dyn Target, budget: Budget, seed: u64) -> Result<Report, Fin
         }
         // mostly recent discoveries and seeds alike; sometimes stack two mutations
         let base = corpus[rng.below(corpus.len())].clone();
-        let mut input = target.mutate(&base, &mut rng, &corpus);
-        if rng.chance(4) {
-            input = target.mutate(&input, &mut rng, &corpus);
-        }
+        let mutated = catch_unwind(AssertUnwindSafe(|| {
+            let once = target.mutate(&base, &mut rng, &corpus);
+            if rng.chance(4) {
+                target.mutate(&once, &mut rng, &corpus)
+            } else {
+                once
+            }
+        }));
+        let Ok(input) = mutated else {
+            return Err(Finding {
+                input: base,
+                message: "the mutator panicked on this input (a harness bug)".into(),
+            });
+        };
         let outcome = once(&input)?;
         executions += 1;
         if std::env::var_os("FUZZ_DEBUG").is_some() && !outcomes.contains(&outcome) {
@@ -142,6 +152,22 @@ mod tests {
         let f = run(&Boom, Budget::Iterations(100), 7).unwrap_err();
         assert_ne!(f.input, b"ok");
         assert!(f.message.contains("boom"));
+    }
+
+    /// A JWS whose payload is JSON but not an object (the first 90-second run found that the
+    /// fresh-`jti` step indexed into it and panicked) mutates without a panic.
+    #[test]
+    fn jws_mutation_survives_non_object_payloads() {
+        let token = format!(
+            "{}.{}.{}",
+            portcullis_jose::b64url(r#"{"alg":"ES256"}"#),
+            portcullis_jose::b64url(r#""text""#),
+            "c2ln"
+        );
+        let mut rng = Rng::new(5);
+        for _ in 0..2000 {
+            let _ = mutate::mutate_jws(token.as_bytes(), &mut rng, &[], &|_| Some("c2ln".into()));
+        }
     }
 
     /// The base64url helper builds a non-canonical twin that decodes to the same bytes.

@@ -405,9 +405,11 @@ pub fn mutate_jws(
             0 => mutate_json(&mut parts.header, rng),
             _ => mutate_json(&mut parts.payload, rng),
         }
-        if rng.chance(3) {
+        if rng.chance(3)
+            && let Value::Object(claims) = &mut parts.payload
+        {
             // a fresh jti, so replay checks do not end every re-signed input
-            parts.payload["jti"] = json!(format!("fuzz-{}", rng.next_u64()));
+            claims.insert("jti".into(), json!(format!("fuzz-{}", rng.next_u64())));
         }
         let input = parts.signing_input();
         if !rng.chance(4)
