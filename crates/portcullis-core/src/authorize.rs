@@ -261,10 +261,8 @@ impl Provider {
     pub fn login_is_fresh(&self, pending: &PendingAuthorization, auth_time: i64) -> bool {
         let req = &pending.request;
         let during_request = auth_time >= pending.pushed_at;
-        !(req.prompt.iter().any(|p| p == "login") && !during_request)
-            && req
-                .max_age
-                .is_none_or(|max| during_request || self.now() - auth_time <= max)
+        let login_asked = req.prompt.iter().any(|p| p == "login");
+        during_request || (!login_asked && req.max_age.is_none_or(|max| self.now() - auth_time <= max))
     }
 
     /// An error redirect for a pending request (e.g. `login_required` for `prompt=none`).

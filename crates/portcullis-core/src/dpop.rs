@@ -232,4 +232,45 @@ mod tests {
         assert!(!DpopNonces::new(b"other").is_valid(&cur, t));
         assert!(cur.len() >= 43);
     }
+
+    /// A DPoP proof signed by `key` whose header `jwk` is `jwk`.
+    fn proof_with_jwk(key: &portcullis_jose::SigningKey, jwk: &Value, now: i64) -> String {
+        let header = serde_json::json!({"alg": "PS256", "typ": "dpop+jwt", "jwk": jwk});
+        let claims = serde_json::json!({"jti": "j1", "htm": "POST", "htu": "https://as.example.com/token", "iat": now});
+        let input = format!("{}.{}", b64url(header.to_string()), b64url(claims.to_string()));
+        let signature = key.sign_raw(input.as_bytes()).unwrap();
+        format!("{input}.{}", b64url(signature))
+    }
+
+    /// Issue 13 item 12: an RSA proof key whose `n` (or `e`) carries a leading zero octet is the
+    /// same key under another thumbprint, so such a proof is refused.
+    #[test]
+    fn proof_key_with_leading_zero_modulus_is_refused() {
+        let key = portcullis_jose::SigningKey::generate(portcullis_jose::Algorithm::Ps256).unwrap();
+        let jwk = key.public_jwk().to_json();
+        let now = 1_000_000;
+        let nonces = DpopNonces::new(b"secret");
+        let check = |proof: &str| {
+            let headers = [proof];
+            let req = DpopRequest {
+                headers: &headers,
+                method: "POST",
+                url: "https://as.example.com/token",
+                access_token: None,
+            };
+            check_proof(&req, now, &nonces, false)
+        };
+        let good = check(&proof_with_jwk(&key, &jwk, now)).unwrap();
+        assert_eq!(good.jkt, key.public_jwk().thumbprint());
+        let n = portcullis_jose::b64url_decode(jwk["n"].as_str().unwrap()).unwrap();
+        let mut padded_n = jwk.clone();
+        padded_n["n"] = serde_json::json!(b64url([&[0u8][..], &n].concat()));
+        let mut padded_e = jwk.clone();
+        padded_e["e"] = serde_json::json!("AAEAAQ");
+        for bad_jwk in [padded_n, padded_e] {
+            let err = check(&proof_with_jwk(&key, &bad_jwk, now)).unwrap_err();
+            assert_eq!(err.code, crate::error::ErrorCode::InvalidDpopProof, "{err:?}");
+            assert!(err.description.contains("leading zero"), "{err:?}");
+        }
+    }
 }

@@ -10,19 +10,39 @@ use crate::model::{Client, ClientAuthMethod, ClientMetadata};
 use crate::provider::Provider;
 use crate::random::{credential, hash};
 
-/// Plain string metadata kept as given (RFC 7591 §2, RFC 8705 §2.1.2).
-const STRING_FIELDS: [&str; 10] = [
-    "client_uri",
-    "logo_uri",
-    "policy_uri",
-    "tos_uri",
-    "software_id",
-    "software_version",
-    "tls_client_auth_subject_dn",
-    "tls_client_auth_san_dns",
-    "tls_client_auth_san_uri",
-    "tls_client_auth_san_ip",
+/// URL metadata kept as given (RFC 7591 §2); each must be an absolute https URL with a host.
+const URI_FIELDS: [&str; 4] = ["client_uri", "logo_uri", "policy_uri", "tos_uri"];
+/// Human-readable string metadata kept as given (RFC 7591 §2, RFC 8705 §2.1.2), with its bound.
+const TEXT_FIELDS: [(&str, usize); 7] = [
+    ("software_id", MAX_SOFTWARE_CHARS),
+    ("software_version", MAX_SOFTWARE_CHARS),
+    ("tls_client_auth_subject_dn", MAX_TLS_SUBJECT_CHARS),
+    ("tls_client_auth_san_dns", MAX_TLS_SUBJECT_CHARS),
+    ("tls_client_auth_san_uri", MAX_TLS_SUBJECT_CHARS),
+    ("tls_client_auth_san_ip", MAX_TLS_SUBJECT_CHARS),
+    ("tls_client_auth_san_email", MAX_TLS_SUBJECT_CHARS),
 ];
+
+// Issue 13 item 11: bounds on registration metadata, in characters (Unicode scalar values).
+// Registered metadata is stored, echoed and shown on the consent page; nothing legitimate
+// comes near these.
+/// The longest `client_name`.
+pub const MAX_CLIENT_NAME_CHARS: usize = 200;
+/// The longest URI (`redirect_uris` entries, `jwks_uri`, `client_uri`, `logo_uri`, ...).
+pub const MAX_URI_CHARS: usize = 2048;
+/// The most `redirect_uris`.
+pub const MAX_REDIRECT_URIS: usize = 20;
+/// The most `contacts`, and the longest one.
+pub const MAX_CONTACTS: usize = 10;
+pub const MAX_CONTACT_CHARS: usize = 256;
+/// The longest `software_id` / `software_version`.
+pub const MAX_SOFTWARE_CHARS: usize = 256;
+/// The longest `tls_client_auth_*` subject value (a distinguished name can be long).
+pub const MAX_TLS_SUBJECT_CHARS: usize = 1024;
+/// The longest `scope` value.
+pub const MAX_SCOPE_CHARS: usize = 1024;
+/// The most entries in `grant_types` / `response_types` (only a few values are allowed anyway).
+pub const MAX_TYPE_ENTRIES: usize = 8;
 /// RFC 8705 §2.1.2: exactly one of these for tls_client_auth.
 const TLS_SUBJECT_FIELDS: [&str; 5] = [
     "tls_client_auth_subject_dn",
@@ -80,7 +100,60 @@ fn bearer<'a>(authorization: Option<&'a str>, what: &str) -> OAuthResult<&'a str
     }
 }
 
+/// Issue 13 item 11: characters refused in any string metadata: control characters (Unicode
+/// `Cc`), the line and paragraph separators, and the Unicode bidirectional formatting characters
+/// (embeddings/overrides U+202A..U+202E, isolates U+2066..U+2069, marks U+200E, U+200F,
+/// U+061C) that can make a client name or contact display as something else (CVE-2021-42574).
+fn is_forbidden_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}' | '\u{2028}' | '\u{2029}'
+        )
+}
+
+/// Issue 13 item 11: a bounded string without control or bidirectional formatting characters.
+fn check_text(field: &str, value: &str, max_chars: usize) -> OAuthResult<()> {
+    if value.chars().nth(max_chars).is_some() {
+        return Err(bad(field, &format!("must be at most {max_chars} characters")));
+    }
+    if value.chars().any(is_forbidden_char) {
+        return Err(bad(
+            field,
+            "must not contain control characters or Unicode bidirectional formatting characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Issue 13 item 11: URL metadata (RFC 7591 §2 `client_uri`, `logo_uri`, `policy_uri`,
+/// `tos_uri`, `jwks_uri`) must be an absolute https URL with a host and no user information, so
+/// that no `javascript:`/`data:` URL or `https://bank@evil` look-alike is stored and shown.
+fn check_https_uri(field: &str, value: &str) -> OAuthResult<()> {
+    check_text(field, value, MAX_URI_CHARS)?;
+    if value.chars().any(char::is_whitespace) {
+        return Err(bad(field, "must not contain whitespace"));
+    }
+    match url::Url::parse(value) {
+        Ok(u)
+            if u.scheme() == "https"
+                && u.host_str().is_some_and(|h| !h.is_empty())
+                && u.username().is_empty()
+                && u.password().is_none() =>
+        {
+            Ok(())
+        }
+        _ => Err(bad(
+            field,
+            "must be an absolute https URL with a host (and no user information)",
+        )),
+    }
+}
+
 /// Validates registration metadata against RFC 7591 and FAPI 2.0; refusals name the field.
+///
+/// Issue 13 item 11: every string is bounded (the `MAX_*` constants of this module), free of
+/// control and bidirectional formatting characters, and every URL is https.
 pub fn validate_metadata(input: &Value, scopes_supported: &[String]) -> OAuthResult<ClientMetadata> {
     let obj = input
         .as_object()
@@ -107,6 +180,27 @@ pub fn validate_metadata(input: &Value, scopes_supported: &[String]) -> OAuthRes
             Some(_) => Err(bad(field, "must be a string")),
         }
     };
+    let opt_text = |field: &str, max_chars: usize| -> OAuthResult<Option<String>> {
+        let value = opt_string(field)?;
+        if let Some(v) = &value {
+            check_text(field, v, max_chars)?;
+        }
+        Ok(value)
+    };
+    let opt_https_uri = |field: &str| -> OAuthResult<Option<String>> {
+        let value = opt_string(field)?;
+        if let Some(v) = &value {
+            check_https_uri(field, v)?;
+        }
+        Ok(value)
+    };
+    let bounded_list = |field: &str, max_entries: usize| -> OAuthResult<Option<Vec<String>>> {
+        let list = string_list(field)?;
+        if list.as_ref().is_some_and(|l| l.len() > max_entries) {
+            return Err(bad(field, &format!("must have at most {max_entries} entries")));
+        }
+        Ok(list)
+    };
     let opt_bool = |field: &str| -> OAuthResult<Option<bool>> {
         match obj.get(field) {
             None | Some(Value::Null) => Ok(None),
@@ -121,13 +215,25 @@ pub fn validate_metadata(input: &Value, scopes_supported: &[String]) -> OAuthRes
     };
 
     // RFC 7591 §2; SP 5.3.2.2-8 (AS-SP-38): https only, exact strings, no fragment
-    let redirect_uris = string_list("redirect_uris")?.unwrap_or_default();
+    let redirect_uris = bounded_list("redirect_uris", MAX_REDIRECT_URIS)?.unwrap_or_default();
     if redirect_uris.is_empty() {
         return Err(OAuthError::invalid_redirect_uri(
             "redirect_uris: at least one redirect URI is required",
         ));
     }
     for r in &redirect_uris {
+        // Issue 13 item 11: bounded, and no control characters or whitespace (which the URL
+        // parser would silently drop, so the stored string would not be the URL it parsed)
+        if r.chars().nth(MAX_URI_CHARS).is_some() {
+            return Err(OAuthError::invalid_redirect_uri(format!(
+                "redirect_uris: a redirect URI must be at most {MAX_URI_CHARS} characters"
+            )));
+        }
+        if r.chars().any(|c| is_forbidden_char(c) || c.is_whitespace()) {
+            return Err(OAuthError::invalid_redirect_uri(
+                "redirect_uris: a redirect URI must not contain whitespace, control or bidirectional formatting characters",
+            ));
+        }
         let Ok(u) = url::Url::parse(r) else {
             return Err(OAuthError::invalid_redirect_uri(format!(
                 "redirect_uris: {r} is not an absolute URI"
@@ -150,11 +256,12 @@ pub fn validate_metadata(input: &Value, scopes_supported: &[String]) -> OAuthRes
         }
     }
     // SP 5.3.2.2-1: code only
-    let response_types = string_list("response_types")?.unwrap_or_else(|| vec!["code".into()]);
+    let response_types = bounded_list("response_types", MAX_TYPE_ENTRIES)?.unwrap_or_else(|| vec!["code".into()]);
     if response_types != ["code"] {
         return Err(bad("response_types", "only code is allowed"));
     }
-    let grant_types = string_list("grant_types")?.unwrap_or_else(|| vec!["authorization_code".into()]);
+    let grant_types =
+        bounded_list("grant_types", MAX_TYPE_ENTRIES)?.unwrap_or_else(|| vec!["authorization_code".into()]);
     if let Some(g) = grant_types
         .iter()
         .find(|g| !matches!(g.as_str(), "authorization_code" | "refresh_token"))
@@ -180,18 +287,12 @@ pub fn validate_metadata(input: &Value, scopes_supported: &[String]) -> OAuthRes
         }
     };
     let jwks = obj.get("jwks").filter(|v| !v.is_null()).cloned();
-    let jwks_uri = opt_string("jwks_uri")?;
+    let jwks_uri = opt_https_uri("jwks_uri")?;
     if jwks.is_some() && jwks_uri.is_some() {
         return Err(bad("jwks", "jwks and jwks_uri must not both be present (RFC 7591 §2)"));
     }
     if let Some(j) = &jwks {
         Jwks::from_json(j).map_err(|e| bad("jwks", &e.to_string()))?;
-    }
-    if let Some(u) = &jwks_uri {
-        match url::Url::parse(u) {
-            Ok(parsed) if parsed.scheme() == "https" => {}
-            _ => return Err(bad("jwks_uri", "must be an https URL")),
-        }
     }
     match method {
         ClientAuthMethod::PrivateKeyJwt | ClientAuthMethod::SelfSignedTlsClientAuth => {
@@ -232,7 +333,7 @@ pub fn validate_metadata(input: &Value, scopes_supported: &[String]) -> OAuthRes
             "encrypted id_tokens are not supported",
         ));
     }
-    let scope = opt_string("scope")?;
+    let scope = opt_text("scope", MAX_SCOPE_CHARS)?;
     if let Some(s) = &scope
         && let Some(unknown) = s
             .split(' ')
@@ -257,38 +358,40 @@ pub fn validate_metadata(input: &Value, scopes_supported: &[String]) -> OAuthRes
         ));
     }
     let mut extra = Map::new();
-    for f in STRING_FIELDS
-        .iter()
-        .chain(std::iter::once(&"tls_client_auth_san_email"))
-    {
-        if let Some(v) = opt_string(f)? {
-            extra.insert((*f).to_owned(), Value::String(v));
+    for f in URI_FIELDS {
+        if let Some(v) = opt_https_uri(f)? {
+            extra.insert(f.to_owned(), Value::String(v));
         }
     }
-    // OpenID Connect RP-Initiated Logout 1.0 §3.1: https URIs, kept exactly as registered
-    if let Some(uris) = string_list("post_logout_redirect_uris")? {
+    // OpenID Connect RP-Initiated Logout 1.0 §3.1: https URIs without a fragment, kept exactly
+    // as registered
+    if let Some(uris) = bounded_list("post_logout_redirect_uris", MAX_REDIRECT_URIS)? {
         for u in &uris {
-            match url::Url::parse(u) {
-                Ok(p) if p.scheme() == "https" && p.host_str().is_some_and(|h| !h.is_empty()) && !u.contains('#') => {}
-                _ => {
-                    return Err(bad(
-                        "post_logout_redirect_uris",
-                        "each must be an https URL without a fragment",
-                    ));
-                }
+            check_https_uri("post_logout_redirect_uris", u)?;
+            if u.contains('#') {
+                return Err(bad("post_logout_redirect_uris", "must not contain a fragment"));
             }
         }
         extra.insert("post_logout_redirect_uris".into(), json!(uris));
     }
-    if let Some(contacts) = string_list("contacts")? {
+    for (f, max_chars) in TEXT_FIELDS {
+        if let Some(v) = opt_text(f, max_chars)? {
+            extra.insert(f.to_owned(), Value::String(v));
+        }
+    }
+    if let Some(contacts) = bounded_list("contacts", MAX_CONTACTS)? {
+        for c in &contacts {
+            check_text("contacts", c, MAX_CONTACT_CHARS)?;
+        }
         extra.insert("contacts".into(), json!(contacts));
     }
+    let client_name = opt_text("client_name", MAX_CLIENT_NAME_CHARS)?;
     Ok(ClientMetadata {
         redirect_uris,
         token_endpoint_auth_method: method,
         grant_types,
         response_types,
-        client_name: opt_string("client_name")?,
+        client_name,
         scope,
         jwks,
         jwks_uri,
@@ -459,4 +562,177 @@ fn invalid_registration_token() -> OAuthError {
     );
     e.www_authenticate = Some("Bearer error=\"invalid_token\"".into());
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use portcullis_jose::{SigningKey, b64url};
+
+    use super::*;
+
+    fn body() -> Value {
+        let key = SigningKey::generate(Algorithm::Es256).unwrap();
+        json!({
+            "client_name": "Example",
+            "redirect_uris": ["https://client.example.org/cb"],
+            "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": {"keys": [key.public_jwk().to_json()]},
+        })
+    }
+
+    fn scopes() -> Vec<String> {
+        vec!["openid".into()]
+    }
+
+    /// The refusal for `edit`, asserted to be 400 `invalid_client_metadata` naming `field`.
+    fn refused(edit: impl FnOnce(&mut Value), field: &str) -> String {
+        let mut b = body();
+        edit(&mut b);
+        let err = validate_metadata(&b, &scopes()).expect_err("accepted");
+        assert_eq!(err.status, 400, "{err:?}");
+        assert_eq!(err.code, ErrorCode::InvalidClientMetadata, "{err:?}");
+        let description = err.description.to_string();
+        assert!(description.contains(field), "{description} does not name {field}");
+        description
+    }
+
+    #[test]
+    fn the_base_body_is_accepted() {
+        let m = validate_metadata(&body(), &scopes()).unwrap();
+        assert_eq!(m.client_name.as_deref(), Some("Example"));
+    }
+
+    /// Issue 13 item 11: private or symmetric keys are refused even when marked `use: enc`.
+    #[test]
+    fn private_and_symmetric_keys_are_refused_whatever_their_use() {
+        let enc = |mut k: Value| {
+            k["use"] = json!("enc");
+            k
+        };
+        let mut with_d = SigningKey::generate(Algorithm::Es256).unwrap().public_jwk().to_json();
+        with_d["d"] = json!(b64url([7u8; 32]));
+        let oct = json!({"kty": "oct", "k": b64url([1u8; 32])});
+        for key in [enc(with_d.clone()), enc(oct.clone()), with_d, oct] {
+            refused(|b| b["jwks"]["keys"].as_array_mut().unwrap().push(key.clone()), "jwks");
+        }
+    }
+
+    /// Issue 13 item 11: a registered JWK Set holds at most MAX_JWKS_KEYS keys.
+    #[test]
+    fn too_many_keys_are_refused() {
+        refused(
+            |b| {
+                let k = b["jwks"]["keys"][0].clone();
+                b["jwks"]["keys"] = json!(vec![k; portcullis_jose::MAX_JWKS_KEYS + 1]);
+            },
+            "jwks",
+        );
+    }
+
+    /// Issue 13 item 11: every URL metadata is an absolute https URL with a host.
+    #[test]
+    fn uri_metadata_must_be_https() {
+        for field in ["client_uri", "logo_uri", "policy_uri", "tos_uri"] {
+            for bad_uri in [
+                "javascript:alert(1)",
+                "data:text/html,<script>alert(1)</script>",
+                "http://client.example.org/x",
+                "/relative/logo.png",
+                "https://bank.example@evil.example/logo.png",
+                "https://client.example.org/\u{202E}gnp.exe",
+                "https://client.example.org/a b",
+            ] {
+                refused(|b| b[field] = json!(bad_uri), field);
+            }
+            refused(
+                |b| b[field] = json!(format!("https://client.example.org/{}", "a".repeat(MAX_URI_CHARS))),
+                field,
+            );
+            let mut ok = body();
+            ok[field] = json!("https://client.example.org/x.png");
+            let m = validate_metadata(&ok, &scopes()).unwrap();
+            assert_eq!(m.extra[field], json!("https://client.example.org/x.png"));
+        }
+        refused(
+            |b| {
+                b.as_object_mut().unwrap().remove("jwks");
+                b["jwks_uri"] = json!("javascript:alert(1)");
+            },
+            "jwks_uri",
+        );
+    }
+
+    /// Issue 13 item 11: bounded lengths and counts.
+    #[test]
+    fn string_metadata_is_bounded() {
+        let mut ok = body();
+        ok["client_name"] = json!("é".repeat(MAX_CLIENT_NAME_CHARS));
+        assert!(
+            validate_metadata(&ok, &scopes()).is_ok(),
+            "{MAX_CLIENT_NAME_CHARS} characters is allowed"
+        );
+        refused(
+            |b| b["client_name"] = json!("a".repeat(MAX_CLIENT_NAME_CHARS + 1)),
+            "client_name",
+        );
+        refused(|b| b["client_name"] = json!("a".repeat(20_000)), "client_name");
+        refused(
+            |b| b["contacts"] = json!(vec!["ops@client.example.org"; MAX_CONTACTS + 1]),
+            "contacts",
+        );
+        refused(
+            |b| b["contacts"] = json!(["a".repeat(MAX_CONTACT_CHARS + 1)]),
+            "contacts",
+        );
+        refused(
+            |b| b["software_id"] = json!("a".repeat(MAX_SOFTWARE_CHARS + 1)),
+            "software_id",
+        );
+        refused(
+            |b| b["software_version"] = json!("1".repeat(MAX_SOFTWARE_CHARS + 1)),
+            "software_version",
+        );
+        refused(
+            |b| b["redirect_uris"] = json!(vec!["https://client.example.org/cb"; MAX_REDIRECT_URIS + 1]),
+            "redirect_uris",
+        );
+        refused(
+            |b| b["grant_types"] = json!(vec!["authorization_code"; MAX_TYPE_ENTRIES + 1]),
+            "grant_types",
+        );
+        refused(|b| b["scope"] = json!("openid ".repeat(MAX_SCOPE_CHARS)), "scope");
+        // one redirect URI too long is an invalid redirect URI
+        let mut long = body();
+        long["redirect_uris"] = json!([format!("https://client.example.org/{}", "a".repeat(MAX_URI_CHARS))]);
+        let err = validate_metadata(&long, &scopes()).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidRedirectUri, "{err:?}");
+    }
+
+    /// Issue 13 item 11: no control or bidirectional formatting characters in human-readable
+    /// metadata.
+    #[test]
+    fn control_and_bidi_characters_are_refused() {
+        for c in [
+            '\u{0}', '\n', '\u{1b}', '\u{7f}', '\u{85}', '\u{200E}', '\u{200F}', '\u{061C}', '\u{202A}', '\u{202E}',
+            '\u{2066}', '\u{2069}', '\u{2028}',
+        ] {
+            let text = format!("Example Bank{c}gnp.exe");
+            refused(|b| b["client_name"] = json!(text), "client_name");
+            refused(|b| b["contacts"] = json!([text]), "contacts");
+            refused(|b| b["software_id"] = json!(text), "software_id");
+            refused(|b| b["software_version"] = json!(text), "software_version");
+            refused(
+                |b| {
+                    b.as_object_mut().unwrap().remove("jwks");
+                    b["token_endpoint_auth_method"] = json!("tls_client_auth");
+                    b["tls_client_auth_subject_dn"] = json!(text);
+                },
+                "tls_client_auth_subject_dn",
+            );
+        }
+        // other scripts are fine
+        let mut ok = body();
+        ok["client_name"] = json!("Banque d'Exemple — 例 — مثال");
+        assert!(validate_metadata(&ok, &scopes()).is_ok());
+    }
 }

@@ -720,3 +720,40 @@ async fn failing_requests_write_no_replay_records() {
         ErrorCode::InvalidDpopProof
     );
 }
+
+/// Issue 13 item 11: a fetched jwks_uri document goes through the same JWK Set rules as a
+/// registered `jwks`: more than 16 keys, or a private key marked `use: enc`, make it unusable.
+#[tokio::test]
+async fn fetched_jwks_uri_documents_are_capped_and_public_only() {
+    let others: Vec<Value> = (0..16)
+        .map(|_| SigningKey::generate(Algorithm::Es256).unwrap().public_jwk().to_json())
+        .collect();
+    let mut enc_with_d = SigningKey::generate(Algorithm::Es256).unwrap().public_jwk().to_json();
+    enc_with_d["use"] = json!("enc");
+    enc_with_d["d"] = json!(b64url([7u8; 32]));
+    // each document holds the client's own key; (what, extra keys, accepted)
+    let cases: [(&str, Vec<Value>, bool); 3] = [
+        ("16 keys", others[..15].to_vec(), true),
+        ("17 keys", others.clone(), false),
+        ("a use:enc key with d", vec![enc_with_d], false),
+    ];
+    for (what, extra, accepted) in cases {
+        // a fresh provider each time, so nothing is cached
+        let e = env_with(true).await;
+        let mut keys = vec![e.key.public_jwk().to_json()];
+        keys.extend(extra);
+        *e.fetcher.jwks.lock().unwrap() = json!({ "keys": keys });
+        let params = vec![
+            ("client_assertion_type".to_owned(), JWT_BEARER_ASSERTION_TYPE.to_owned()),
+            ("client_assertion".to_owned(), e.assertion_with(&e.key, |_| {})),
+        ];
+        let result = authenticate(&e, params).await;
+        if accepted {
+            result.unwrap_or_else(|err| panic!("{what}: {err:?}"));
+        } else {
+            let err = result.unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidClient, "{what}: {err:?}");
+            assert!(err.description.contains("jwks_uri"), "{what}: {err:?}");
+        }
+    }
+}

@@ -1,7 +1,7 @@
 use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents};
 use serde_json::{Map, Value};
 
-use crate::{Algorithm, JoseError, b64url_decode, sha256_b64url};
+use crate::{Algorithm, JoseError, b64url, b64url_decode, sha256_b64url};
 
 /// A parsed public JWK, ready to verify signatures without further parsing.
 #[derive(Clone)]
@@ -25,6 +25,11 @@ enum KeyType {
 /// Members that only a private or symmetric key has (RFC 7518 §6.2.2, §6.3.2, §6.4).
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
+/// Issue 13 item 11: the most keys a JWK Set may hold, registered (`jwks`) or fetched
+/// (`jwks_uri`). A client assertion without `kid` is tried against every fitting key, so this
+/// bounds the signature checks one request can cause.
+pub const MAX_JWKS_KEYS: usize = 16;
+
 /// SP 5.4.1-2: RSA keys must have at least 2048 bits.
 const MIN_RSA_MODULUS_BYTES: usize = 256;
 
@@ -35,9 +40,7 @@ impl PublicJwk {
         let obj = value
             .as_object()
             .ok_or(JoseError::InvalidKey("a JWK must be a JSON object"))?;
-        if PRIVATE_MEMBERS.iter().any(|m| obj.contains_key(*m)) {
-            return Err(JoseError::InvalidKey("JWK contains private key material"));
-        }
+        refuse_secret_material(obj)?;
         let kid = match obj.get("kid") {
             None => None,
             Some(Value::String(s)) => Some(s.clone()),
@@ -55,12 +58,19 @@ impl PublicJwk {
         {
             return Err(JoseError::InvalidKey("JWK use must be sig"));
         }
+        // Issue 13 item 12: every member that enters the thumbprint must be the one canonical
+        // base64url encoding of its bytes (no padding, no stray low bits), so one key has one
+        // RFC 7638 thumbprint. The thumbprint is computed from the decoded bytes re-encoded.
         let member = |name: &'static str| -> Result<Vec<u8>, JoseError> {
             let s = obj
                 .get(name)
                 .and_then(Value::as_str)
                 .ok_or(JoseError::InvalidKey("JWK lacks a required member"))?;
-            b64url_decode(s).map_err(|_| JoseError::InvalidKey("JWK member is not base64url"))
+            let bytes = b64url_decode(s).map_err(|_| JoseError::InvalidKey("JWK member is not base64url"))?;
+            if b64url(&bytes) != s {
+                return Err(JoseError::InvalidKey("JWK member is not canonical base64url"));
+            }
+            Ok(bytes)
         };
         let kty = obj
             .get("kty")
@@ -70,22 +80,35 @@ impl PublicJwk {
             "RSA" => {
                 let n = member("n")?;
                 let e = member("e")?;
-                let n_trimmed = trim_leading_zeros(&n);
-                if n_trimmed.len() < MIN_RSA_MODULUS_BYTES {
+                // Issue 13 item 12, RFC 7518 §6.3.1.1/§6.3.1.2: n and e are unsigned big-endian
+                // integers in the minimum number of octets. A leading zero octet would give the
+                // same key a second thumbprint.
+                match n.first() {
+                    None => return Err(JoseError::InvalidKey("RSA n must not be empty")),
+                    Some(0) => {
+                        return Err(JoseError::InvalidKey(
+                            "RSA n must not have leading zero octets (RFC 7518 §6.3.1.1)",
+                        ));
+                    }
+                    Some(_) => {}
+                }
+                match e.first() {
+                    None => return Err(JoseError::InvalidKey("RSA e must not be empty")),
+                    Some(0) => {
+                        return Err(JoseError::InvalidKey(
+                            "RSA e must not have leading zero octets (RFC 7518 §6.3.1.2)",
+                        ));
+                    }
+                    Some(_) => {}
+                }
+                if n.len() < MIN_RSA_MODULUS_BYTES {
                     return Err(JoseError::InvalidKey("RSA keys must have at least 2048 bits"));
                 }
-                let components = RsaPublicKeyComponents {
-                    n: n_trimmed,
-                    e: trim_leading_zeros(&e),
-                };
+                let components = RsaPublicKeyComponents { n: &n, e: &e };
                 let verifier = components
                     .to_parsed_public_key(&signature::RSA_PSS_2048_8192_SHA256)
                     .map_err(|_| JoseError::InvalidKey("unusable RSA key"))?;
-                let canonical = format!(
-                    r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
-                    str_member(obj, "e")?,
-                    str_member(obj, "n")?
-                );
+                let canonical = format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, b64url(&e), b64url(&n));
                 (KeyType::Rsa, verifier, canonical)
             }
             "EC" => {
@@ -105,8 +128,8 @@ impl PublicJwk {
                     .map_err(|_| JoseError::InvalidKey("the EC point is not on P-256"))?;
                 let canonical = format!(
                     r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
-                    str_member(obj, "x")?,
-                    str_member(obj, "y")?
+                    b64url(&x),
+                    b64url(&y)
                 );
                 (KeyType::EcP256, verifier, canonical)
             }
@@ -120,7 +143,7 @@ impl PublicJwk {
                 }
                 let verifier = ParsedPublicKey::new(&signature::ED25519, &x)
                     .map_err(|_| JoseError::InvalidKey("unusable Ed25519 key"))?;
-                let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, str_member(obj, "x")?);
+                let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, b64url(&x));
                 (KeyType::Ed25519, verifier, canonical)
             }
             _ => return Err(JoseError::InvalidKey("kty must be RSA, EC or OKP")),
@@ -199,17 +222,29 @@ pub struct Jwks {
 impl Jwks {
     /// Parses `{"keys": [...]}`. Every key must be usable: a set with a bad key is refused whole,
     /// so that a registration never stores keys it cannot use.
+    ///
+    /// Issue 13 item 11: no key of the set, whatever its `use`, may carry private or symmetric
+    /// material (RFC 7517 §9.2: a public JWK Set holds public keys), and the set holds at most
+    /// [`MAX_JWKS_KEYS`] keys. Encryption keys (`use: enc`) are otherwise not judged.
     pub fn from_json(value: &Value) -> Result<Self, JoseError> {
-        let keys = value
+        let all = value
             .get("keys")
             .and_then(Value::as_array)
             .ok_or(JoseError::InvalidKey("a JWK Set needs a keys array"))?;
-        // encryption keys are not ours to judge; every signing key must be usable
-        let keys = keys
-            .iter()
-            .filter(|k| k.get("use").and_then(Value::as_str) != Some("enc"))
-            .map(PublicJwk::from_json)
-            .collect::<Result<Vec<_>, _>>()?;
+        if all.len() > MAX_JWKS_KEYS {
+            return Err(JoseError::InvalidKey("a JWK Set may hold at most 16 keys"));
+        }
+        let mut keys = Vec::with_capacity(all.len());
+        for key in all {
+            let obj = key
+                .as_object()
+                .ok_or(JoseError::InvalidKey("a JWK must be a JSON object"))?;
+            refuse_secret_material(obj)?;
+            // encryption keys are not ours to judge beyond that; every signing key must be usable
+            if obj.get("use").and_then(Value::as_str) != Some("enc") {
+                keys.push(PublicJwk::from_json(key)?);
+            }
+        }
         if keys.is_empty() {
             return Err(JoseError::InvalidKey("the JWK Set has no signing keys"));
         }
@@ -233,13 +268,135 @@ impl Jwks {
     }
 }
 
-fn str_member<'a>(obj: &'a Map<String, Value>, name: &str) -> Result<&'a str, JoseError> {
-    obj.get(name)
-        .and_then(Value::as_str)
-        .ok_or(JoseError::InvalidKey("JWK lacks a required member"))
+/// Issue 13 item 11: private members (RFC 7518 §6.2.2, §6.3.2) and symmetric keys (`kty: oct`,
+/// RFC 7518 §6.4) have no place in a public JWK, whatever its `use`.
+fn refuse_secret_material(obj: &Map<String, Value>) -> Result<(), JoseError> {
+    if obj.get("kty").and_then(Value::as_str) == Some("oct") {
+        return Err(JoseError::InvalidKey("symmetric (oct) keys are not allowed"));
+    }
+    if PRIVATE_MEMBERS.iter().any(|m| obj.contains_key(*m)) {
+        return Err(JoseError::InvalidKey("JWK contains private key material"));
+    }
+    Ok(())
 }
 
-fn trim_leading_zeros(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-    &bytes[start..]
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::SigningKey;
+
+    fn rsa() -> Value {
+        SigningKey::generate(Algorithm::Ps256).unwrap().public_jwk().to_json()
+    }
+
+    fn es() -> Value {
+        SigningKey::generate(Algorithm::Es256).unwrap().public_jwk().to_json()
+    }
+
+    /// Replaces the last character of a base64url member with one that decodes to the same
+    /// bytes but sets the unused low bits (a non-canonical encoding), if the length allows it.
+    fn dirty_trailing_bits(s: &str) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let unused_bits = match s.len() % 4 {
+            2 => 4,
+            3 => 2,
+            _ => panic!("no unused bits in a member of length {}", s.len()),
+        };
+        let last = s.as_bytes()[s.len() - 1];
+        let index = ALPHABET.iter().position(|c| *c == last).unwrap();
+        assert_eq!(
+            index & ((1 << unused_bits) - 1),
+            0,
+            "{s} is not canonical to begin with"
+        );
+        // flip the lowest (unused) bit: the data bits, and so the decoded bytes, stay the same
+        let dirty = index ^ 1;
+        format!("{}{}", &s[..s.len() - 1], ALPHABET[dirty] as char)
+    }
+
+    /// Issue 13 item 12: a leading zero octet in `n` gave the same key a second thumbprint.
+    #[test]
+    fn rsa_n_with_leading_zero_is_refused() {
+        let jwk = rsa();
+        let n = b64url_decode(jwk["n"].as_str().unwrap()).unwrap();
+        let mut padded = jwk.clone();
+        padded["n"] = json!(b64url([&[0u8][..], &n].concat()));
+        let err = PublicJwk::from_json(&padded).unwrap_err();
+        assert!(err.to_string().contains("leading zero"), "{err}");
+        assert!(PublicJwk::from_json(&jwk).is_ok());
+    }
+
+    /// Issue 13 item 12: `e` must be minimal (RFC 7518 §6.3.1.2) and non-empty.
+    #[test]
+    fn rsa_e_with_leading_zero_or_empty_is_refused() {
+        let jwk = rsa();
+        assert_eq!(jwk["e"], json!("AQAB"));
+        for e in [b64url([0u8, 1, 0, 1]), b64url([0u8, 0, 1, 0, 1]), String::new()] {
+            let mut bad = jwk.clone();
+            bad["e"] = json!(e);
+            assert!(PublicJwk::from_json(&bad).is_err(), "e = {e:?} accepted");
+        }
+    }
+
+    /// Issue 13 item 12: every thumbprint member must be canonical base64url: no padding, no
+    /// non-zero unused bits, so that one key has one thumbprint.
+    #[test]
+    fn non_canonical_base64url_members_are_refused() {
+        let ec = es();
+        let okp = SigningKey::generate(Algorithm::EdDsa).unwrap().public_jwk().to_json();
+        let rsa = rsa();
+        for (jwk, member) in [(&ec, "x"), (&ec, "y"), (&okp, "x"), (&rsa, "n")] {
+            let s = jwk[member].as_str().unwrap();
+            let mut dirty = jwk.clone();
+            dirty[member] = json!(dirty_trailing_bits(s));
+            assert!(
+                PublicJwk::from_json(&dirty).is_err(),
+                "{member} with dirty bits accepted"
+            );
+            let mut padded = jwk.clone();
+            padded[member] = json!(format!("{s}{}", "=".repeat((4 - s.len() % 4) % 4)));
+            assert!(PublicJwk::from_json(&padded).is_err(), "{member} with padding accepted");
+        }
+        // the base64url decoder agrees that the dirty forms are not valid
+        assert!(b64url_decode(&dirty_trailing_bits(ec["x"].as_str().unwrap())).is_err());
+    }
+
+    /// Issue 13 item 11: an encryption key is skipped, but never with private material, and
+    /// never a symmetric key.
+    #[test]
+    fn jwks_refuses_secret_material_in_encryption_keys() {
+        let sig = es();
+        let mut enc_with_d = es();
+        enc_with_d["use"] = json!("enc");
+        enc_with_d["alg"] = json!("ECDH-ES");
+        enc_with_d["d"] = json!(b64url([7u8; 32]));
+        let enc_oct = json!({"kty": "oct", "use": "enc", "k": b64url([1u8; 32])});
+        let enc_oct_no_k = json!({"kty": "oct", "use": "enc"});
+        for bad in [enc_with_d, enc_oct, enc_oct_no_k] {
+            let set = json!({"keys": [sig.clone(), bad.clone()]});
+            assert!(Jwks::from_json(&set).is_err(), "{bad} accepted in a JWK Set");
+        }
+        let sig_oct = json!({"kty": "oct", "k": b64url([1u8; 32])});
+        assert!(Jwks::from_json(&json!({"keys": [sig.clone(), sig_oct]})).is_err());
+        // a public encryption key is still allowed and simply not used
+        let mut enc = es();
+        enc["use"] = json!("enc");
+        enc["alg"] = json!("ECDH-ES");
+        let set = Jwks::from_json(&json!({"keys": [sig, enc]})).unwrap();
+        assert_eq!(set.keys().len(), 1);
+    }
+
+    /// Issue 13 item 11: a JWK Set holds at most MAX_JWKS_KEYS keys (encryption keys count).
+    #[test]
+    fn jwks_key_count_is_capped() {
+        let key = es();
+        let full = vec![key.clone(); MAX_JWKS_KEYS];
+        assert!(Jwks::from_json(&json!({ "keys": full })).is_ok());
+        let mut over = vec![key; MAX_JWKS_KEYS];
+        over.push(json!({"kty": "EC", "use": "enc", "crv": "P-256", "x": "AA", "y": "AA"}));
+        let err = Jwks::from_json(&json!({ "keys": over })).unwrap_err();
+        assert!(err.to_string().contains(&MAX_JWKS_KEYS.to_string()), "{err}");
+    }
 }

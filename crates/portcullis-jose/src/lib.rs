@@ -14,7 +14,7 @@ mod signing;
 
 pub use alg::Algorithm;
 pub use error::JoseError;
-pub use jwk::{Jwks, PublicJwk};
+pub use jwk::{Jwks, MAX_JWKS_KEYS, PublicJwk};
 pub use jws::{CompactJws, JwsHeader};
 pub use signing::SigningKey;
 

@@ -164,6 +164,48 @@ async fn cli_client_add_refusals() {
     );
     let err = assert_usage_error(&out, "client add without keys");
     assert!(err.contains("jwks"), "{err}");
+    // Issue 13 item 11: the CLI goes through the same metadata checks as registration
+    let mut enc_with_d = es256().public_jwk().to_json();
+    enc_with_d["use"] = json!("enc");
+    enc_with_d["d"] = json!(b64url([7u8; 32]));
+    let secret_file = s.dir.join("client-jwks-secret.json");
+    std::fs::write(
+        &secret_file,
+        json!({"keys": [key.public_jwk().to_json(), enc_with_d]}).to_string(),
+    )
+    .unwrap();
+    let out = s.cli(
+        &[
+            "client",
+            "add",
+            "--auth",
+            "private_key_jwt",
+            "--redirect-uri",
+            REDIRECT_URI,
+            "--jwks-file",
+            secret_file.to_str().unwrap(),
+        ],
+        None,
+    );
+    let err = assert_usage_error(&out, "client add with a private encryption key");
+    assert!(err.contains("jwks") && err.contains("private"), "{err}");
+    let out = s.cli(
+        &[
+            "client",
+            "add",
+            "--name",
+            "Example Bank\u{202E}gnp.exe",
+            "--auth",
+            "private_key_jwt",
+            "--redirect-uri",
+            REDIRECT_URI,
+            "--jwks-file",
+            jwks,
+        ],
+        None,
+    );
+    let err = assert_usage_error(&out, "client add with a bidi override in the name");
+    assert!(err.contains("client_name"), "{err}");
     let out = s.cli(&["client", "list"], None);
     assert_eq!(stdout_of(&out).trim(), "", "refused client add left a client behind");
 }

@@ -76,6 +76,23 @@ async fn as_opt_23_registration_refusals() {
     let mut with_d = es256().public_jwk().to_json();
     with_d["d"] = json!(b64url([7u8; 32]));
     let oct = json!({"kty": "oct", "k": b64url([1u8; 32])});
+    // Issue 13 item 11: keys marked `use: enc` used to skip every check
+    let mut enc_with_d = with_d.clone();
+    enc_with_d["use"] = json!("enc");
+    enc_with_d["alg"] = json!("ECDH-ES");
+    let enc_oct = json!({"kty": "oct", "use": "enc", "k": b64url([1u8; 32])});
+    let with_enc = |extra: Value| -> Edit {
+        Box::new(move |v: &mut Value| v["jwks"]["keys"].as_array_mut().unwrap().push(extra.clone()))
+    };
+    let es_jwk = es256().public_jwk().to_json();
+    // Issue 13 item 12: the same RSA key with a leading zero octet in n, or in e
+    let rsa_jwk = SigningKey::generate(Algorithm::Ps256).unwrap().public_jwk().to_json();
+    let n = b64url_decode(rsa_jwk["n"].as_str().unwrap()).unwrap();
+    let mut rsa_zero_n = rsa_jwk.clone();
+    rsa_zero_n["n"] = json!(b64url([&[0u8][..], &n].concat()));
+    let mut rsa_zero_e = rsa_jwk.clone();
+    rsa_zero_e["e"] = json!(b64url([0u8, 1, 0, 1]));
+    let rlo_name = format!("{}\u{202E}gnp.exe", "a".repeat(20 * 1024));
     let no_jwks = |v: &mut Value| {
         v.as_object_mut().unwrap().remove("jwks");
     };
@@ -232,6 +249,118 @@ async fn as_opt_23_registration_refusals() {
             }),
             "invalid_client_metadata",
             &["tls_client_auth"],
+        ),
+        // Issue 13 item 11: private and symmetric keys, whatever their use
+        (
+            "use:enc JWK with private part d",
+            with_enc(enc_with_d),
+            "invalid_client_metadata",
+            &["jwks", "private"],
+        ),
+        (
+            "use:enc oct key",
+            with_enc(enc_oct),
+            "invalid_client_metadata",
+            &["jwks", "oct"],
+        ),
+        (
+            "17 keys in jwks",
+            set("jwks", json!({"keys": vec![es_jwk; 17]})),
+            "invalid_client_metadata",
+            &["jwks", "16"],
+        ),
+        // Issue 13 item 12: non-minimal RSA integers
+        (
+            "RSA n with a leading zero octet",
+            set("jwks", json!({"keys": [rsa_zero_n]})),
+            "invalid_client_metadata",
+            &["jwks", "leading zero"],
+        ),
+        (
+            "RSA e with a leading zero octet",
+            set("jwks", json!({"keys": [rsa_zero_e]})),
+            "invalid_client_metadata",
+            &["jwks", "leading zero"],
+        ),
+        // Issue 13 item 11: URL metadata is https only
+        (
+            "logo_uri javascript:",
+            set("logo_uri", json!("javascript:alert(document.cookie)")),
+            "invalid_client_metadata",
+            &["logo_uri"],
+        ),
+        (
+            "policy_uri data:",
+            set("policy_uri", json!("data:text/html,<script>alert(1)</script>")),
+            "invalid_client_metadata",
+            &["policy_uri"],
+        ),
+        (
+            "client_uri over http",
+            set("client_uri", json!("http://client.example.org/")),
+            "invalid_client_metadata",
+            &["client_uri"],
+        ),
+        (
+            "tos_uri relative",
+            set("tos_uri", json!("/tos")),
+            "invalid_client_metadata",
+            &["tos_uri"],
+        ),
+        (
+            "logo_uri with user information",
+            set("logo_uri", json!("https://bank.example@evil.example/logo.png")),
+            "invalid_client_metadata",
+            &["logo_uri"],
+        ),
+        // Issue 13 item 11: bounded, display-safe strings
+        (
+            "20 KB client_name ending in U+202E",
+            set("client_name", json!(rlo_name)),
+            "invalid_client_metadata",
+            &["client_name", "200"],
+        ),
+        (
+            "client_name with U+202E",
+            set("client_name", json!("Example Bank\u{202E}gnp.exe")),
+            "invalid_client_metadata",
+            &["client_name", "bidirectional"],
+        ),
+        (
+            "client_name with a newline",
+            set("client_name", json!("Example Bank\nApproved by the bank")),
+            "invalid_client_metadata",
+            &["client_name", "control"],
+        ),
+        (
+            "11 contacts",
+            set("contacts", json!(vec!["ops@client.example.org"; 11])),
+            "invalid_client_metadata",
+            &["contacts", "10"],
+        ),
+        (
+            "contact with U+2066",
+            set("contacts", json!(["ops@client.example.org\u{2066}"])),
+            "invalid_client_metadata",
+            &["contacts"],
+        ),
+        (
+            "software_version too long",
+            set("software_version", json!("1".repeat(257))),
+            "invalid_client_metadata",
+            &["software_version"],
+        ),
+        (
+            "21 redirect URIs",
+            set("redirect_uris", json!(vec![REDIRECT_URI; 21])),
+            "invalid_client_metadata",
+            &["redirect_uris", "20"],
+        ),
+        (
+            "redirect URI with a tab",
+            set("redirect_uris", json!(["https://client.example.org/c\tb"])),
+            "invalid_redirect_uri",
+            &["redirect_uris"],
         ),
     ];
     let mut failures = Vec::new();
@@ -566,6 +695,34 @@ async fn as_opt_24_update_refusals() {
         (400, "invalid_redirect_uri"),
         "{err}"
     );
+    // Issue 13 item 11: an update goes through the same metadata checks
+    for (field, value) in [
+        ("logo_uri", json!("javascript:alert(1)")),
+        ("client_name", json!("Example Bank\u{202E}gnp.exe")),
+    ] {
+        let mut bad = good.clone();
+        bad[field] = value;
+        let r = s.http.put(&uri).bearer_auth(&rat).json(&bad).send().await.unwrap();
+        let (status, err) = json_error(r, field).await;
+        assert_eq!(
+            (status, err["error"].as_str().unwrap()),
+            (400, "invalid_client_metadata"),
+            "{err}"
+        );
+        assert!(err["error_description"].as_str().unwrap().contains(field), "{err}");
+    }
+    let mut enc_oct = good.clone();
+    enc_oct["jwks"]["keys"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"kty": "oct", "use": "enc", "k": b64url([1u8; 32])}));
+    let r = s.http.put(&uri).bearer_auth(&rat).json(&enc_oct).send().await.unwrap();
+    let (status, err) = json_error(r, "PUT with a use:enc oct key").await;
+    assert_eq!(
+        (status, err["error"].as_str().unwrap()),
+        (400, "invalid_client_metadata"),
+        "{err}"
+    );
     // none of that changed anything, and the old token still works
     let read: Value = s
         .http
@@ -579,6 +736,8 @@ async fn as_opt_24_update_refusals() {
         .unwrap();
     assert_eq!(read["redirect_uris"], rp.registration["redirect_uris"]);
     assert_eq!(read["client_name"], rp.registration["client_name"]);
+    assert_eq!(read["jwks"], rp.registration["jwks"]);
+    assert!(read.get("logo_uri").is_none(), "{read}");
 }
 
 // AS-OPT-24: authentication of the management endpoints
