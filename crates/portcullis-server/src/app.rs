@@ -368,11 +368,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let (_tx, rx) = tokio::sync::watch::channel(false);
-        let timeouts = crate::connections::Timeouts {
-            handshake: Duration::from_secs(10),
-            first_byte: Duration::from_secs(10),
-            header: Duration::from_secs(15),
-        };
+        let timeouts = crate::connections::Timeouts::default();
         let gate = crate::connections::Gate::new(64, 64);
         tokio::spawn(tls::serve(listener, config, app, gate, timeouts, rx));
         let ca = reqwest::Certificate::from_pem(&std::fs::read(files.ca_cert()).unwrap()).unwrap();

@@ -74,6 +74,21 @@ pub struct ServerConfig {
     pub header_timeout: i64,
     /// Seconds a client has to send a request's whole body (answered with 408 after that).
     pub body_timeout: i64,
+    /// Seconds a connection may stay open with no request in flight; then it is closed (on
+    /// HTTP/2 with a GOAWAY). An HTTP/2 client answers the server's pings by itself, so
+    /// without this an idle one would be kept forever.
+    pub idle_timeout: i64,
+    /// Seconds a write to the client may stay blocked (the client does not read what the
+    /// server sends, say after pipelining many requests); then the connection is closed.
+    pub write_timeout: i64,
+    /// Seconds after which any connection is asked to close: requests in flight are finished,
+    /// and the client reconnects for more.
+    pub max_connection_age: i64,
+    /// Bytes of request bodies the server holds at once, over all connections; a request
+    /// whose body does not fit is answered 503 with `Retry-After` (issue 13 item 2 follow-up).
+    pub max_buffered_body_bytes: i64,
+    /// The same from one client address (one IPv6 /64).
+    pub max_buffered_body_bytes_per_ip: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -136,6 +151,11 @@ impl Default for ServerConfig {
             first_byte_timeout: 10,
             header_timeout: 15,
             body_timeout: 30,
+            idle_timeout: 60,
+            write_timeout: 30,
+            max_connection_age: 3600,
+            max_buffered_body_bytes: 64 * 1024 * 1024,
+            max_buffered_body_bytes_per_ip: 4 * 1024 * 1024,
         }
     }
 }
@@ -343,10 +363,26 @@ impl Config {
             ("first_byte_timeout", s.first_byte_timeout, 300),
             ("header_timeout", s.header_timeout, 300),
             ("body_timeout", s.body_timeout, 600),
+            ("idle_timeout", s.idle_timeout, 3600),
+            ("write_timeout", s.write_timeout, 600),
+            ("max_connection_age", s.max_connection_age, 604_800),
         ] {
             if !(1..=max).contains(&value) {
                 return Err(format!("server.{name} must be 1 to {max} seconds"));
             }
+        }
+        // one request body of the largest size (64 KiB) must fit in either budget
+        const MIN_BODY_BUDGET: i64 = 64 * 1024;
+        const MAX_BODY_BUDGET: i64 = 1 << 40;
+        if !(MIN_BODY_BUDGET..=MAX_BODY_BUDGET).contains(&s.max_buffered_body_bytes) {
+            return Err(format!(
+                "server.max_buffered_body_bytes must be {MIN_BODY_BUDGET} to {MAX_BODY_BUDGET}"
+            ));
+        }
+        if !(MIN_BODY_BUDGET..=s.max_buffered_body_bytes).contains(&s.max_buffered_body_bytes_per_ip) {
+            return Err(format!(
+                "server.max_buffered_body_bytes_per_ip must be {MIN_BODY_BUDGET} to server.max_buffered_body_bytes"
+            ));
         }
         Ok(())
     }
@@ -450,6 +486,16 @@ mod tests {
             (10, 10, 15, 30),
             "default time-outs"
         );
+        assert_eq!(
+            (d.idle_timeout, d.write_timeout, d.max_connection_age),
+            (60, 30, 3600),
+            "default connection lifetimes"
+        );
+        assert_eq!(
+            (d.max_buffered_body_bytes, d.max_buffered_body_bytes_per_ip),
+            (64 << 20, 4 << 20),
+            "default body budgets"
+        );
         let c = Config::load_from(
             None,
             None,
@@ -460,6 +506,11 @@ mod tests {
                 ("PORTCULLIS_SERVER_FIRST_BYTE_TIMEOUT", "1"),
                 ("PORTCULLIS_SERVER_HEADER_TIMEOUT", "2"),
                 ("PORTCULLIS_SERVER_BODY_TIMEOUT", "5"),
+                ("PORTCULLIS_SERVER_IDLE_TIMEOUT", "6"),
+                ("PORTCULLIS_SERVER_WRITE_TIMEOUT", "7"),
+                ("PORTCULLIS_SERVER_MAX_CONNECTION_AGE", "8"),
+                ("PORTCULLIS_SERVER_MAX_BUFFERED_BODY_BYTES", "1000000"),
+                ("PORTCULLIS_SERVER_MAX_BUFFERED_BODY_BYTES_PER_IP", "100000"),
             ]),
         )
         .unwrap()
@@ -473,6 +524,11 @@ mod tests {
                 c.body_timeout
             ),
             (4, 1, 2, 5)
+        );
+        assert_eq!((c.idle_timeout, c.write_timeout, c.max_connection_age), (6, 7, 8));
+        assert_eq!(
+            (c.max_buffered_body_bytes, c.max_buffered_body_bytes_per_ip),
+            (1_000_000, 100_000)
         );
     }
 
@@ -490,6 +546,15 @@ mod tests {
             ("BODY_TIMEOUT", "0"),
             ("BODY_TIMEOUT", "601"),
             ("BODY_TIMEOUT", "-1"),
+            ("IDLE_TIMEOUT", "0"),
+            ("IDLE_TIMEOUT", "3601"),
+            ("WRITE_TIMEOUT", "0"),
+            ("WRITE_TIMEOUT", "601"),
+            ("MAX_CONNECTION_AGE", "0"),
+            ("MAX_BUFFERED_BODY_BYTES", "0"),
+            ("MAX_BUFFERED_BODY_BYTES", "65535"),
+            ("MAX_BUFFERED_BODY_BYTES_PER_IP", "0"),
+            ("MAX_BUFFERED_BODY_BYTES_PER_IP", "67108865"),
         ] {
             let name = format!("PORTCULLIS_SERVER_{key}");
             let e = Config::load_from(None, None, &env(&[(name.as_str(), value)]))

@@ -1,11 +1,12 @@
 //! The HTTP surface: thin handlers (parse -> core -> respond), the conventions every response
 //! follows, and the one mapping from `OAuthError` to an RFC 6749 JSON error response.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +22,7 @@ use serde_json::Value;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::app::AppState;
+use crate::connections::BodyBudget;
 use crate::pages;
 
 pub const INTERACTION_ID: HeaderName = HeaderName::from_static("x-fapi-interaction-id");
@@ -28,7 +30,7 @@ const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 /// Requests larger than this are refused with 413 (RFC 9126 §2.3 allows it at PAR).
 const MAX_BODY: usize = 64 * 1024;
 
-pub fn router(state: Arc<AppState>, body_timeout: Duration) -> Router {
+pub fn router(state: Arc<AppState>, body_timeout: Duration, body_budget: Arc<BodyBudget>) -> Router {
     let base = state.base_path.clone();
     let routes = Router::new()
         .route("/.well-known/openid-configuration", get(metadata))
@@ -61,7 +63,7 @@ pub fn router(state: Arc<AppState>, body_timeout: Duration) -> Router {
     };
     app.fallback(not_found)
         .layer(middleware::from_fn(move |req: Request, next: Next| {
-            read_body_within(body_timeout, req, next)
+            read_body_within(body_timeout, body_budget.clone(), req, next)
         }))
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
         .layer(middleware::from_fn(conventions))
@@ -72,15 +74,38 @@ pub fn router(state: Arc<AppState>, body_timeout: Duration) -> Router {
 /// headers, or the request is answered 408 `invalid_request` and the HTTP/1.1 connection closed
 /// (a per-read time-out would let a client trickle one byte at a time). Every handler buffers
 /// its (at most 64 KiB) body anyway, so it is read here and handed on in full.
-async fn read_body_within(timeout: Duration, req: Request, next: Next) -> Response {
+///
+/// Issue 13 item 2 follow-up: the buffered bytes count against `budget` (global and per client
+/// address) from the moment they are read (the declared `Content-Length` is taken up front)
+/// until the request is answered, so that many half-sent bodies cannot use up memory before
+/// any authentication. A body that does not fit is not read: 503 with `Retry-After`.
+async fn read_body_within(timeout: Duration, budget: Arc<BodyBudget>, req: Request, next: Next) -> Response {
     let (parts, mut body) = req.into_parts();
     let deadline = tokio::time::Instant::now() + timeout;
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let mut reservation = budget.reservation(peer);
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(MAX_BODY);
+    if !reservation.grow_to(declared) {
+        return busy(&budget, parts.version);
+    }
     let mut buf = Vec::new();
     loop {
         match tokio::time::timeout_at(deadline, body.frame()).await {
             Ok(None) => break,
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
+                    if !reservation.grow_to(buf.len().saturating_add(data.len())) {
+                        return busy(&budget, parts.version);
+                    }
                     buf.extend_from_slice(&data);
                 }
             }
@@ -109,7 +134,35 @@ async fn read_body_within(timeout: Duration, req: Request, next: Next) -> Respon
             }
         }
     }
-    next.run(Request::from_parts(parts, Body::from(buf))).await
+    // held until the request is answered: the handler works on these bytes
+    let res = next.run(Request::from_parts(parts, Body::from(buf))).await;
+    drop(reservation);
+    res
+}
+
+/// Seconds a client refused for the body budget is asked to wait (the budget frees as requests
+/// are answered, within `server.body_timeout` at most).
+const BUSY_RETRY_AFTER: &str = "5";
+
+/// Issue 13 item 2 follow-up: the answer when the request-body budget is used up: 503 (the
+/// server is overloaded, RFC 9110 §15.6.4) with `Retry-After`, and an RFC 6749 §5.2 JSON body;
+/// RFC 6749 has no code for "busy" at the token endpoint, so `invalid_request` with a
+/// description that says to retry. Logged as a rate-limited warning rather than per request
+/// (it is what a flood looks like). The unread body closes an HTTP/1.1 connection.
+fn busy(budget: &BodyBudget, version: axum::http::Version) -> Response {
+    budget.report_refusal();
+    let e = OAuthError::new(
+        ErrorCode::InvalidRequest,
+        503,
+        "the server is busy; retry the request later",
+    );
+    let mut res = (StatusCode::SERVICE_UNAVAILABLE, Json(e.body())).into_response();
+    let h = res.headers_mut();
+    h.insert(header::RETRY_AFTER, HeaderValue::from_static(BUSY_RETRY_AFTER));
+    if version <= axum::http::Version::HTTP_11 {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    res
 }
 
 /// IA 2.2.1 (IA-02): echo `x-fapi-interaction-id` or mint a UUID; log with it; `no-store` unless

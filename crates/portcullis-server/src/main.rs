@@ -299,7 +299,12 @@ async fn serve(config: Config) -> Result<(), Failure> {
     );
     let (gate, timeouts) = connection_limits(&config);
     let body_timeout = secs(config.server.body_timeout);
-    let router = http::router(state.clone(), body_timeout);
+    let to_usize = |n: i64| usize::try_from(n).unwrap_or(usize::MAX);
+    let body_budget = connections::BodyBudget::new(
+        to_usize(config.server.max_buffered_body_bytes),
+        to_usize(config.server.max_buffered_body_bytes_per_ip),
+    );
+    let router = http::router(state.clone(), body_timeout, body_budget);
     app::spawn_maintenance(state);
     let (tx, rx) = tokio::sync::watch::channel(false);
     let a = tokio::spawn(tls::serve(
@@ -353,6 +358,9 @@ fn connection_limits(config: &Config) -> (std::sync::Arc<connections::Gate>, con
         handshake: secs(s.handshake_timeout),
         first_byte: secs(s.first_byte_timeout),
         header: secs(s.header_timeout),
+        idle: secs(s.idle_timeout),
+        write: secs(s.write_timeout),
+        max_age: secs(s.max_connection_age),
     };
     (gate, timeouts)
 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     SanType,
@@ -23,11 +22,12 @@ use rustls::{
     CipherSuite, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme, SupportedCipherSuite,
 };
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::connections::{FirstBytes, Gate, Timeouts};
+use crate::connections::{Activity, Gate, TimedIo, Timeouts};
 
 /// The client certificate presented on the connection (RFC 8705), if any; checked by the
 /// application, never at the handshake.
@@ -237,8 +237,14 @@ impl ClientCertVerifier for AnyClientCertificate {
 /// The most bytes of request line and headers a connection buffers (hyper's default is about
 /// 400 KB per connection; an OAuth request's head is a few KB).
 const MAX_REQUEST_HEAD: usize = 32 * 1024;
-/// Concurrent HTTP/2 streams per connection.
-const MAX_STREAMS: u32 = 64;
+/// Concurrent HTTP/2 streams per connection (issue 13 item 2 follow-up: with the windows
+/// below, what one connection can make the server hold unread).
+const MAX_STREAMS: u32 = 16;
+/// HTTP/2 flow control (RFC 9113 §6.9): the most a client may send on one stream, and on the
+/// whole connection, before the server reads it. hyper's defaults (1 MiB and more) let one
+/// connection park megabytes; a request body is at most 64 KiB.
+const H2_STREAM_WINDOW: u32 = 64 * 1024;
+const H2_CONNECTION_WINDOW: u32 = 256 * 1024;
 /// How long in-flight requests get after a shutdown signal.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// The HTTP/2 connection preface a client sends first (RFC 9113 §3.4).
@@ -249,8 +255,12 @@ const H2_PREFACE_LEN: usize = 24;
 /// Issue 13 item 2: no connection is held forever. `gate` (shared by both listeners) turns a
 /// connection over `server.max_connections` or `server.max_connections_per_ip` away right
 /// after `accept`, before the handshake; the handshake, the start of the request
-/// ([`FirstBytes`]) and the request headers each have a time-out (an idle HTTP/1.1 keep-alive
-/// connection is closed by the header time-out too); the body's is in `http::router`.
+/// ([`TimedIo`]) and the request headers each have a time-out (an idle HTTP/1.1 keep-alive
+/// connection is closed by the header time-out too); the body's is in `http::router`. A write
+/// the client does not take within `server.write_timeout` fails ([`TimedIo`]); a connection
+/// with no request in flight for `server.idle_timeout` (an HTTP/2 client answers pings, so
+/// nothing else would close it), or older than `server.max_connection_age`, is shut down
+/// gracefully (HTTP/2: GOAWAY) and closed if it has not finished `server.idle_timeout` later.
 pub async fn serve(
     listener: TcpListener,
     config: Arc<ServerConfig>,
@@ -260,7 +270,8 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(config);
-    let graceful = GracefulShutdown::new();
+    // every connection task holds a sender; the drain ends when the last one is dropped
+    let (open_tx, mut open_rx) = mpsc::channel::<()>(1);
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -285,9 +296,11 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
-        let watcher = graceful.watcher();
+        let open = open_tx.clone();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _ticket = ticket;
+            let _open = open;
             let tls = match tokio::time::timeout(timeouts.handshake, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
@@ -296,48 +309,126 @@ pub async fn serve(
                 }
                 Err(_) => return,
             };
-            let cert = PeerCertificate(
-                tls.get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .map(|c| c.clone().into_owned()),
-            );
-            // HTTP/2 over TLS is chosen by ALPN (RFC 9113 §3.2), so the protocol is known here
-            // and hyper's own detection read (which has no time-out) is skipped
-            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(cert.clone());
-                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                app.clone().oneshot(req)
-            });
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            // a client that never finishes its request headers is dropped (slowloris); the
-            // same deadline closes an idle keep-alive connection
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(timeouts.header)
-                .max_buf_size(MAX_REQUEST_HEAD);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .keep_alive_interval(Some(Duration::from_secs(30)))
-                .max_header_list_size(MAX_REQUEST_HEAD as u32)
-                .max_concurrent_streams(MAX_STREAMS);
-            let (builder, first) = if h2 {
-                (builder.http2_only(), H2_PREFACE_LEN)
-            } else {
-                (builder.http1_only(), 1)
-            };
-            let io = FirstBytes::new(tls, first, timeouts.first_byte);
-            let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
+            serve_connection(tls, peer, app, timeouts, shutdown).await;
         });
     }
-    let _ = tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await;
+    drop(open_tx);
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, open_rx.recv()).await;
+}
+
+/// Why a connection is being shut down.
+#[derive(Clone, Copy, Debug)]
+enum Closing {
+    Shutdown,
+    Idle,
+    MaxAge,
+}
+
+/// Serves one TLS connection until it ends, the client leaves it idle, it reaches its maximum
+/// age, or the server shuts down (issue 13 item 2 and its follow-up).
+async fn serve_connection(
+    tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    peer: SocketAddr,
+    app: Router,
+    timeouts: Timeouts,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let cert = PeerCertificate(
+        tls.get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.clone().into_owned()),
+    );
+    // HTTP/2 over TLS is chosen by ALPN (RFC 9113 §3.2), so the protocol is known here and
+    // hyper's own detection read (which has no time-out) is skipped
+    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+    let (activity, mut in_flight) = Activity::new();
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(cert.clone());
+        req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        let started = activity.start();
+        let response = app.clone().oneshot(req);
+        async move {
+            let r = response.await;
+            drop(started);
+            r
+        }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // a client that never finishes its request headers is dropped (slowloris); the same
+    // deadline closes an idle keep-alive connection
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header)
+        .max_buf_size(MAX_REQUEST_HEAD);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .max_header_list_size(MAX_REQUEST_HEAD as u32)
+        .max_concurrent_streams(MAX_STREAMS)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW);
+    let (builder, first) = if h2 {
+        (builder.http2_only(), H2_PREFACE_LEN)
+    } else {
+        (builder.http1_only(), 1)
+    };
+    let io = TimedIo::new(tls, first, timeouts.first_byte, timeouts.write);
+    let conn = builder.serve_connection(TokioIo::new(io), service).into_owned();
+    tokio::pin!(conn);
+
+    let now = Instant::now();
+    let max_age = now + timeouts.max_age;
+    // `Some` while nothing is in flight: when the connection counts as idle
+    let mut idle_at = Some(now + timeouts.idle);
+    let mut watching = true;
+    // `Some` once shutting down: the reason, and when the connection is dropped regardless
+    let mut closing: Option<(Closing, Instant)> = None;
+    if *shutdown.borrow() {
+        conn.as_mut().graceful_shutdown();
+        closing = Some((Closing::Shutdown, now + DRAIN_TIMEOUT));
+    }
+    // select! builds every branch's future, enabled or not: far in the future stands for never
+    let never = now + Duration::from_secs(10 * 365 * 24 * 3600);
+    loop {
+        let deadline = closing.map_or(never, |(_, at)| at);
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            r = in_flight.changed(), if watching => match r {
+                Ok(()) => {
+                    let n = *in_flight.borrow_and_update();
+                    idle_at = (n == 0).then(|| Instant::now() + timeouts.idle);
+                }
+                Err(_) => watching = false,
+            },
+            r = shutdown.changed(), if closing.is_none() => {
+                // a dropped sender also means the server is going away
+                let _ = r;
+                conn.as_mut().graceful_shutdown();
+                closing = Some((Closing::Shutdown, Instant::now() + DRAIN_TIMEOUT));
+            }
+            _ = tokio::time::sleep_until(idle_at.unwrap_or(never)), if closing.is_none() && idle_at.is_some() => {
+                conn.as_mut().graceful_shutdown();
+                closing = Some((Closing::Idle, Instant::now() + timeouts.idle));
+            }
+            _ = tokio::time::sleep_until(max_age), if closing.is_none() => {
+                conn.as_mut().graceful_shutdown();
+                closing = Some((Closing::MaxAge, Instant::now() + timeouts.idle));
+            }
+            _ = tokio::time::sleep_until(deadline), if closing.is_some() => {
+                tracing::debug!(%peer, reason = ?closing.map(|(r, _)| r), "connection did not finish after it was asked to close");
+                return;
+            }
+        }
+    }
 }
 
 /// Binds a listener, with a one-line reason on failure.
