@@ -87,9 +87,19 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
             s[7] as u8,
         ));
     }
+    // 6to4 (2002::/16, RFC 3056) carries an IPv4 address too
+    if s[0] == 0x2002 {
+        return is_public_v4(Ipv4Addr::new(
+            (s[1] >> 8) as u8,
+            s[1] as u8,
+            (s[2] >> 8) as u8,
+            s[2] as u8,
+        ));
+    }
     !(ip.is_unspecified()
         || ip.is_loopback()
         || ip.is_multicast()
+        || (s[0] == 0x2001 && s[1] == 0) // Teredo (RFC 4380): reaches IPv4 hosts through a relay
         || (s[0] & 0xfe00) == 0xfc00 // unique local (RFC 4193)
         || (s[0] & 0xffc0) == 0xfe80 // link-local
         || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)
@@ -122,10 +132,19 @@ mod tests {
             "::ffff:10.0.0.1",
             "64:ff9b::a9fe:a9fe",
             "::127.0.0.1",
+            "2002:7f00:1::1",
+            "2002:a00:1::",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
         ] {
             assert!(!is_public(a.parse().unwrap()), "{a}");
         }
-        for a in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8"] {
+        for a in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "2606:4700::1111",
+            "::ffff:8.8.8.8",
+            "2002:808:808::1",
+        ] {
             assert!(is_public(a.parse().unwrap()), "{a}");
         }
     }
