@@ -57,8 +57,10 @@ impl Provider {
         let redirect = match get("post_logout_redirect_uri") {
             None => None,
             Some(uri) => {
-                let Some(client) = &client else {
-                    return Err("A post_logout_redirect_uri needs a client_id or an id_token_hint.".into());
+                // §3: no post-logout redirection without an id_token_hint for the client (else
+                // anyone could bounce a browser through this server to a URI they registered)
+                let (Some(client), Some(_)) = (&client, &hinted) else {
+                    return Err("A post_logout_redirect_uri needs an id_token_hint.".into());
                 };
                 let registered = client
                     .client

@@ -222,19 +222,34 @@ async fn item15_16_sessions_logout_and_form_action() {
     let (_, _, page) = old.get(&s, &Browser::authorization_url(&s, &rp.client_id, &uri)).await;
     assert!(page.contains("name=\"password\""), "the previous session still works");
 
-    // logout: an unregistered target is refused without a redirect
+    // an id_token for the hint
+    let dpop = DpopKey::new();
+    let (code, par) = authorize(&s, &rp, Par::new(&rp)).await;
+    let r = token_request(&s, &rp, &dpop, code_params(&code, &par.verifier)).await;
+    let id_token = r.json::<Value>().await.unwrap()["id_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // logout: an unregistered target is refused without a redirect, and so is a registered one
+    // without a valid id_token_hint (no open redirector), with or without a session
     let end = s.meta["end_session_endpoint"].as_str().unwrap().to_owned();
-    let bad = format!(
-        "{end}?client_id={}&post_logout_redirect_uri=https://evil.example/",
-        rp.client_id
-    );
-    let (status, headers, _) = b.get(&s, &bad).await;
-    assert_eq!(status, 400);
-    assert!(headers.get(LOCATION).is_none());
-    // a registered one: asked first, then the session ends and the browser goes there
+    for query in [
+        format!("id_token_hint={id_token}&post_logout_redirect_uri=https://evil.example/"),
+        format!("client_id={}&post_logout_redirect_uri={logout_uri}&state=x", rp.client_id),
+        format!("id_token_hint=e30.e30.e30&post_logout_redirect_uri={logout_uri}"),
+    ] {
+        for browser in [&mut b, &mut Browser::default()] {
+            let (status, headers, _) = browser.get(&s, &format!("{end}?{query}")).await;
+            assert_eq!(status, 400, "{query}");
+            assert!(headers.get(LOCATION).is_none(), "{query}");
+        }
+    }
+    // a registered one with the hint: asked first, then the session ends and the browser goes
+    // there
     let mut ask = url::Url::parse(&end).unwrap();
     ask.query_pairs_mut()
-        .append_pair("client_id", &rp.client_id)
+        .append_pair("id_token_hint", &id_token)
         .append_pair("post_logout_redirect_uri", logout_uri)
         .append_pair("state", "st8");
     let (status, headers, page) = b.get(&s, ask.as_str()).await;
