@@ -69,6 +69,7 @@ fn is_public_v4(ip: Ipv4Addr) -> bool {
         || a == 0 // "this network" (RFC 791)
         || (a == 100 && (64..128).contains(&b)) // shared address space (RFC 6598)
         || (a == 192 && b == 0 && c == 0) // IETF protocol assignments (RFC 6890)
+        || (a == 192 && b == 88 && c == 99) // 6to4 relay anycast (RFC 7526)
         || (a == 198 && (b == 18 || b == 19)) // benchmarking (RFC 2544)
         || a >= 240) // reserved (RFC 1112)
 }
@@ -79,7 +80,9 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         return is_public_v4(v4);
     }
     let s = ip.segments();
-    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+    // 64:ff9b::/96 (RFC 6052) and the local-use 64:ff9b:1::/48 (RFC 8215): the IPv4 address
+    // is in the last 32 bits
+    if s[0] == 0x64 && s[1] == 0xff9b && (s[2..6] == [0, 0, 0, 0] || s[2] == 1) {
         return is_public_v4(Ipv4Addr::new(
             (s[6] >> 8) as u8,
             s[6] as u8,
@@ -133,6 +136,8 @@ mod tests {
             "64:ff9b::a9fe:a9fe",
             "::127.0.0.1",
             "2002:7f00:1::1",
+            "64:ff9b:1::a9fe:a9fe",
+            "192.88.99.1",
             "2002:a00:1::",
             "2001:0:4136:e378:8000:63bf:3fff:fdd2",
         ] {

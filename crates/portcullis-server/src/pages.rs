@@ -26,6 +26,7 @@ const CSRF_COOKIE: &str = "__Host-portcullis-csrf";
 /// Marks a browser where a user signed in before (OWASP "device cookies"): its attempts for that
 /// user skip the per-username back-off, which others' guesses fill.
 const DEVICE_COOKIE: &str = "__Host-portcullis-device";
+/// How long a device cookie is honoured (seconds).
 const DEVICE_COOKIE_LIFETIME: i64 = 90 * 86_400;
 
 #[derive(Template)]
@@ -381,8 +382,11 @@ pub async fn login(
     // issue 13 item 7: back-off per username, per client address and per request; the wait is
     // taken before the password is checked, and parallel attempts queue one after another. A
     // browser where this user signed in before is not held up by others' guesses at the name.
-    let known_device = cookie(&headers, DEVICE_COOKIE).is_some_and(|c| s.login_failures.is_known_device(&c, username));
-    let keys = s.login_failures.keys(username, peer.ip(), request_uri, known_device);
+    let device =
+        cookie(&headers, DEVICE_COOKIE).and_then(|c| s.login_failures.known_device(&c, username, s.provider.now()));
+    let keys = s
+        .login_failures
+        .keys(username, peer.ip(), request_uri, device.as_deref());
     let Some((attempt, wait)) = s.login_failures.admit(keys) else {
         tracing::info!(user = %s.login_failures.tag(username), "login refused: too many recent failures");
         return too_many_attempts();
@@ -407,8 +411,11 @@ pub async fn login(
         .await;
     let user = match (verdict, user) {
         (Verdict::Match, Some(user)) => user,
-        // no check was made: not a failure, and not "wrong password"
-        (Verdict::Busy, _) => return busy(),
+        // no check was made: not a wrong password (only the address is charged for it)
+        (Verdict::Busy, _) => {
+            attempt.busy();
+            return busy();
+        }
         _ => {
             attempt.failed();
             // issue 13 item 13: never the username as typed (it may be a password, or huge)
@@ -453,7 +460,7 @@ pub async fn login(
         header::SET_COOKIE,
         set_cookie(
             DEVICE_COOKIE,
-            &s.login_failures.device_cookie(&user.username),
+            &s.login_failures.device_cookie(&user.username, now),
             DEVICE_COOKIE_LIFETIME,
         ),
     );
@@ -649,7 +656,9 @@ struct Attempts {
 }
 
 /// An admitted login attempt. Until [`Attempt::succeeded`] it counts as a failure on each of its
-/// keys; dropped unresolved (the server was busy, an error), it counts as nothing.
+/// keys, and so does an attempt dropped unresolved (the client went away while its password was
+/// being checked). [`Attempt::busy`] (no check was made) counts against the client address only,
+/// so that one address cannot keep the password queue full.
 pub struct Attempt<'a> {
     owner: &'a LoginFailures,
     keys: Vec<(String, u32)>,
@@ -674,10 +683,19 @@ impl Attempt<'_> {
     }
 }
 
+impl Attempt<'_> {
+    pub fn busy(mut self) {
+        self.resolved = true;
+        let (address, others): (Vec<_>, Vec<_>) = self.keys.iter().cloned().partition(|(k, _)| k.starts_with("a:"));
+        self.owner.resolve(&address, true);
+        self.owner.resolve(&others, false);
+    }
+}
+
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if !self.resolved {
-            self.owner.resolve(&self.keys, false);
+            self.owner.resolve(&self.keys, true);
         }
     }
 }
@@ -714,16 +732,25 @@ impl LoginFailures {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The keys of one attempt: username (unless the browser is a known device of that user),
-    /// client address (as the connection gate counts it: IPv4-mapped as IPv4, IPv6 by /64) and
-    /// request.
-    fn keys(&self, username: &str, addr: IpAddr, request_uri: &str, known_device: bool) -> Vec<(String, u32)> {
+    /// The keys of one attempt: client address (as the connection gate counts it: IPv4-mapped
+    /// as IPv4, IPv6 by /64), request, and username, or instead of the username the device (a
+    /// browser where this user signed in before) while that device has fewer than
+    /// [`DEVICE_MAX_FAILURES`] failures: a stolen device cookie buys a few guesses, not a way
+    /// around the username's back-off.
+    fn keys(&self, username: &str, addr: IpAddr, request_uri: &str, device: Option<&str>) -> Vec<(String, u32)> {
         let mut keys = vec![
             (format!("a:{}", crate::connections::address_key(addr)), FREE_PER_ADDRESS),
             (format!("r:{}", hash(request_uri)), FREE_PER_USER),
         ];
-        if !known_device {
-            keys.push((format!("u:{}", hash(&username.to_lowercase())), FREE_PER_USER));
+        let device_key = device.map(|d| format!("d:{d}"));
+        let trusted = device_key.as_ref().is_some_and(|k| {
+            self.lock()
+                .get(k)
+                .is_none_or(|a| a.failures + a.in_flight < DEVICE_MAX_FAILURES)
+        });
+        match device_key {
+            Some(k) if trusted => keys.push((k, FREE_PER_USER)),
+            _ => keys.push((format!("u:{}", hash(&username.to_lowercase())), FREE_PER_USER)),
         }
         keys
     }
@@ -735,23 +762,29 @@ impl LoginFailures {
         t.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    fn device_cookie(&self, username: &str) -> String {
-        let t = hmac::sign(
-            &self.device_key,
-            format!("device\n{}", username.to_lowercase()).as_bytes(),
-        );
-        b64url(t.as_ref())
+    /// A device cookie (OWASP "device cookies"): a random device id and the issue time, with a
+    /// MAC binding both to the user. A new one is issued at every successful login.
+    fn device_cookie(&self, username: &str, now: i64) -> String {
+        let mut value = random_bytes::<16>().to_vec();
+        value.extend_from_slice(&now.to_be_bytes());
+        let tag = hmac::sign(&self.device_key, &device_message(username, &value));
+        value.extend_from_slice(tag.as_ref());
+        b64url(value)
     }
 
-    fn is_known_device(&self, cookie: &str, username: &str) -> bool {
-        b64url_decode(cookie).is_ok_and(|tag| {
-            hmac::verify(
-                &self.device_key,
-                format!("device\n{}", username.to_lowercase()).as_bytes(),
-                &tag,
-            )
-            .is_ok()
-        })
+    /// The device id of a cookie issued to `username` within [`DEVICE_COOKIE_LIFETIME`].
+    fn known_device(&self, cookie: &str, username: &str, now: i64) -> Option<String> {
+        let raw = b64url_decode(cookie).ok()?;
+        if raw.len() != 16 + 8 + 32 {
+            return None;
+        }
+        let (value, tag) = raw.split_at(24);
+        hmac::verify(&self.device_key, &device_message(username, value), tag).ok()?;
+        let issued = i64::from_be_bytes(value[16..24].try_into().ok()?);
+        if now < issued || now - issued > DEVICE_COOKIE_LIFETIME {
+            return None;
+        }
+        Some(value[..16].iter().map(|b| format!("{b:02x}")).collect())
     }
 
     /// Admits an attempt: reserves its turn on every key and counts it as in flight. Returns
@@ -817,6 +850,15 @@ impl LoginFailures {
     }
 }
 
+fn device_message(username: &str, value: &[u8]) -> Vec<u8> {
+    let mut m = format!("device\n{}\n", username.to_lowercase()).into_bytes();
+    m.extend_from_slice(value);
+    m
+}
+
+/// Failures (and attempts in flight) a device may have before it is treated as unknown.
+const DEVICE_MAX_FAILURES: u32 = 5;
+
 /// Failures plus attempts in flight, for an entry not yet forgotten.
 fn pending(a: &Attempts, now: Instant) -> u32 {
     let failures = if now.duration_since(a.last) > FAILURE_MEMORY {
@@ -843,6 +885,12 @@ fn evict_oldest(map: &mut std::collections::HashMap<String, Attempts>, max: usiz
     if map.len() < max {
         return;
     }
+    // entries that hold no failure go first (a flood of successful or pending logins must not
+    // push out anyone's back-off)
+    map.retain(|_, a| a.in_flight > 0 || a.failures > 0);
+    if map.len() < max {
+        return;
+    }
     let mut ages: Vec<(Instant, String)> = map
         .iter()
         .filter(|(_, a)| a.in_flight == 0)
@@ -863,7 +911,7 @@ mod tests {
     use super::*;
 
     fn keys(f: &LoginFailures, user: &str, ip: &str, req: &str) -> Vec<(String, u32)> {
-        f.keys(user, ip.parse().unwrap(), req, false)
+        f.keys(user, ip.parse().unwrap(), req, None)
     }
 
     /// Admits and resolves one attempt at once; returns its wait.
@@ -906,7 +954,7 @@ mod tests {
 
     /// Issue 13 item 7 (and the review's follow-up): a burst of parallel guesses, none yet
     /// resolved, already takes turns (attempts in flight count as failures); past the longest
-    /// wait they are refused outright; an unresolved attempt (busy server) counts as nothing.
+    /// wait they are refused outright.
     #[test]
     fn parallel_attempts_take_turns() {
         let f = LoginFailures::default();
@@ -919,7 +967,8 @@ mod tests {
         assert!(admitted.iter().any(Option::is_none), "no refusal past the longest wait");
         drop(admitted);
         let map = f.lock();
-        assert!(map.values().all(|a| a.in_flight == 0 && a.failures == 0));
+        // abandoned, they count as failures (their checks may have run)
+        assert!(map.values().all(|a| a.in_flight == 0 && a.failures > 0));
     }
 
     /// Review follow-up: IPv4 clients on a dual-stack listener arrive IPv4-mapped; each is its
@@ -927,10 +976,10 @@ mod tests {
     #[test]
     fn mapped_ipv4_addresses_are_distinct() {
         let f = LoginFailures::default();
-        let a = f.keys("u", "::ffff:192.0.2.1".parse().unwrap(), "r", false);
-        let b = f.keys("u", "::ffff:192.0.2.2".parse().unwrap(), "r", false);
+        let a = f.keys("u", "::ffff:192.0.2.1".parse().unwrap(), "r", None);
+        let b = f.keys("u", "::ffff:192.0.2.2".parse().unwrap(), "r", None);
         assert_ne!(a[0], b[0]);
-        assert_eq!(a[0], f.keys("u", "192.0.2.1".parse().unwrap(), "r", false)[0]);
+        assert_eq!(a[0], f.keys("u", "192.0.2.1".parse().unwrap(), "r", None)[0]);
     }
 
     /// Review follow-up: guesses at a username from elsewhere do not hold up that user on a
@@ -947,12 +996,66 @@ mod tests {
             f.admit(stranger).is_none_or(|(_, w)| w > Duration::ZERO),
             "the name is throttled"
         );
-        let cookie = f.device_cookie("Alice");
-        assert!(f.is_known_device(&cookie, "alice"));
-        assert!(!f.is_known_device(&cookie, "bob"));
-        assert!(!f.is_known_device("AAAA", "alice"));
-        let mine = f.keys("alice", "192.0.2.51".parse().unwrap(), "mine", true);
+        let now = 1_800_000_000;
+        let cookie = f.device_cookie("Alice", now);
+        let device = f.known_device(&cookie, "alice", now + 60).expect("a known device");
+        assert_ne!(
+            f.known_device(&f.device_cookie("alice", now), "alice", now),
+            Some(device.clone()),
+            "one id per device"
+        );
+        assert_eq!(f.known_device(&cookie, "bob", now), None);
+        assert_eq!(f.known_device("AAAA", "alice", now), None);
+        assert_eq!(
+            f.known_device(&cookie, "alice", now + DEVICE_COOKIE_LIFETIME + 1),
+            None,
+            "expires"
+        );
+        let mine = f.keys("alice", "192.0.2.51".parse().unwrap(), "mine", Some(&device));
         assert_eq!(attempt(&f, &mine, false), Some(Duration::ZERO));
+    }
+
+    /// Second review: a copied device cookie buys a few guesses, then the device counts as
+    /// unknown and the username's back-off applies again.
+    #[test]
+    fn a_device_with_failures_loses_its_pass() {
+        let f = LoginFailures::default();
+        let now = 1_800_000_000;
+        let device = f.known_device(&f.device_cookie("alice", now), "alice", now).unwrap();
+        for i in 0..DEVICE_MAX_FAILURES {
+            let k = f.keys(
+                "alice",
+                format!("198.51.100.{i}").parse().unwrap(),
+                &format!("r{i}"),
+                Some(&device),
+            );
+            assert!(k.iter().any(|(k, _)| k.starts_with("d:")));
+            let _ = attempt(&f, &k, true);
+        }
+        let k = f.keys("alice", "198.51.100.99".parse().unwrap(), "r99", Some(&device));
+        assert!(k.iter().any(|(k, _)| k.starts_with("u:")), "{k:?}");
+        assert!(!k.iter().any(|(k, _)| k.starts_with("d:")));
+    }
+
+    /// Second review: an attempt abandoned while its password is checked counts as a failure;
+    /// a busy answer counts against the address only.
+    #[test]
+    fn abandoned_attempts_count_and_busy_charges_the_address() {
+        let f = LoginFailures::default();
+        let k = keys(&f, "carol", "192.0.2.9", "rq");
+        let (a, _) = f.admit(k.clone()).unwrap();
+        drop(a);
+        let (a, _) = f.admit(k.clone()).unwrap();
+        a.busy();
+        let map = f.lock();
+        let failures = |prefix: &str| {
+            map.iter()
+                .find(|(key, _)| key.starts_with(prefix))
+                .map(|(_, a)| a.failures)
+        };
+        assert_eq!(failures("u:"), Some(1));
+        assert_eq!(failures("a:"), Some(2));
+        assert!(map.values().all(|a| a.in_flight == 0));
     }
 
     /// Issue 13 item 7: a flood of failures for other names neither resets nor evicts the

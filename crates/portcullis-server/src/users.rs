@@ -89,11 +89,17 @@ type Job = (Option<String>, String, oneshot::Sender<bool>);
 /// and logins beyond that queue instead of overcommitting the CPU.
 pub struct PasswordWorkers {
     jobs: mpsc::Sender<Job>,
+    /// Busy answers since the last warning, and when that was (the warning is rate-limited: a
+    /// flood must not flood the log too).
+    busy: Mutex<(u64, Option<std::time::Instant>)>,
 }
 
 /// Waiting logins beyond this are answered "busy, try again shortly", rather than queued
 /// without bound.
 const QUEUE: usize = 256;
+
+/// How often a full password queue is reported.
+const BUSY_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The outcome of a password check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +131,10 @@ impl PasswordWorkers {
                             Err(_) => None,
                         };
                         let Some((stored, password, reply)) = job else { break };
+                        // the client went away while waiting: no check for nobody
+                        if reply.is_closed() {
+                            continue;
+                        }
                         let _ = reply.send(verifier.verify(stored.as_deref(), &password));
                     }
                 });
@@ -132,7 +142,20 @@ impl PasswordWorkers {
                 tracing::error!(error = %e, "cannot start a password worker");
             }
         }
-        Self { jobs }
+        Self {
+            jobs,
+            busy: Mutex::new((0, None)),
+        }
+    }
+
+    /// At most one warning per [`BUSY_REPORT_INTERVAL`], with the count since the last one.
+    fn report_full(&self) {
+        let mut b = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        b.0 += 1;
+        if b.1.is_none_or(|t| t.elapsed() >= BUSY_REPORT_INTERVAL) {
+            tracing::warn!(refused = b.0, "password check queue is full: sign-ins answered busy");
+            *b = (0, Some(std::time::Instant::now()));
+        }
     }
 
     /// Verifies off the async threads (argon2 is deliberately slow). A full queue is
@@ -141,7 +164,7 @@ impl PasswordWorkers {
     pub async fn verify(&self, stored: Option<String>, password: String) -> Verdict {
         let (tx, rx) = oneshot::channel();
         if self.jobs.try_send((stored, password, tx)).is_err() {
-            tracing::warn!("password check queue is full");
+            self.report_full();
             return Verdict::Busy;
         }
         match rx.await {

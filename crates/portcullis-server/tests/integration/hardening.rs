@@ -236,7 +236,10 @@ async fn item15_16_sessions_logout_and_form_action() {
     let end = s.meta["end_session_endpoint"].as_str().unwrap().to_owned();
     for query in [
         format!("id_token_hint={id_token}&post_logout_redirect_uri=https://evil.example/"),
-        format!("client_id={}&post_logout_redirect_uri={logout_uri}&state=x", rp.client_id),
+        format!(
+            "client_id={}&post_logout_redirect_uri={logout_uri}&state=x",
+            rp.client_id
+        ),
         format!("id_token_hint=e30.e30.e30&post_logout_redirect_uri={logout_uri}"),
     ] {
         for browser in [&mut b, &mut Browser::default()] {
