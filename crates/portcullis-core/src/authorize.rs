@@ -47,7 +47,12 @@ pub enum NextStep {
 /// What the user decided on the consent page.
 #[derive(Debug, Clone)]
 pub enum Decision {
-    Allow { sub: String, auth_time: i64 },
+    /// The user allowed it, signed in at `auth_time` for `login_request` (a request_uri hash).
+    Allow {
+        sub: String,
+        auth_time: i64,
+        login_request: Option<String>,
+    },
     Deny,
 }
 
@@ -162,8 +167,12 @@ impl Provider {
         let now = self.now();
         // issue 13 item 6: the login behind an Allow must still satisfy prompt=login and
         // max_age now, whatever page was shown before (checked before the request_uri is spent)
-        if let Decision::Allow { auth_time, .. } = &decision
-            && !self.login_is_fresh(pending, *auth_time)
+        if let Decision::Allow {
+            auth_time,
+            login_request,
+            ..
+        } = &decision
+            && !self.login_is_fresh(pending, *auth_time, login_request.as_deref())
         {
             return Err(AuthorizationFailure::page(
                 403,
@@ -192,7 +201,7 @@ impl Provider {
                     req.state.as_deref(),
                 ));
             }
-            Decision::Allow { sub, auth_time } => (sub, auth_time),
+            Decision::Allow { sub, auth_time, .. } => (sub, auth_time),
         };
         let code = credential();
         let record = AuthorizationCode {
@@ -238,7 +247,7 @@ impl Provider {
     /// since consent is asked every time it ends in `login_required` or `consent_required`.
     pub fn next_step(&self, pending: &PendingAuthorization, login: Option<&Session>) -> NextStep {
         let req = &pending.request;
-        let login = login.filter(|s| self.login_is_fresh(pending, s.auth_time));
+        let login = login.filter(|s| self.login_is_fresh(pending, s.auth_time, s.login_request.as_deref()));
         if req.prompt.iter().any(|p| p == "none") {
             return NextStep::Redirect(match login {
                 Some(_) => self.pending_error(
@@ -255,12 +264,12 @@ impl Provider {
         }
     }
 
-    /// OIDC Core §3.1.2.1: a login at `auth_time` is newer than the request when `prompt=login`
-    /// asks for that, and within `max_age` when given; a login made during this request always
-    /// satisfies `max_age` (so `max_age=0` can complete).
-    pub fn login_is_fresh(&self, pending: &PendingAuthorization, auth_time: i64) -> bool {
+    /// OIDC Core §3.1.2.1: `prompt=login` wants a login made for this very request (the login
+    /// form carries the request_uri, and the session remembers it); `max_age` wants a login
+    /// within that many seconds, or one made for this request (so `max_age=0` can complete).
+    pub fn login_is_fresh(&self, pending: &PendingAuthorization, auth_time: i64, login_request: Option<&str>) -> bool {
         let req = &pending.request;
-        let during_request = auth_time >= pending.pushed_at;
+        let during_request = login_request == Some(pending.request_uri_hash.as_str());
         let login_asked = req.prompt.iter().any(|p| p == "login");
         during_request || (!login_asked && req.max_age.is_none_or(|max| self.now() - auth_time <= max))
     }

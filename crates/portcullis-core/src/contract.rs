@@ -393,6 +393,7 @@ fn session(expires_at: i64) -> Session {
         username: "alice".into(),
         auth_time: 1000,
         expires_at,
+        login_request: Some("rq".into()),
     }
 }
 

@@ -195,6 +195,9 @@ pub struct Session {
     pub username: String,
     pub auth_time: i64,
     pub expires_at: i64,
+    /// The request (request_uri hash) this login was made for: only such a login satisfies that
+    /// request's `prompt=login` (OIDC Core §3.1.2.1; seconds cannot order a login and a push).
+    pub login_request: Option<String>,
 }
 
 /// A persisted server signing key.

@@ -234,6 +234,7 @@ impl Env {
                 Decision::Allow {
                     sub: "alice".into(),
                     auth_time: self.now(),
+                    login_request: Some(pending.request_uri_hash.clone()),
                 },
             )
             .await
@@ -601,6 +602,11 @@ async fn login_freshness() {
         username: "alice".into(),
         auth_time,
         expires_at: auth_time + 3600,
+        login_request: None,
+    };
+    let session_for = |auth_time: i64, pending: &portcullis_core::authorize::PendingAuthorization| Session {
+        login_request: Some(pending.request_uri_hash.clone()),
+        ..session(auth_time)
     };
     let t = e.now();
     let pending = e
@@ -623,9 +629,9 @@ async fn login_freshness() {
     assert_eq!(e.provider.next_step(&pending0, Some(&session(t - 1))), NextStep::Login);
     e.clock.advance(5);
     assert_eq!(
-        e.provider.next_step(&pending0, Some(&session(t + 2))),
+        e.provider.next_step(&pending0, Some(&session_for(t + 2, &pending0))),
         NextStep::Consent,
-        "a login during the request satisfies max_age=0"
+        "a login made for the request satisfies max_age=0"
     );
     e.clock.advance(-5);
     let pending = e
@@ -634,12 +640,19 @@ async fn login_freshness() {
         .await
         .unwrap();
     assert_eq!(e.provider.next_step(&pending, Some(&session(t - 1))), NextStep::Login);
-    assert_eq!(e.provider.next_step(&pending, Some(&session(t))), NextStep::Consent);
+    // a login in the very second of the push, but not made for this request (another tab,
+    // another client), does not satisfy prompt=login; one made for it does
+    assert_eq!(e.provider.next_step(&pending, Some(&session(t))), NextStep::Login);
+    assert_eq!(
+        e.provider.next_step(&pending, Some(&session_for(t, &pending))),
+        NextStep::Consent
+    );
     // issue 13 item 6: an Allow carrying an older login is refused when consent is submitted,
     // and the request_uri is not spent by that refusal
     let stale = Decision::Allow {
         sub: "alice".into(),
-        auth_time: t - 1,
+        auth_time: t,
+        login_request: None,
     };
     assert!(matches!(
         e.provider.complete_authorization(&pending, stale).await,
@@ -648,6 +661,7 @@ async fn login_freshness() {
     let fresh = Decision::Allow {
         sub: "alice".into(),
         auth_time: t,
+        login_request: Some(pending.request_uri_hash.clone()),
     };
     assert!(e.provider.complete_authorization(&pending, fresh).await.is_ok());
     let pending = e

@@ -446,6 +446,7 @@ pub async fn login(
         username: user.username.clone(),
         auth_time: now,
         expires_at: now + s.provider.settings().session_lifetime,
+        login_request: Some(pending.request_uri_hash.clone()),
     };
     if let Err(e) = s.provider.store().insert_session(&hash(&session_id), &session).await {
         tracing::error!(error = %e, "session insert failed");
@@ -518,6 +519,7 @@ pub async fn consent(State(s): State<Arc<AppState>>, headers: HeaderMap, body: B
             Decision::Allow {
                 sub: user.sub,
                 auth_time: session.auth_time,
+                login_request: session.login_request.clone(),
             }
         }
         "deny" => Decision::Deny,

@@ -23,7 +23,7 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// The version `schema.sql` describes.
 const BASE_VERSION: i64 = 1;
 /// Each later version's change, applied in order to a database at an older version.
-const MIGRATIONS: [(i64, &[&str]); 1] = [
+const MIGRATIONS: [(i64, &[&str]); 2] = [
     // issue 13 item 14: registration access tokens expire; tokens issued before get the
     // default lifetime (30 days) from the upgrade on
     (
@@ -34,9 +34,11 @@ const MIGRATIONS: [(i64, &[&str]); 1] = [
              WHERE registration_token_hash IS NOT NULL",
         ],
     ),
+    // issue 13 item 6: a session remembers the request its login was made for
+    (3, &["ALTER TABLE sessions ADD COLUMN login_request TEXT"]),
 ];
 /// The version this binary writes.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -689,30 +691,35 @@ impl Store for SqliteStore {
     }
 
     async fn insert_session(&self, id_hash: &str, session: &Session) -> StoreResult<()> {
-        sqlx::query("INSERT INTO sessions (id_hash, username, auth_time, expires_at) VALUES (?, ?, ?, ?)")
-            .bind(id_hash)
-            .bind(&session.username)
-            .bind(session.auth_time)
-            .bind(session.expires_at)
-            .execute(&self.pool)
-            .await
-            .map_err(err)?;
+        sqlx::query(
+            "INSERT INTO sessions (id_hash, username, auth_time, expires_at, login_request) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id_hash)
+        .bind(&session.username)
+        .bind(session.auth_time)
+        .bind(session.expires_at)
+        .bind(&session.login_request)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
         Ok(())
     }
 
     async fn get_session(&self, id_hash: &str, now: i64) -> StoreResult<Option<Session>> {
-        let row =
-            sqlx::query("SELECT username, auth_time, expires_at FROM sessions WHERE id_hash = ? AND expires_at > ?")
-                .bind(id_hash)
-                .bind(now)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(err)?;
+        let row = sqlx::query(
+            "SELECT username, auth_time, expires_at, login_request FROM sessions WHERE id_hash = ? AND expires_at > ?",
+        )
+        .bind(id_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(Session {
             username: row.try_get("username").map_err(err)?,
             auth_time: row.try_get("auth_time").map_err(err)?,
             expires_at: row.try_get("expires_at").map_err(err)?,
+            login_request: row.try_get("login_request").map_err(err)?,
         }))
     }
 

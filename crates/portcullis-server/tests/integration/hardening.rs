@@ -46,9 +46,8 @@ async fn item6_consent_rechecks_the_login() {
     let first = Par::new(&rp).push(&s, &rp).await;
     b.run(&s, &rp.client_id, &first, "allow").await;
 
-    // prompt=login: the page asks for a login; its token posted to /consent is refused
-    // (times are in seconds: the request must come after the login's second)
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // prompt=login: the page asks for a login, even right after one (a login counts only for
+    // the request it was made for); its token posted to /consent is refused
     let uri = Par::new(&rp).set("prompt", "login").push(&s, &rp).await;
     let (status, _, page) = b.get(&s, &Browser::authorization_url(&s, &rp.client_id, &uri)).await;
     assert_eq!(status, 200);
@@ -62,14 +61,15 @@ async fn item6_consent_rechecks_the_login() {
 
     // max_age: the consent page is shown while the (earlier) login is fresh; once it is not,
     // the posted consent goes back to the login instead of issuing a code
-    let uri = Par::new(&rp).set("max_age", "4").push(&s, &rp).await;
+    let uri = Par::new(&rp).set("max_age", "2").push(&s, &rp).await;
     let url = Browser::authorization_url(&s, &rp.client_id, &uri);
     let (_, _, page) = b.get(&s, &url).await;
     assert!(
         page.contains("name=\"decision\""),
         "consent page within max_age: {page}"
     );
-    tokio::time::sleep(Duration::from_millis(4200)).await;
+    // (times are whole seconds: 3.5 s later the login is at least 3 s old, over max_age)
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     let mut form = hidden_fields(&page);
     form.push(("decision".into(), "allow".into()));
     let (status, headers, body) = b.post(&s, &absolute(&s, &form_action(&page)), &form).await;
@@ -211,7 +211,6 @@ async fn item15_16_sessions_logout_and_form_action() {
     assert!(csp.contains("form-action 'self' https://client.example.org"), "{csp}");
 
     // logging in again (prompt=login) replaces the session: the old cookie is dead
-    tokio::time::sleep(Duration::from_millis(1100)).await;
     let uri = Par::new(&rp).set("prompt", "login").push(&s, &rp).await;
     b.run(&s, &rp.client_id, &uri, "allow").await;
     assert_ne!(b.cookies["__Host-portcullis-session"], first_session);
