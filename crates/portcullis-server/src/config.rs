@@ -74,6 +74,10 @@ pub struct ServerConfig {
     pub header_timeout: i64,
     /// Seconds a client has to send a request's whole body (answered with 408 after that).
     pub body_timeout: i64,
+    /// Seconds a request's body may go without a single new byte while it is incomplete
+    /// (answered with 408 after that), so that a trickled body cannot hold its share of the
+    /// body budget for the whole `body_timeout` (issue 13 item 2, second review).
+    pub body_stall_timeout: i64,
     /// Seconds a connection may stay open with no request in flight; then it is closed (on
     /// HTTP/2 with a GOAWAY). An HTTP/2 client answers the server's pings by itself, so
     /// without this an idle one would be kept forever.
@@ -151,6 +155,7 @@ impl Default for ServerConfig {
             first_byte_timeout: 10,
             header_timeout: 15,
             body_timeout: 30,
+            body_stall_timeout: 5,
             idle_timeout: 60,
             write_timeout: 30,
             max_connection_age: 3600,
@@ -363,6 +368,7 @@ impl Config {
             ("first_byte_timeout", s.first_byte_timeout, 300),
             ("header_timeout", s.header_timeout, 300),
             ("body_timeout", s.body_timeout, 600),
+            ("body_stall_timeout", s.body_stall_timeout, 600),
             ("idle_timeout", s.idle_timeout, 3600),
             ("write_timeout", s.write_timeout, 600),
             ("max_connection_age", s.max_connection_age, 604_800),
@@ -491,6 +497,7 @@ mod tests {
             (60, 30, 3600),
             "default connection lifetimes"
         );
+        assert_eq!(d.body_stall_timeout, 5, "default body stall time-out");
         assert_eq!(
             (d.max_buffered_body_bytes, d.max_buffered_body_bytes_per_ip),
             (64 << 20, 4 << 20),
@@ -506,6 +513,7 @@ mod tests {
                 ("PORTCULLIS_SERVER_FIRST_BYTE_TIMEOUT", "1"),
                 ("PORTCULLIS_SERVER_HEADER_TIMEOUT", "2"),
                 ("PORTCULLIS_SERVER_BODY_TIMEOUT", "5"),
+                ("PORTCULLIS_SERVER_BODY_STALL_TIMEOUT", "3"),
                 ("PORTCULLIS_SERVER_IDLE_TIMEOUT", "6"),
                 ("PORTCULLIS_SERVER_WRITE_TIMEOUT", "7"),
                 ("PORTCULLIS_SERVER_MAX_CONNECTION_AGE", "8"),
@@ -526,6 +534,7 @@ mod tests {
             (4, 1, 2, 5)
         );
         assert_eq!((c.idle_timeout, c.write_timeout, c.max_connection_age), (6, 7, 8));
+        assert_eq!(c.body_stall_timeout, 3);
         assert_eq!(
             (c.max_buffered_body_bytes, c.max_buffered_body_bytes_per_ip),
             (1_000_000, 100_000)
@@ -546,6 +555,8 @@ mod tests {
             ("BODY_TIMEOUT", "0"),
             ("BODY_TIMEOUT", "601"),
             ("BODY_TIMEOUT", "-1"),
+            ("BODY_STALL_TIMEOUT", "0"),
+            ("BODY_STALL_TIMEOUT", "601"),
             ("IDLE_TIMEOUT", "0"),
             ("IDLE_TIMEOUT", "3601"),
             ("WRITE_TIMEOUT", "0"),

@@ -251,8 +251,9 @@ impl Drop for InFlight {
 /// Issue 13 item 2 follow-up: the request-body bytes the server buffers, bounded in total and
 /// per client address (the same key as [`Gate`]), so that unauthenticated clients cannot make
 /// it hold `connections x streams x 64 KiB` for up to `server.body_timeout`. A request takes
-/// its share as its body arrives (its declared `Content-Length` up front) and gives it back
-/// when it is answered; a request that does not fit is answered 503 at once.
+/// its share only as its body bytes arrive (second review: never its declared
+/// `Content-Length`, which costs nothing to send) and gives it back when it is answered or
+/// cut; a request whose next bytes do not fit is answered 503 at once.
 pub struct BodyBudget {
     max: usize,
     max_per_address: usize,

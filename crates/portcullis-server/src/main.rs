@@ -298,13 +298,16 @@ async fn serve(config: Config) -> Result<(), Failure> {
         config.server.listen, config.server.mtls_listen
     );
     let (gate, timeouts) = connection_limits(&config);
-    let body_timeout = secs(config.server.body_timeout);
+    let body_timeouts = http::BodyTimeouts {
+        whole: secs(config.server.body_timeout),
+        stall: secs(config.server.body_stall_timeout),
+    };
     let to_usize = |n: i64| usize::try_from(n).unwrap_or(usize::MAX);
     let body_budget = connections::BodyBudget::new(
         to_usize(config.server.max_buffered_body_bytes),
         to_usize(config.server.max_buffered_body_bytes_per_ip),
     );
-    let router = http::router(state.clone(), body_timeout, body_budget);
+    let router = http::router(state.clone(), body_timeouts, body_budget);
     app::spawn_maintenance(state);
     let (tx, rx) = tokio::sync::watch::channel(false);
     let a = tokio::spawn(tls::serve(

@@ -405,6 +405,7 @@ async fn idle_http2_connections_are_closed() {
     let s = Server::start_with(&[
         ("PORTCULLIS_SERVER_IDLE_TIMEOUT", "1"),
         ("PORTCULLIS_SERVER_BODY_TIMEOUT", "120"),
+        ("PORTCULLIS_SERVER_BODY_STALL_TIMEOUT", "120"),
     ])
     .await;
     let (mut busy, busy_driver) = h2_connect(&s, localhost()).await;
@@ -484,6 +485,7 @@ async fn connections_past_max_connection_age_are_closed_gracefully() {
         ("PORTCULLIS_SERVER_IDLE_TIMEOUT", "3600"),
         ("PORTCULLIS_SERVER_HEADER_TIMEOUT", "300"),
         ("PORTCULLIS_SERVER_BODY_TIMEOUT", "300"),
+        ("PORTCULLIS_SERVER_BODY_STALL_TIMEOUT", "300"),
     ])
     .await;
     let (mut send, driver) = h2_connect(&s, localhost()).await;
@@ -620,48 +622,44 @@ async fn finish(
     (refused, served)
 }
 
-/// Issue 13 item 2 follow-up: half-sent HTTP/2 request bodies are buffered only within the
-/// body budget (`max_buffered_body_bytes` = 6 bodies of 60000 bytes, and 4 per address): of
-/// 16 concurrent POSTs declaring 60000 bytes, an address gets exactly 4 through, a second
-/// address only the 2 left in the global budget, and every other request is answered 503
-/// with `Retry-After` at once instead of being held. Without a `Content-Length` the bytes are
-/// counted as they arrive. Once the bodies complete, the held requests are served normally.
+/// Issue 13 item 2 follow-up: the request bodies that really arrive are buffered only within
+/// the body budget (`max_buffered_body_bytes` = 100000, 65536 per address). 16 concurrent
+/// POSTs of 16000 bytes each send 15000 bytes (one DATA frame, so each is taken whole or not
+/// at all) and wait: an address gets exactly 4 held (60000 bytes), a second address only the
+/// 2 left in the global budget, and every other request is answered 503 with `Retry-After`
+/// at once instead of being held. With or without a `Content-Length` alike: only received
+/// bytes count. Once the bodies complete, the held requests are served normally.
 #[tokio::test]
 async fn buffered_request_bodies_stay_within_the_budget() {
-    const LEN: usize = 60_000;
+    const LEN: usize = 16_000;
+    const SENT: usize = 15_000;
     const STREAMS: usize = 16;
     let s = Server::start_with(&[
-        ("PORTCULLIS_SERVER_MAX_BUFFERED_BODY_BYTES", &(6 * LEN).to_string()),
-        (
-            "PORTCULLIS_SERVER_MAX_BUFFERED_BODY_BYTES_PER_IP",
-            &(4 * LEN).to_string(),
-        ),
+        ("PORTCULLIS_SERVER_MAX_BUFFERED_BODY_BYTES", "100000"),
+        ("PORTCULLIS_SERVER_MAX_BUFFERED_BODY_BYTES_PER_IP", "65536"),
         ("PORTCULLIS_SERVER_BODY_TIMEOUT", "120"),
+        ("PORTCULLIS_SERVER_BODY_STALL_TIMEOUT", "120"),
     ])
     .await;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
 
     let a = IpAddr::from([127, 0, 0, 12]);
-    let (_send_a, driver_a, streams_a) = half_sent_posts(&s, a, STREAMS, LEN, 1000, true, &tx).await;
+    let (_send_a, driver_a, streams_a) = half_sent_posts(&s, a, STREAMS, LEN, SENT, true, &tx).await;
     expect_refusals(&mut rx, STREAMS - 4, "first address").await;
     let b = IpAddr::from([127, 0, 0, 13]);
-    let (_send_b, driver_b, streams_b) = half_sent_posts(&s, b, STREAMS, LEN, 1000, true, &tx).await;
+    let (_send_b, driver_b, streams_b) = half_sent_posts(&s, b, STREAMS, LEN, SENT, true, &tx).await;
     expect_refusals(&mut rx, STREAMS - 2, "second address").await;
     let mut streams = streams_a;
     streams.extend(streams_b);
     let (refused, served) = finish(streams, &mut rx, 6, "declared bodies").await;
     assert_eq!((refused, served), (0, 6), "the requests within the budget are served");
 
-    // no Content-Length: 16 bodies of 30000 bytes sent whole but not ended, against a share
-    // of 240000 bytes: at most 8 can be held, the rest are refused as their bytes arrive
+    // no Content-Length: the same, from a third address
     let c = IpAddr::from([127, 0, 0, 14]);
-    let half = LEN / 2;
-    let (_send_c, driver_c, streams_c) = half_sent_posts(&s, c, STREAMS, half, half, false, &tx).await;
-    expect_refusals(&mut rx, STREAMS - 8, "undeclared bodies").await;
-    let empty = streams_c.into_iter().map(|(st, _)| (st, Bytes::new())).collect();
-    let (refused, served) = finish(empty, &mut rx, 8, "undeclared bodies").await;
-    assert_eq!(refused + served, 8);
-    assert!(served <= 8, "more bodies held than the address's share");
+    let (_send_c, driver_c, streams_c) = half_sent_posts(&s, c, STREAMS, LEN, SENT, false, &tx).await;
+    expect_refusals(&mut rx, STREAMS - 4, "undeclared bodies").await;
+    let (refused, served) = finish(streams_c, &mut rx, 4, "undeclared bodies").await;
+    assert_eq!((refused, served), (0, 4), "the requests within the budget are served");
 
     for d in [driver_a, driver_b, driver_c] {
         d.abort();
@@ -673,4 +671,138 @@ async fn buffered_request_bodies_stay_within_the_budget() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "ordinary requests are still served");
+}
+
+/// Issue 13 item 2 follow-up (second review): headers that only *declare* a body take none of
+/// the body budget. 4 addresses x 2 HTTP/2 connections x 15 streams each send HEADERS with
+/// `content-length: 65536` and no body byte, against a budget of 4 bodies (one per address);
+/// another client's POST to the token endpoint is still read and reaches the endpoint (401
+/// `invalid_client`) instead of being refused 503, and none of the empty streams is refused.
+#[tokio::test]
+async fn declared_but_unsent_bodies_do_not_exhaust_the_budget() {
+    const DECLARED: usize = 64 * 1024;
+    let s = Server::start_with(&[
+        ("PORTCULLIS_SERVER_MAX_BUFFERED_BODY_BYTES", &(4 * DECLARED).to_string()),
+        (
+            "PORTCULLIS_SERVER_MAX_BUFFERED_BODY_BYTES_PER_IP",
+            &DECLARED.to_string(),
+        ),
+        ("PORTCULLIS_SERVER_BODY_TIMEOUT", "120"),
+    ])
+    .await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut held = Vec::new();
+    for a in 0..4u8 {
+        let from = IpAddr::from([127, 0, 0, 40 + a]);
+        for _ in 0..2 {
+            let (mut send, driver, streams) = half_sent_posts(&s, from, 15, DECLARED, 0, true, &tx).await;
+            // a 16th stream, answered: the server has taken every HEADERS frame before it
+            let req = axum::http::Request::get(format!("{}/.well-known/openid-configuration", s.issuer))
+                .body(())
+                .unwrap();
+            send = tokio::time::timeout(BOUND, send.ready())
+                .await
+                .expect("no room for a 16th stream")
+                .expect("the connection takes no more streams");
+            let (r, _) = send.send_request(req, true).unwrap();
+            let r = tokio::time::timeout(BOUND, r).await.expect("GET not answered").unwrap();
+            assert_eq!(r.status(), 200);
+            read_h2_body(r.into_body()).await;
+            held.push((send, driver, streams));
+        }
+    }
+    for i in 0..3 {
+        let r = s
+            .http
+            .post(s.endpoint("token_endpoint"))
+            .form(&[("grant_type", "authorization_code")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status(),
+            401,
+            "request {i}: another client's POST was not read while 120 empty bodies were declared"
+        );
+        let (_, body) = json_error(r, "a prompt body").await;
+        assert_eq!(body["error"], "invalid_client", "{body}");
+    }
+    while let Ok((status, _, _)) = rx.try_recv() {
+        assert_ne!(
+            status, 503,
+            "a stream that sent no body byte was refused for the budget"
+        );
+    }
+    for (_, driver, _) in held {
+        driver.abort();
+    }
+}
+
+/// Issue 13 item 2 follow-up (second review): a body that stops arriving is answered 408
+/// `invalid_request` after `server.body_stall_timeout` (2 s here) although
+/// `server.body_timeout` (120 s) is far off, over HTTP/2 (15000 of 60000 bytes sent) and
+/// HTTP/1.1 (3 bytes sent; the connection is closed), and gives its share of the budget back:
+/// with a budget of one body, another address's 60000-byte POST is then read and served. A
+/// body whose bytes keep coming (gaps well under the stall time-out) is not cut, though it
+/// takes longer than the stall time-out in all.
+#[tokio::test]
+async fn stalled_bodies_are_answered_408_and_release_their_share() {
+    let s = Server::start_with(&[
+        ("PORTCULLIS_SERVER_MAX_BUFFERED_BODY_BYTES", "65536"),
+        ("PORTCULLIS_SERVER_MAX_BUFFERED_BODY_BYTES_PER_IP", "65536"),
+        ("PORTCULLIS_SERVER_BODY_TIMEOUT", "120"),
+        ("PORTCULLIS_SERVER_BODY_STALL_TIMEOUT", "2"),
+    ])
+    .await;
+    let check_408 = |status: u16, body: &[u8], what: &str| {
+        assert_eq!(status, 408, "{what}: {}", String::from_utf8_lossy(body));
+        let body: Value = serde_json::from_slice(body).unwrap_or_else(|e| panic!("{what}: not JSON ({e})"));
+        assert_eq!(body["error"], "invalid_request", "{what}: {body}");
+        assert!(body["error_description"].as_str().is_some_and(|d| !d.is_empty()));
+    };
+
+    // HTTP/2: 15000 bytes of a 60000-byte body, then nothing
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (_send, driver, streams) =
+        half_sent_posts(&s, IpAddr::from([127, 0, 0, 50]), 1, 60_000, 15_000, true, &tx).await;
+    let (status, _, body) = tokio::time::timeout(BOUND, rx.recv())
+        .await
+        .expect("a stalled HTTP/2 body was still held after 30 s")
+        .expect("outcome");
+    check_408(status, &body, "HTTP/2, stalled body");
+
+    // HTTP/1.1 on the mTLS listener: 3 bytes of 60000, then nothing
+    let mut tls = connect(&s, s.mtls_port, H1, IpAddr::from([127, 0, 0, 51]))
+        .await
+        .unwrap();
+    let head = "POST /token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 60000\r\n\r\ngra";
+    tls.write_all(head.as_bytes()).await.unwrap();
+    tls.flush().await.unwrap();
+    let (status, body) = status_and_body(&read_until_closed(&mut tls, "HTTP/1.1, stalled body").await);
+    assert!(status.starts_with("HTTP/1.1 408"), "HTTP/1.1, stalled body: {status}");
+    check_408(408, &body, "HTTP/1.1, stalled body");
+
+    // the shares are back: a whole 60000-byte body fits the 65536-byte budget again
+    let (tx2, mut rx2) = tokio::sync::mpsc::unbounded_channel();
+    let (_send2, driver2, streams2) =
+        half_sent_posts(&s, IpAddr::from([127, 0, 0, 52]), 1, 60_000, 0, true, &tx2).await;
+    let (refused, served) = finish(streams2, &mut rx2, 1, "a body after the stalled ones").await;
+    assert_eq!((refused, served), (0, 1), "the stalled bodies still hold the budget");
+
+    // a body that keeps coming, 400 bytes every 250 ms for 3.5 s, is served
+    let (tx3, mut rx3) = tokio::sync::mpsc::unbounded_channel();
+    let (_send3, driver3, mut streams3) =
+        half_sent_posts(&s, IpAddr::from([127, 0, 0, 53]), 1, 6_400, 400, true, &tx3).await;
+    let (mut stream, mut rest) = streams3.pop().expect("one stream");
+    while rest.len() > 400 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        stream.send_data(rest.split_to(400), false).unwrap();
+    }
+    let (refused, served) = finish(vec![(stream, rest)], &mut rx3, 1, "a slow but steady body").await;
+    assert_eq!((refused, served), (0, 1), "a steady body was cut");
+
+    drop(streams);
+    for d in [driver, driver2, driver3] {
+        d.abort();
+    }
 }
