@@ -402,37 +402,30 @@ async fn dpop_iat_window() {
 #[tokio::test]
 async fn jwks_uri_is_cached_and_refreshed_on_unknown_kid() {
     let e = env_with(true).await;
-    let auth = |key: &SigningKey| {
-        let params = vec![
-            ("client_assertion_type".to_owned(), JWT_BEARER_ASSERTION_TYPE.to_owned()),
-            ("client_assertion".to_owned(), e.assertion_with(key, |_| {})),
-        ];
-        authenticate(&e, params)
-    };
     let fetches = || e.fetcher.fetches.load(Ordering::SeqCst);
-    auth(&e.key).await.unwrap();
-    auth(&e.key).await.unwrap();
+    authenticate_as(&e, &e.key).await.unwrap();
+    authenticate_as(&e, &e.key).await.unwrap();
     assert_eq!(fetches(), 1, "cached");
     // the client rotates its key: one refetch finds the new kid
     let rotated = SigningKey::generate(Algorithm::Es256).unwrap();
     *e.fetcher.jwks.lock().unwrap() = json!({"keys": [rotated.public_jwk().to_json()]});
-    auth(&rotated).await.unwrap();
+    authenticate_as(&e, &rotated).await.unwrap();
     assert_eq!(fetches(), 2);
     // a kid that is nowhere: one refetch (once the refresh interval has passed), then
     // invalid_client
     e.clock.advance(e.provider.settings().jwks_refresh_interval);
     let stranger = SigningKey::generate(Algorithm::Es256).unwrap();
-    let err = auth(&stranger).await.unwrap_err();
+    let err = authenticate_as(&e, &stranger).await.unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidClient);
     assert_eq!(fetches(), 3);
     // the same unknown kid again: a remembered miss, no fetch
-    assert!(auth(&stranger).await.is_err());
+    assert!(authenticate_as(&e, &stranger).await.is_err());
     assert_eq!(fetches(), 3);
     // after the cache time the set is fetched again
-    auth(&rotated).await.unwrap();
+    authenticate_as(&e, &rotated).await.unwrap();
     assert_eq!(fetches(), 3);
     e.clock.advance(301);
-    auth(&rotated).await.unwrap();
+    authenticate_as(&e, &rotated).await.unwrap();
     assert_eq!(fetches(), 4);
 }
 
@@ -452,11 +445,7 @@ async fn jwks_uri_refetch_is_not_amplified() {
                 let e = e.clone();
                 tasks.push(tokio::spawn(async move {
                     let stranger = SigningKey::generate(Algorithm::Es256).unwrap();
-                    let params = vec![
-                        ("client_assertion_type".to_owned(), JWT_BEARER_ASSERTION_TYPE.to_owned()),
-                        ("client_assertion".to_owned(), e.assertion_with(&stranger, |_| {})),
-                    ];
-                    authenticate(&e, params).await.unwrap_err()
+                    authenticate_as(&e, &stranger).await.unwrap_err()
                 }));
             }
             for t in tasks {
@@ -478,11 +467,7 @@ async fn jwks_uri_refetch_is_not_amplified() {
     assert!(fetches() <= 3, "{} fetches", fetches());
     // the real key still works, from the cache
     let before = fetches();
-    let params = vec![
-        ("client_assertion_type".to_owned(), JWT_BEARER_ASSERTION_TYPE.to_owned()),
-        ("client_assertion".to_owned(), e.assertion_with(&e.key, |_| {})),
-    ];
-    authenticate(&e, params).await.unwrap();
+    authenticate_as(&e, &e.key).await.unwrap();
     assert_eq!(fetches(), before);
 }
 
@@ -491,23 +476,16 @@ async fn jwks_uri_refetch_is_not_amplified() {
 #[tokio::test]
 async fn jwks_uri_misses_expire_with_the_interval() {
     let e = env_with(true).await;
-    let auth = |key: &SigningKey| {
-        let params = vec![
-            ("client_assertion_type".to_owned(), JWT_BEARER_ASSERTION_TYPE.to_owned()),
-            ("client_assertion".to_owned(), e.assertion_with(key, |_| {})),
-        ];
-        authenticate(&e, params)
-    };
-    auth(&e.key).await.unwrap();
+    authenticate_as(&e, &e.key).await.unwrap();
     // an attacker guesses the kid of the client's next key before it is published
     let next = SigningKey::generate(Algorithm::Es256).unwrap();
-    assert!(auth(&next).await.is_err());
+    assert!(authenticate_as(&e, &next).await.is_err());
     // the client publishes it; within the interval the miss stands
     *e.fetcher.jwks.lock().unwrap() = json!({"keys": [e.key.public_jwk().to_json(), next.public_jwk().to_json()]});
-    assert!(auth(&next).await.is_err());
+    assert!(authenticate_as(&e, &next).await.is_err());
     // after the interval, the first use of the kid refreshes and succeeds
     e.clock.advance(e.provider.settings().jwks_refresh_interval);
-    auth(&next).await.unwrap();
+    authenticate_as(&e, &next).await.unwrap();
 }
 
 /// Issue 13 items 3 and 9: a failing jwks_uri is answered with one generic description,
@@ -515,13 +493,7 @@ async fn jwks_uri_misses_expire_with_the_interval() {
 #[tokio::test]
 async fn jwks_uri_failures_look_alike() {
     let e = env_with(true).await;
-    let auth = || {
-        let params = vec![
-            ("client_assertion_type".to_owned(), JWT_BEARER_ASSERTION_TYPE.to_owned()),
-            ("client_assertion".to_owned(), e.assertion_with(&e.key, |_| {})),
-        ];
-        authenticate(&e, params)
-    };
+    let auth = || authenticate_as(&e, &e.key);
     *e.fetcher.jwks.lock().unwrap() = json!({"not": "a jwk set"});
     let unusable = auth().await.unwrap_err();
     e.clock.advance(portcullis_core::jwks_cache::FAILED_FETCH_BACKOFF);
@@ -573,6 +545,15 @@ async fn rotated_keys_stay_published_for_the_grace_period() {
         "still published within the grace period"
     );
     assert!(!published(&reload(e.now() + grace + 1)), "dropped after it");
+}
+
+/// Authenticates with a fresh assertion signed by `key`.
+async fn authenticate_as(e: &Env, key: &SigningKey) -> Result<(), OAuthError> {
+    let params = vec![
+        ("client_assertion_type".to_owned(), JWT_BEARER_ASSERTION_TYPE.to_owned()),
+        ("client_assertion".to_owned(), e.assertion_with(key, |_| {})),
+    ];
+    authenticate(e, params).await
 }
 
 async fn authenticate(e: &Env, params: Vec<(String, String)>) -> Result<(), OAuthError> {
