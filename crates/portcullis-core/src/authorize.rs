@@ -270,7 +270,9 @@ impl Provider {
     pub fn login_is_fresh(&self, pending: &PendingAuthorization, auth_time: i64, login_request: Option<&str>) -> bool {
         let req = &pending.request;
         let during_request = login_request == Some(pending.request_uri_hash.as_str());
-        let login_asked = req.prompt.iter().any(|p| p == "login");
+        // max_age=0 asks for a new login just as prompt=login does (whole seconds cannot tell
+        // a login for another request apart from one made now)
+        let login_asked = req.prompt.iter().any(|p| p == "login") || req.max_age == Some(0);
         during_request || (!login_asked && req.max_age.is_none_or(|max| self.now() - auth_time <= max))
     }
 

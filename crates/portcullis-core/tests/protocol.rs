@@ -608,6 +608,8 @@ async fn login_freshness() {
         .await
         .unwrap();
     assert_eq!(e.provider.next_step(&pending0, Some(&session(t - 1))), NextStep::Login);
+    // third review: not even a login in this very second, when it was made for another request
+    assert_eq!(e.provider.next_step(&pending0, Some(&session(t))), NextStep::Login);
     e.clock.advance(5);
     assert_eq!(
         e.provider.next_step(&pending0, Some(&session_for(t + 2, &pending0))),

@@ -411,7 +411,7 @@ pub async fn login(
         .await;
     let user = match (verdict, user) {
         (Verdict::Match, Some(user)) => user,
-        // no check was made: not a wrong password (only the address is charged for it)
+        // no check was made: not a wrong password, and no failure
         (Verdict::Busy, _) => {
             attempt.busy();
             return busy();
@@ -659,8 +659,7 @@ struct Attempts {
 
 /// An admitted login attempt. Until [`Attempt::succeeded`] it counts as a failure on each of its
 /// keys, and so does an attempt dropped unresolved (the client went away while its password was
-/// being checked). [`Attempt::busy`] (no check was made) counts against the client address only,
-/// so that one address cannot keep the password queue full.
+/// being checked). [`Attempt::busy`] (no check was made) counts as nothing.
 pub struct Attempt<'a> {
     owner: &'a LoginFailures,
     keys: Vec<(String, u32)>,
@@ -674,23 +673,29 @@ impl Attempt<'_> {
     }
 
     /// A correct password clears the username's and the request's failures (not the
-    /// address's: one success must not hide a guessing run from that address).
+    /// address's or network's: one success must not hide a guessing run from there; nor a
+    /// device's: a copied device cookie must not get its free guesses back whenever the real
+    /// user signs in).
     pub fn succeeded(mut self) {
         self.resolved = true;
         self.owner.resolve(&self.keys, false);
         let mut map = self.owner.lock();
-        for (k, _) in self.keys.iter().filter(|(k, _)| !k.starts_with("a:")) {
+        for (k, _) in self
+            .keys
+            .iter()
+            .filter(|(k, _)| k.starts_with("u:") || k.starts_with("r:"))
+        {
             map.remove(k);
         }
     }
 }
 
 impl Attempt<'_> {
+    /// No check was made: counts as nothing (a flood's own checked attempts already charge its
+    /// addresses, and a busy answer must not push people sharing an address into back-off).
     pub fn busy(mut self) {
         self.resolved = true;
-        let (address, others): (Vec<_>, Vec<_>) = self.keys.iter().cloned().partition(|(k, _)| k.starts_with("a:"));
-        self.owner.resolve(&address, true);
-        self.owner.resolve(&others, false);
+        self.owner.resolve(&self.keys, false);
     }
 }
 
@@ -713,6 +718,7 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 /// share one address) per client address.
 const FREE_PER_USER: u32 = 3;
 const FREE_PER_ADDRESS: u32 = 10;
+const FREE_PER_NETWORK: u32 = 30;
 
 impl Default for LoginFailures {
     fn default() -> Self {
@@ -744,6 +750,12 @@ impl LoginFailures {
             (format!("a:{}", crate::connections::address_key(addr)), FREE_PER_ADDRESS),
             (format!("r:{}", hash(request_uri)), FREE_PER_USER),
         ];
+        // one IPv6 subscriber commonly holds a /56 or a /48, i.e. hundreds of /64s: the
+        // enclosing /48 is limited too
+        if let IpAddr::V6(v6) = addr.to_canonical() {
+            let net = std::net::Ipv6Addr::from(v6.to_bits() & !((1u128 << 80) - 1));
+            keys.push((format!("n:{net}/48"), FREE_PER_NETWORK));
+        }
         let device_key = device.map(|d| format!("d:{d}"));
         let trusted = device_key.as_ref().is_some_and(|k| {
             self.lock()
@@ -1039,8 +1051,51 @@ mod tests {
         assert!(!k.iter().any(|(k, _)| k.starts_with("d:")));
     }
 
+    /// Third review: the real user signing in with the device does not give a copied cookie
+    /// its free guesses back.
+    #[test]
+    fn a_success_does_not_reset_the_device() {
+        let f = LoginFailures::default();
+        let now = 1_800_000_000;
+        let device = f.known_device(&f.device_cookie("alice", now), "alice", now).unwrap();
+        let guess = |i: u32| {
+            f.keys(
+                "alice",
+                format!("198.51.100.{i}").parse().unwrap(),
+                &format!("g{i}"),
+                Some(&device),
+            )
+        };
+        for i in 0..DEVICE_MAX_FAILURES - 1 {
+            let _ = attempt(&f, &guess(i), true);
+        }
+        let _ = attempt(
+            &f,
+            &f.keys("alice", "192.0.2.77".parse().unwrap(), "ok", Some(&device)),
+            false,
+        );
+        let _ = attempt(&f, &guess(50), true);
+        assert!(
+            !guess(51).iter().any(|(k, _)| k.starts_with("d:")),
+            "the device got its guesses back"
+        );
+    }
+
+    /// Third review: the IPv6 /48 around an address is limited too (one subscriber may hold
+    /// hundreds of /64s).
+    #[test]
+    fn ipv6_networks_are_limited_as_a_whole() {
+        let f = LoginFailures::default();
+        let a = f.keys("u", "2001:db8:1:1::1".parse().unwrap(), "r", None);
+        let b = f.keys("u", "2001:db8:1:ff00::1".parse().unwrap(), "r", None);
+        let net = |k: &[(String, u32)]| k.iter().find(|(k, _)| k.starts_with("n:")).cloned();
+        assert_ne!(a[0], b[0], "different /64s");
+        assert_eq!(net(&a), net(&b), "one /48");
+        assert!(net(&f.keys("u", "192.0.2.1".parse().unwrap(), "r", None)).is_none());
+    }
+
     /// Second review: an attempt abandoned while its password is checked counts as a failure;
-    /// a busy answer counts against the address only.
+    /// a busy answer counts as nothing.
     #[test]
     fn abandoned_attempts_count_and_busy_charges_the_address() {
         let f = LoginFailures::default();
@@ -1056,7 +1111,7 @@ mod tests {
                 .map(|(_, a)| a.failures)
         };
         assert_eq!(failures("u:"), Some(1));
-        assert_eq!(failures("a:"), Some(2));
+        assert_eq!(failures("a:"), Some(1));
         assert!(map.values().all(|a| a.in_flight == 0));
     }
 

@@ -89,9 +89,9 @@ type Job = (Option<String>, String, oneshot::Sender<bool>);
 /// and logins beyond that queue instead of overcommitting the CPU.
 pub struct PasswordWorkers {
     jobs: mpsc::Sender<Job>,
-    /// Busy answers since the last warning, and when that was (the warning is rate-limited: a
-    /// flood must not flood the log too).
-    busy: Mutex<(u64, Option<std::time::Instant>)>,
+    /// Busy answers not yet reported: a task reports them every [`BUSY_REPORT_INTERVAL`] (one
+    /// warning with the count, so a flood neither floods the log nor goes under-reported).
+    busy: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Waiting logins beyond this are answered "busy, try again shortly", rather than queued
@@ -142,20 +142,26 @@ impl PasswordWorkers {
                 tracing::error!(error = %e, "cannot start a password worker");
             }
         }
-        Self {
-            jobs,
-            busy: Mutex::new((0, None)),
+        let busy = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let pending = Arc::downgrade(&busy);
+            rt.spawn(async move {
+                let mut tick = tokio::time::interval(BUSY_REPORT_INTERVAL);
+                loop {
+                    tick.tick().await;
+                    let Some(pending) = pending.upgrade() else { break };
+                    let n = pending.swap(0, std::sync::atomic::Ordering::Relaxed);
+                    if n > 0 {
+                        tracing::warn!(refused = n, "password check queue is full: sign-ins answered busy");
+                    }
+                }
+            });
         }
+        Self { jobs, busy }
     }
 
-    /// At most one warning per [`BUSY_REPORT_INTERVAL`], with the count since the last one.
     fn report_full(&self) {
-        let mut b = self.busy.lock().unwrap_or_else(|p| p.into_inner());
-        b.0 += 1;
-        if b.1.is_none_or(|t| t.elapsed() >= BUSY_REPORT_INTERVAL) {
-            tracing::warn!(refused = b.0, "password check queue is full: sign-ins answered busy");
-            *b = (0, Some(std::time::Instant::now()));
-        }
+        self.busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Verifies off the async threads (argon2 is deliberately slow). A full queue is
