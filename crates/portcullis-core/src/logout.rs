@@ -16,6 +16,9 @@ pub struct LogoutRequest {
     pub redirect: Option<String>,
     /// The asking client's name, to show on the confirmation page.
     pub client_name: Option<String>,
+    /// The `sub` of the `id_token_hint`: a session of another user is not ended for it (§2:
+    /// the hint names whose session the client wants ended).
+    pub hint_sub: Option<String>,
 }
 
 impl Provider {
@@ -35,9 +38,12 @@ impl Provider {
                 return Err(format!("The parameter {name} was sent more than once."));
             }
         }
-        let hinted = match get("id_token_hint") {
-            Some(hint) => Some(self.id_token_audience(hint)?),
-            None => None,
+        let (hinted, hint_sub) = match get("id_token_hint") {
+            Some(hint) => {
+                let (aud, sub) = self.id_token_audience(hint)?;
+                (Some(aud), Some(sub))
+            }
+            None => (None, None),
         };
         let client_id = match (get("client_id"), hinted.as_deref()) {
             (Some(c), Some(aud)) if c != aud => {
@@ -85,6 +91,7 @@ impl Provider {
         };
         Ok(LogoutRequest {
             redirect,
+            hint_sub,
             client_name: client.map(|c| {
                 c.client
                     .metadata
@@ -95,9 +102,9 @@ impl Provider {
         })
     }
 
-    /// The `aud` of an id_token this server issued (signature and `iss` checked; expiry not,
-    /// §2: the hint may have expired).
-    fn id_token_audience(&self, hint: &str) -> Result<String, String> {
+    /// The `aud` and `sub` of an id_token this server issued (signature and `iss` checked;
+    /// expiry not, §2: the hint may have expired).
+    fn id_token_audience(&self, hint: &str) -> Result<(String, String), String> {
         let bad = || "The id_token_hint was not issued by this server.".to_owned();
         let jws = CompactJws::parse(hint).map_err(|_| bad())?;
         let keys = self.keys();
@@ -107,10 +114,7 @@ impl Provider {
         if claims.get("iss").and_then(Value::as_str) != Some(self.settings.issuer.as_str()) {
             return Err(bad());
         }
-        claims
-            .get("aud")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or_else(bad)
+        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+        Ok((text("aud").ok_or_else(bad)?, text("sub").ok_or_else(bad)?))
     }
 }

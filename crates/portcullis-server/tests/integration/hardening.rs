@@ -270,6 +270,27 @@ async fn item15_16_sessions_logout_and_form_action() {
     let uri = Par::new(&rp).push(&s, &rp).await;
     let (_, _, page) = b.get(&s, &Browser::authorization_url(&s, &rp.client_id, &uri)).await;
     assert!(page.contains("name=\"password\""), "still signed in after logout");
+
+    // third review: alice's id_token does not end bob's session (nor send his browser away)
+    assert!(
+        s.cli(&["user", "add", "bob", "--password-stdin"], Some("builder"))
+            .status
+            .success()
+    );
+    let mut bob = Browser::default();
+    let uri = Par::new(&rp).push(&s, &rp).await;
+    let (_, _, page) = bob.get(&s, &Browser::authorization_url(&s, &rp.client_id, &uri)).await;
+    let (status, _, _) = bob
+        .post(
+            &s,
+            &absolute(&s, &form_action(&page)),
+            &login_form(&page, "bob", "builder"),
+        )
+        .await;
+    assert_eq!(status, 303, "bob signs in");
+    let (status, headers, _) = bob.get(&s, ask.as_str()).await;
+    assert_eq!(status, 400, "another user's id_token_hint was accepted");
+    assert!(headers.get(LOCATION).is_none());
 }
 
 /// Beyond the list: a connection buffers at most 32 KiB of request head (hyper's default is
