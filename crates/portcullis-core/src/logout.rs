@@ -6,6 +6,7 @@ use portcullis_jose::{CompactJws, Jwks};
 use serde_json::Value;
 
 use crate::authorize::append_query;
+use crate::model::Session;
 use crate::provider::Provider;
 
 /// A checked logout request.
@@ -16,9 +17,6 @@ pub struct LogoutRequest {
     pub redirect: Option<String>,
     /// The asking client's name, to show on the confirmation page.
     pub client_name: Option<String>,
-    /// The `sub` of the `id_token_hint`: a session of another user is not ended for it (§2:
-    /// the hint names whose session the client wants ended).
-    pub hint_sub: Option<String>,
 }
 
 impl Provider {
@@ -26,7 +24,13 @@ impl Provider {
     /// server signed (it may have expired); `client_id`, when both are given, must be its
     /// audience; a `post_logout_redirect_uri` must be registered by that client. A refusal is a
     /// message for an error page: nothing is ever redirected to an unchecked URI.
-    pub async fn logout_request(&self, params: &[(String, String)]) -> Result<LogoutRequest, String> {
+    /// With a session (`signed_in`), the hint must name its user (§2: the hint says whose
+    /// session the client wants ended; another user's is never ended, nor sent on).
+    pub async fn logout_request(
+        &self,
+        params: &[(String, String)],
+        signed_in: Option<&Session>,
+    ) -> Result<LogoutRequest, String> {
         let get = |name: &str| {
             params
                 .iter()
@@ -45,6 +49,13 @@ impl Provider {
             }
             None => (None, None),
         };
+        if let (Some(hint_sub), Some(session)) = (&hint_sub, signed_in) {
+            match self.store.get_user(&session.username).await {
+                Ok(Some(u)) if u.sub == *hint_sub => {}
+                Ok(_) => return Err("The id_token_hint is for another user than the one signed in.".into()),
+                Err(_) => return Err("The server could not check the logout request.".into()),
+            }
+        }
         let client_id = match (get("client_id"), hinted.as_deref()) {
             (Some(c), Some(aud)) if c != aud => {
                 return Err("The client_id does not match the id_token_hint.".into());
@@ -91,7 +102,6 @@ impl Provider {
         };
         Ok(LogoutRequest {
             redirect,
-            hint_sub,
             client_name: client.map(|c| {
                 c.client
                     .metadata

@@ -555,13 +555,13 @@ pub async fn logout(
         }
         p
     };
-    let request = match s.provider.logout_request(&params).await {
-        Ok(r) => r,
-        Err(message) => return error_page(400, &message),
-    };
     let b = match browser(&s, &headers).await {
         Ok(b) => b,
         Err(r) => return r,
+    };
+    let request = match s.provider.logout_request(&params, b.session.as_ref()).await {
+        Ok(r) => r,
+        Err(message) => return error_page(400, &message),
     };
     // what the CSRF token binds: the logout parameters as checked
     let fields: Vec<(String, String)> = params
@@ -577,20 +577,9 @@ pub async fn logout(
     let bound = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(fields.iter())
         .finish();
-    let Some(session) = &b.session else {
+    if b.session.is_none() {
         // nothing to end: no question to ask
         return signed_out(&s, request.redirect.as_deref());
-    };
-    // the hint names whose session the client wants ended: never another user's
-    if let Some(hint_sub) = &request.hint_sub {
-        match s.provider.store().get_user(&session.username).await {
-            Ok(Some(u)) if u.sub == *hint_sub => {}
-            Ok(_) => return error_page(400, "The id_token_hint is for another user than the one signed in."),
-            Err(e) => {
-                tracing::error!(error = %e, "user lookup failed");
-                return error_page(500, "The server could not check the logout request.");
-            }
-        }
     }
     if !confirmed {
         let csrf = csrf_token(&s, &b.csrf_cookie, FormPurpose::Logout, &bound);
