@@ -13,6 +13,7 @@ use crate::model::{
     PushedRequest, SenderConstraint, TokenKind, TokenRecord,
 };
 use crate::store::{Store, TableSizes};
+use crate::types::{JwkThumbprint, PkceChallenge};
 
 /// Generates one `#[tokio::test]` per contract check, each on a fresh store from `$make`: an
 /// expression giving `(guard, Arc<dyn Store>)`, the guard (e.g. a temporary directory) kept
@@ -54,8 +55,8 @@ fn code(hash: &str, grant_id: &str, expires_at: i64) -> AuthorizationCode {
         code_hash: hash.into(),
         grant: grant(grant_id),
         redirect_uri: "https://c.example/cb".into(),
-        code_challenge: "x".repeat(43),
-        dpop_jkt: Some("jkt".into()),
+        code_challenge: PkceChallenge::from_trusted("x".repeat(43)),
+        dpop_jkt: Some(JwkThumbprint::from_trusted("jkt".into())),
         nonce: None,
         expires_at,
     }
@@ -77,7 +78,7 @@ pub async fn code_redemption_has_one_winner(s: Arc<dyn Store>) {
         match t.await.unwrap() {
             CodeRedemption::Redeemed(c) => {
                 won += 1;
-                assert_eq!(c.dpop_jkt.as_deref(), Some("jkt"));
+                assert_eq!(c.dpop_jkt.as_ref().map(JwkThumbprint::as_str), Some("jkt"));
                 assert_eq!(c.grant.sub, "u1");
             }
             CodeRedemption::Replayed { grant_id } => {
@@ -129,10 +130,11 @@ fn pushed(hash: &str, expires_at: i64) -> PushedRequest {
             scope: vec!["openid".into()],
             state: Some("s".repeat(1000)),
             nonce: None,
-            code_challenge: "x".repeat(43),
+            code_challenge: PkceChallenge::from_trusted("x".repeat(43)),
             dpop_jkt: None,
             max_age: None,
             prompt: vec![],
+            response_mode: Default::default(),
         },
         expires_at,
         consumed: false,
@@ -200,7 +202,9 @@ pub async fn revoking_a_grant_revokes_its_tokens(s: Arc<dyn Store>) {
         token_hash: h.into(),
         kind,
         grant_id: "g1".into(),
-        constraint: Some(SenderConstraint::Dpop { jkt: "j".into() }),
+        constraint: Some(SenderConstraint::Dpop {
+            jkt: JwkThumbprint::from_trusted("j".into()),
+        }),
         scope: vec!["openid".into()],
         issued_at: 1000,
         expires_at: 2000,
@@ -209,7 +213,12 @@ pub async fn revoking_a_grant_revokes_its_tokens(s: Arc<dyn Store>) {
         .await
         .unwrap();
     let (t, g) = s.get_token("a", TokenKind::Access, 1500).await.unwrap().unwrap();
-    assert_eq!(t.constraint, Some(SenderConstraint::Dpop { jkt: "j".into() }));
+    assert_eq!(
+        t.constraint,
+        Some(SenderConstraint::Dpop {
+            jkt: JwkThumbprint::from_trusted("j".into())
+        })
+    );
     assert_eq!(g.sub, "u1");
     assert!(
         s.get_token("a", TokenKind::Refresh, 1500).await.unwrap().is_none(),

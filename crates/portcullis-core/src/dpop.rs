@@ -10,6 +10,7 @@ use crate::random::secure_eq;
 use crate::secrets::{RotatingKey, SECRET_ROTATION_PERIOD};
 use crate::settings::{DPOP_MAX_AGE, DPOP_NONCE_STEP, MAX_FUTURE_SKEW};
 use crate::store::Store;
+use crate::types::JwkThumbprint;
 
 /// What a request offers as proof of possession.
 #[derive(Debug, Clone, Copy)]
@@ -28,7 +29,7 @@ pub struct DpopRequest<'a> {
 #[derive(Debug, Clone)]
 pub struct VerifiedProof {
     /// RFC 7638 thumbprint of the proof key.
-    pub jkt: String,
+    pub jkt: JwkThumbprint,
     /// The key under which the `jti` must be remembered (RFC 9449 §11.1).
     pub replay_key: String,
     /// When the replay record may be forgotten.
@@ -183,7 +184,7 @@ pub fn check_proof(
         None => None,
     };
     Ok(VerifiedProof {
-        jkt: key.thumbprint().to_owned(),
+        jkt: JwkThumbprint::from_trusted(key.thumbprint().to_owned()),
         replay_key: format!("dpop:{}", sha256_b64url(format!("{}\n{jti}", req.url))),
         replay_until: now.max(iat) + DPOP_MAX_AGE + MAX_FUTURE_SKEW,
         fresh_nonce,
@@ -261,7 +262,7 @@ mod tests {
             check_proof(&req, now, &nonces, false)
         };
         let good = check(&proof_with_jwk(&key, &jwk, now)).unwrap();
-        assert_eq!(good.jkt, key.public_jwk().thumbprint());
+        assert_eq!(good.jkt.as_str(), key.public_jwk().thumbprint());
         let n = portcullis_jose::b64url_decode(jwk["n"].as_str().unwrap()).unwrap();
         let mut padded_n = jwk.clone();
         padded_n["n"] = serde_json::json!(b64url([&[0u8][..], &n].concat()));

@@ -2,6 +2,8 @@
 
 use std::borrow::Cow;
 
+use crate::response::ResponseTarget;
+
 /// RFC 6749 §5.2, RFC 6750 §3.1, RFC 7591 §3.2.2, RFC 9126 §2.3 and RFC 9449 error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -21,6 +23,8 @@ pub enum ErrorCode {
     InsufficientScope,
     InvalidClientMetadata,
     InvalidRedirectUri,
+    LoginRequired,
+    ConsentRequired,
     ServerError,
 }
 
@@ -42,22 +46,81 @@ impl ErrorCode {
             Self::InsufficientScope => "insufficient_scope",
             Self::InvalidClientMetadata => "invalid_client_metadata",
             Self::InvalidRedirectUri => "invalid_redirect_uri",
+            Self::LoginRequired => "login_required",
+            Self::ConsentRequired => "consent_required",
             Self::ServerError => "server_error",
         }
     }
 }
 
-/// A refusal: the RFC `error` code, the HTTP status, the headers that must go with it, a public
-/// `error_description` and a private detail that only goes to the logs.
+/// The HTTP status of a refusal: only the statuses the RFCs give for OAuth errors (no free
+/// numbers at call sites).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    RequestTimeout,
+    PayloadTooLarge,
+    TooManyRequests,
+    InternalServerError,
+    ServiceUnavailable,
+}
+
+impl Status {
+    pub fn code(self) -> u16 {
+        match self {
+            Self::BadRequest => 400,
+            Self::Unauthorized => 401,
+            Self::Forbidden => 403,
+            Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
+            Self::RequestTimeout => 408,
+            Self::PayloadTooLarge => 413,
+            Self::TooManyRequests => 429,
+            Self::InternalServerError => 500,
+            Self::ServiceUnavailable => 503,
+        }
+    }
+
+    pub fn is_server_error(self) -> bool {
+        self.code() >= 500
+    }
+}
+
+/// The `WWW-Authenticate` challenge of a 401 (RFC 9110 §11.6.1), rendered in one place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    /// RFC 9449 §7.1: `DPoP`, with the error (unless the request had no credentials, RFC 6750
+    /// §3.1) and the accepted proof algorithms.
+    Dpop { with_error: bool },
+    /// RFC 6750 §3: `Bearer`, with the error unless the request had no credentials.
+    Bearer { with_error: bool },
+    /// RFC 6749 §5.2 / RFC 7617: a client that tried HTTP Basic authentication.
+    Basic { realm: String },
+}
+
+/// The `algs` of DPoP challenges (RFC 9449 §7.1): the FAPI 2.0 algorithms (SP 5.4.1).
+pub const DPOP_ALGS: &str = "PS256 ES256 EdDSA Ed25519";
+
+/// A refusal: the RFC `error` code, the HTTP status, what must go with it (a `DPoP-Nonce`, a
+/// challenge, the client's redirect URI), a public `error_description` and a private detail
+/// that only goes to the logs.
 #[derive(Debug, Clone)]
 pub struct OAuthError {
     pub code: ErrorCode,
-    pub status: u16,
+    pub status: Status,
     pub description: Cow<'static, str>,
     /// RFC 9449 §8: a fresh nonce to send as `DPoP-Nonce`.
     pub dpop_nonce: Option<String>,
-    /// RFC 6750 §3 / RFC 9449 §7.1: the `WWW-Authenticate` value for 401 responses.
-    pub www_authenticate: Option<String>,
+    /// The `WWW-Authenticate` challenge (401 responses).
+    pub challenge: Option<Challenge>,
+    /// At the authorization endpoint: where the error may be sent (RFC 6749 §4.1.2.1). `None`
+    /// means it must be shown to the user, because the redirect target is not verified
+    /// (AS-SP-53).
+    pub redirect: Option<Box<ResponseTarget>>,
     /// Never sent to the peer.
     pub detail: Option<String>,
 }
@@ -68,44 +131,55 @@ pub type OAuthResult<T> = Result<T, OAuthError>;
 pub const MAX_DESCRIPTION: usize = 300;
 
 impl OAuthError {
-    pub fn new(code: ErrorCode, status: u16, description: impl Into<Cow<'static, str>>) -> Self {
+    pub fn new(code: ErrorCode, status: Status, description: impl Into<Cow<'static, str>>) -> Self {
         Self {
             code,
             status,
             description: description.into(),
             dpop_nonce: None,
-            www_authenticate: None,
+            challenge: None,
+            redirect: None,
             detail: None,
         }
     }
 
     /// RFC 6749 §5.2: 400 `invalid_request`.
     pub fn invalid_request(d: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(ErrorCode::InvalidRequest, 400, d)
+        Self::new(ErrorCode::InvalidRequest, Status::BadRequest, d)
     }
 
     /// RFC 6749 §5.2: `invalid_client`, sent as 401 (AS-SP-70 allows it; CS accepts it).
     pub fn invalid_client(d: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(ErrorCode::InvalidClient, 401, d)
+        Self::new(ErrorCode::InvalidClient, Status::Unauthorized, d)
     }
 
     pub fn invalid_grant(d: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(ErrorCode::InvalidGrant, 400, d)
+        Self::new(ErrorCode::InvalidGrant, Status::BadRequest, d)
     }
 
     pub fn invalid_scope(d: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(ErrorCode::InvalidScope, 400, d)
+        Self::new(ErrorCode::InvalidScope, Status::BadRequest, d)
     }
 
     pub fn invalid_dpop_proof(d: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(ErrorCode::InvalidDpopProof, 400, d)
+        Self::new(ErrorCode::InvalidDpopProof, Status::BadRequest, d)
+    }
+
+    /// RFC 6750 §3.1: 401 `invalid_token`.
+    pub fn invalid_token(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidToken, Status::Unauthorized, d)
+    }
+
+    /// RFC 9126 §2.3 / RFC 6749 §4.1.2.1: `invalid_request_uri`.
+    pub fn invalid_request_uri(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidRequestUri, Status::BadRequest, d)
     }
 
     /// RFC 9449 §8: 400 `use_dpop_nonce` with exactly one `DPoP-Nonce` header.
     pub fn use_dpop_nonce(nonce: String) -> Self {
         let mut e = Self::new(
             ErrorCode::UseDpopNonce,
-            400,
+            Status::BadRequest,
             "the DPoP proof must carry the nonce this server provides in the DPoP-Nonce header",
         );
         e.dpop_nonce = Some(nonce);
@@ -113,16 +187,20 @@ impl OAuthError {
     }
 
     pub fn invalid_client_metadata(d: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(ErrorCode::InvalidClientMetadata, 400, d)
+        Self::new(ErrorCode::InvalidClientMetadata, Status::BadRequest, d)
     }
 
     pub fn invalid_redirect_uri(d: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(ErrorCode::InvalidRedirectUri, 400, d)
+        Self::new(ErrorCode::InvalidRedirectUri, Status::BadRequest, d)
     }
 
     /// Anything that is our fault: 500 `server_error`, the cause only in the logs.
     pub fn server_error(detail: impl Into<String>) -> Self {
-        let mut e = Self::new(ErrorCode::ServerError, 500, "the server could not complete the request");
+        let mut e = Self::new(
+            ErrorCode::ServerError,
+            Status::InternalServerError,
+            "the server could not complete the request",
+        );
         e.detail = Some(detail.into());
         e
     }
@@ -132,26 +210,63 @@ impl OAuthError {
         self
     }
 
-    /// Turns an error into its protected-resource form (RFC 6750 §3, RFC 9449 §7.1): 401 with a
-    /// `WWW-Authenticate: DPoP` challenge, except `insufficient_scope` (403) and
-    /// `invalid_request` (400).
-    pub fn for_resource(mut self, algs: &str) -> Self {
+    pub fn with_status(mut self, status: Status) -> Self {
+        self.status = status;
+        self
+    }
+
+    pub fn with_challenge(mut self, challenge: Challenge) -> Self {
+        self.challenge = Some(challenge);
+        self
+    }
+
+    /// At the authorization endpoint: this error may go to the client's verified redirect URI.
+    pub fn redirected_to(mut self, target: &ResponseTarget) -> Self {
+        self.redirect = Some(Box::new(target.clone()));
+        self
+    }
+
+    /// Turns an error into its protected-resource form (RFC 6750 §3, RFC 9449 §7.1, RFC 8705
+    /// §3): 401 with a `WWW-Authenticate` challenge for the scheme the request used (`DPoP`
+    /// unless it was `Bearer`), except `insufficient_scope` (403) and `invalid_request` (400).
+    pub fn for_resource(mut self, bearer: bool) -> Self {
         self.status = match self.code {
-            ErrorCode::InsufficientScope => 403,
-            ErrorCode::InvalidRequest => 400,
-            ErrorCode::ServerError => 500,
-            _ => 401,
+            ErrorCode::InsufficientScope => Status::Forbidden,
+            ErrorCode::InvalidRequest => Status::BadRequest,
+            ErrorCode::ServerError => Status::InternalServerError,
+            _ => Status::Unauthorized,
         };
-        if self.status != 500 && self.www_authenticate.is_none() {
-            let desc = self.public_description();
-            self.www_authenticate = Some(format!(
-                "DPoP error=\"{}\", error_description=\"{}\", algs=\"{}\"",
-                self.code.as_str(),
-                desc,
-                algs
-            ));
+        if !self.status.is_server_error() && self.challenge.is_none() {
+            self.challenge = Some(if bearer {
+                Challenge::Bearer { with_error: true }
+            } else {
+                Challenge::Dpop { with_error: true }
+            });
         }
         self
+    }
+
+    /// The `WWW-Authenticate` value, if this error carries a challenge. Every value it quotes
+    /// is in the RFC 6749 §5.2 character set, so it is a valid quoted-string.
+    pub fn www_authenticate(&self) -> Option<String> {
+        let error = |scheme: &str, with_error: bool, extra: &str| {
+            if with_error {
+                format!(
+                    "{scheme} error=\"{}\", error_description=\"{}\"{extra}",
+                    self.code.as_str(),
+                    self.public_description()
+                )
+            } else if extra.is_empty() {
+                scheme.to_owned()
+            } else {
+                format!("{scheme}{}", extra.trim_start_matches(','))
+            }
+        };
+        Some(match self.challenge.as_ref()? {
+            Challenge::Dpop { with_error } => error("DPoP", *with_error, &format!(", algs=\"{DPOP_ALGS}\"")),
+            Challenge::Bearer { with_error } => error("Bearer", *with_error, ""),
+            Challenge::Basic { realm } => format!("Basic realm=\"{realm}\""),
+        })
     }
 
     /// The JSON body (RFC 6749 §5.2). 5xx never says more than `server_error`.
@@ -220,10 +335,33 @@ mod tests {
         let e = OAuthError::invalid_request("grant_type \"x\\y\" é\n is not supported");
         let d = e.body()["error_description"].as_str().unwrap().to_owned();
         assert_eq!(d, "grant_type ?x?y? ?? is not supported");
-        let w = e.for_resource("ES256").www_authenticate.unwrap();
+        let w = e.for_resource(false).www_authenticate().unwrap();
         assert!(w.is_ascii() && !w.contains('\n'), "{w}");
         // a quoted 60 KB value is cut
         let e = OAuthError::invalid_request(format!("grant_type {} is not supported", "x".repeat(60_000)));
         assert!(e.public_description().len() <= MAX_DESCRIPTION + 3);
+    }
+
+    /// RFC 9449 §7.1 / RFC 6750 §3.1: challenges are rendered in one place; a request without
+    /// credentials gets no error code.
+    #[test]
+    fn challenges() {
+        let e = OAuthError::invalid_token("no").with_challenge(Challenge::Dpop { with_error: false });
+        assert_eq!(e.www_authenticate().unwrap(), format!("DPoP algs=\"{DPOP_ALGS}\""));
+        let e = OAuthError::invalid_token("bad").for_resource(true);
+        assert_eq!(
+            e.www_authenticate().unwrap(),
+            "Bearer error=\"invalid_token\", error_description=\"bad\""
+        );
+        let e = OAuthError::invalid_token("x").with_challenge(Challenge::Bearer { with_error: false });
+        assert_eq!(e.www_authenticate().unwrap(), "Bearer");
+        assert_eq!(e.status.code(), 401);
+    }
+
+    /// The `algs` constant lists exactly the algorithms the JOSE layer accepts.
+    #[test]
+    fn dpop_algs_are_the_fapi_algorithms() {
+        let all: Vec<&str> = portcullis_jose::Algorithm::ALL.iter().map(|a| a.as_str()).collect();
+        assert_eq!(DPOP_ALGS, all.join(" "));
     }
 }

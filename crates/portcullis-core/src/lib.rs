@@ -6,31 +6,31 @@
 #![forbid(unsafe_code)]
 
 pub mod address_policy;
-pub mod authorize;
+pub mod checks;
 pub mod client_auth;
 pub mod clock;
 #[cfg(feature = "test-support")]
 pub mod contract;
-pub mod discovery;
 pub mod dpop;
+pub mod endpoints;
 pub mod error;
 pub mod jwks_cache;
 pub mod keyring;
-pub mod logout;
 pub mod memory;
 pub mod model;
-pub mod par;
 pub mod provider;
 pub mod random;
-pub mod registration;
-pub mod resource;
+pub mod request;
+pub mod response;
 pub mod secrets;
 pub mod settings;
 pub mod store;
-pub mod token;
+pub mod types;
+
+pub use endpoints::{authorize, discovery, logout, par, registration, resource, token};
 
 pub use clock::Clock;
-pub use error::{ErrorCode, OAuthError, OAuthResult, StoreError};
+pub use error::{Challenge, ErrorCode, OAuthError, OAuthResult, Status, StoreError};
 pub use keyring::KeyRing;
 pub use provider::{JwksFetcher, NoFetcher, Provider};
 pub use settings::Settings;

@@ -5,6 +5,9 @@ use serde_json::{Map, Value};
 
 use portcullis_jose::Algorithm;
 
+use crate::response::{ResponseMode, ResponseTarget};
+use crate::types::{CertificateThumbprint, JwkThumbprint, PkceChallenge};
+
 /// How a client authenticates (SP 5.3.2.1-6): one variant per method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -52,6 +55,16 @@ pub struct ClientMetadata {
 }
 
 impl ClientMetadata {
+    /// The one sender constraint of the client's tokens: certificate-bound when registered with
+    /// `tls_client_certificate_bound_access_tokens` (RFC 8705 §3.4), DPoP-bound otherwise.
+    pub fn sender_constraint(&self) -> SenderConstraintMethod {
+        if self.tls_client_certificate_bound_access_tokens {
+            SenderConstraintMethod::Mtls
+        } else {
+            SenderConstraintMethod::Dpop
+        }
+    }
+
     pub fn allows_grant(&self, grant_type: &str) -> bool {
         self.grant_types.iter().any(|g| g == grant_type)
     }
@@ -76,12 +89,42 @@ pub struct User {
     pub claims: Map<String, Value>,
 }
 
-/// The sender constraint of a grant's access tokens (RFC 9449 / RFC 8705). mTLS arrives later as
-/// a second variant.
+/// What a client's access tokens are bound to (SP 5.3.2.1-4, AS-SP-72): a client is registered
+/// for exactly one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderConstraintMethod {
+    /// RFC 9449: the key of a DPoP proof.
+    Dpop,
+    /// RFC 8705 §3: the client's TLS certificate.
+    Mtls,
+}
+
+/// The sender constraint of an access token, as the token request proved it (RFC 9449 §6,
+/// RFC 8705 §3): `token_type`, `cnf` and every resource check come from this value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SenderConstraint {
-    Dpop { jkt: String },
+    Dpop { jkt: JwkThumbprint },
+    Mtls { x5t_s256: CertificateThumbprint },
+}
+
+impl SenderConstraint {
+    /// RFC 9449 §5 / RFC 8705 §3: `DPoP` for a DPoP-bound token, `Bearer` for a
+    /// certificate-bound one.
+    pub fn token_type(&self) -> &'static str {
+        match self {
+            Self::Dpop { .. } => "DPoP",
+            Self::Mtls { .. } => "Bearer",
+        }
+    }
+
+    /// RFC 7800 `cnf`: `{"jkt": ...}` (RFC 9449 §6.1) or `{"x5t#S256": ...}` (RFC 8705 §3.1).
+    pub fn cnf(&self) -> Value {
+        match self {
+            Self::Dpop { jkt } => serde_json::json!({ "jkt": jkt.as_str() }),
+            Self::Mtls { x5t_s256 } => serde_json::json!({ "x5t#S256": x5t_s256.as_str() }),
+        }
+    }
 }
 
 /// The authorization request as the client pushed it (RFC 9126), after every check. Later, a
@@ -95,19 +138,30 @@ pub struct AuthorizationRequest {
     pub state: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
-    pub code_challenge: String,
+    pub code_challenge: PkceChallenge,
     /// RFC 9449 §10: the key the authorization code is bound to (`dpop_jkt` or the PAR proof).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub dpop_jkt: Option<String>,
+    pub dpop_jkt: Option<JwkThumbprint>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_age: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prompt: Vec<String>,
+    #[serde(default)]
+    pub response_mode: ResponseMode,
 }
 
 impl AuthorizationRequest {
     pub fn is_openid(&self) -> bool {
         self.scope.iter().any(|s| s == "openid")
+    }
+
+    /// Where its authorization response goes (the redirect URI was verified at PAR).
+    pub fn response_target(&self) -> ResponseTarget {
+        ResponseTarget {
+            redirect_uri: self.redirect_uri.clone(),
+            state: self.state.clone(),
+            mode: self.response_mode,
+        }
     }
 }
 
@@ -138,8 +192,8 @@ pub struct AuthorizationCode {
     pub code_hash: String,
     pub grant: Grant,
     pub redirect_uri: String,
-    pub code_challenge: String,
-    pub dpop_jkt: Option<String>,
+    pub code_challenge: PkceChallenge,
+    pub dpop_jkt: Option<JwkThumbprint>,
     pub nonce: Option<String>,
     pub expires_at: i64,
 }

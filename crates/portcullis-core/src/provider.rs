@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
-use portcullis_jose::{Algorithm, Jwks};
+use portcullis_jose::Jwks;
 use serde_json::Value;
 
 use crate::clock::Clock;
@@ -14,6 +14,7 @@ use crate::error::{OAuthError, OAuthResult};
 use crate::jwks_cache::RemoteJwksCache;
 use crate::keyring::KeyRing;
 use crate::model::Client;
+use crate::request::{DirectRequest, Endpoint};
 use crate::settings::Settings;
 use crate::store::Store;
 
@@ -51,7 +52,6 @@ pub struct Provider {
     pub(crate) fetcher: Arc<dyn JwksFetcher>,
     clients: Mutex<HashMap<String, Arc<ParsedClient>>>,
     pub(crate) remote_jwks: RemoteJwksCache,
-    dpop_algs: String,
 }
 
 impl Provider {
@@ -72,7 +72,6 @@ impl Provider {
             fetcher,
             clients: Mutex::new(HashMap::new()),
             remote_jwks: RemoteJwksCache::default(),
-            dpop_algs: Algorithm::ALL.map(|a| a.as_str()).join(" "),
         }
     }
 
@@ -108,11 +107,6 @@ impl Provider {
     /// limit (issue 13 item 1).
     pub fn params<'a>(&self, pairs: &'a [(String, String)]) -> OAuthResult<Params<'a>> {
         Params::new(pairs, self.settings.max_form_params)
-    }
-
-    /// The `algs` value of DPoP challenges (RFC 9449 §7.1).
-    pub fn dpop_algs(&self) -> &str {
-        &self.dpop_algs
     }
 
     /// Loads the current and previous period's DPoP nonce secrets (at start, then periodically).
@@ -169,14 +163,15 @@ impl Provider {
     /// The proof of a POST to a client-authenticated endpoint, if one was sent. RFC 9449 §8: the
     /// proof and its nonce are checked before client authentication spends the client
     /// assertion, so that a retry with the server's nonce has lost nothing.
-    pub(crate) fn precheck_dpop(&self, headers: &[&str], url: &str) -> OAuthResult<Option<VerifiedProof>> {
-        if headers.is_empty() {
+    pub(crate) fn precheck_dpop(&self, req: &DirectRequest, endpoint: Endpoint) -> OAuthResult<Option<VerifiedProof>> {
+        if req.dpop.is_empty() {
             return Ok(None);
         }
+        let headers: Vec<&str> = req.dpop.iter().map(String::as_str).collect();
         self.check_dpop(&DpopRequest {
-            headers,
-            method: "POST",
-            url,
+            headers: &headers,
+            method: req.method.as_str(),
+            url: self.settings.url(req.listener, endpoint),
             access_token: None,
         })
         .map(Some)
@@ -227,6 +222,11 @@ impl<'a> Params<'a> {
             }
         }
         Ok(Self { pairs })
+    }
+
+    /// A view of pairs already checked (see [`crate::request::FormParams`]).
+    pub(crate) fn trusted(pairs: &'a [(String, String)]) -> Self {
+        Self { pairs }
     }
 
     /// A parameter's value; an empty value counts as absent (RFC 6749 §3.1).
@@ -280,7 +280,7 @@ mod tests {
         assert!(Params::new(&ok, 64).is_ok());
         let many = pairs((0..18_000).map(|i| format!("k{i}")));
         let e = Params::new(&many, 64).err().expect("refused");
-        assert_eq!((e.code.as_str(), e.status), ("invalid_request", 400));
+        assert_eq!((e.code.as_str(), e.status.code()), ("invalid_request", 400));
         assert!(e.description.contains("more than 64"), "{}", e.description);
     }
 

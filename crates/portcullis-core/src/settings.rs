@@ -1,5 +1,7 @@
 //! The protocol's view of the configuration: a typed value, validated by the server at start.
 
+use crate::request::{Endpoint, Listener};
+
 /// SP 5.3.2.1-11 (AS-SP-63): an authorization code lives at most 60 s.
 pub const MAX_CODE_LIFETIME: i64 = 60;
 /// SP 5.3.2.2-12 (AS-SP-40): `expires_in` of a request_uri must be under 600 s.
@@ -12,6 +14,18 @@ pub const DPOP_MAX_AGE: i64 = 300;
 pub const MAX_ASSERTION_LIFETIME: i64 = 3600;
 /// The DPoP nonce time step; a nonce is accepted in its own step and the next (60 to 120 s).
 pub const DPOP_NONCE_STEP: i64 = 60;
+
+/// The mTLS listener's default public URL: the issuer's, on port 8444 (the default
+/// `server.mtls_listen`), with the issuer's path.
+pub fn default_mtls_base(issuer: &str) -> String {
+    match url::Url::parse(issuer) {
+        Ok(mut u) => {
+            let _ = u.set_port(Some(8444));
+            u.as_str().trim_end_matches('/').to_owned()
+        }
+        Err(_) => issuer.to_owned(),
+    }
+}
 
 /// The default of `Settings::max_form_params`.
 pub const DEFAULT_MAX_FORM_PARAMS: usize = 64;
@@ -32,7 +46,12 @@ pub struct Endpoints {
 
 impl Endpoints {
     pub fn from_issuer(issuer: &str) -> Self {
-        let base = issuer.trim_end_matches('/');
+        Self::under(issuer)
+    }
+
+    /// The endpoints under a base URL (the issuer, or the mTLS listener's public URL).
+    pub fn under(base: &str) -> Self {
+        let base = base.trim_end_matches('/');
         Self {
             authorization: format!("{base}/authorize"),
             token: format!("{base}/token"),
@@ -51,6 +70,12 @@ pub struct Settings {
     /// The issuer identifier (RFC 8414 §2): https, no query or fragment.
     pub issuer: String,
     pub endpoints: Endpoints,
+    /// The same endpoints on the listener that asks for client certificates (RFC 8705 §5
+    /// `mtls_endpoint_aliases`); its public base URL is configured, never taken from `Host`.
+    pub mtls_endpoints: Endpoints,
+    /// The CAs whose certificates `tls_client_auth` accepts (RFC 8705 §2.1); `None` when the
+    /// operator has configured none, and then no `tls_client_auth` client can authenticate.
+    pub client_cas: Option<std::sync::Arc<portcullis_cert::TrustedCas>>,
     pub code_lifetime: i64,
     pub request_uri_lifetime: i64,
     pub access_token_lifetime: i64,
@@ -79,6 +104,8 @@ impl Settings {
         Self {
             issuer: issuer.to_owned(),
             endpoints: Endpoints::from_issuer(issuer),
+            mtls_endpoints: Endpoints::under(&default_mtls_base(issuer)),
+            client_cas: None,
             code_lifetime: MAX_CODE_LIFETIME,
             request_uri_lifetime: 90,
             access_token_lifetime: 600,
@@ -94,6 +121,25 @@ impl Settings {
             registration_token_lifetime: 30 * 86_400,
             jwks_uri_allowed_hosts: Default::default(),
         }
+    }
+
+    /// The public URL of `endpoint` on `listener` (RFC 8705 §5).
+    pub fn url(&self, listener: Listener, endpoint: Endpoint) -> &str {
+        let e = match listener {
+            Listener::Main => &self.endpoints,
+            Listener::Mtls => &self.mtls_endpoints,
+        };
+        match endpoint {
+            Endpoint::PushedAuthorization => &e.par,
+            Endpoint::Token => &e.token,
+            Endpoint::Userinfo => &e.userinfo,
+            Endpoint::Introspection => &e.introspection,
+        }
+    }
+
+    /// Sets the mTLS listener's public base URL.
+    pub fn set_mtls_base(&mut self, base: &str) {
+        self.mtls_endpoints = Endpoints::under(base);
     }
 
     /// How long a retired signing key must stay published: until everything it signed expired.

@@ -6,15 +6,15 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use portcullis_core::authorize::{AuthorizationFailure, Decision};
+use portcullis_core::authorize::Decision;
 use portcullis_core::client_auth::JWT_BEARER_ASSERTION_TYPE;
 use portcullis_core::clock::ManualClock;
 use portcullis_core::keyring::{SERVER_ALGORITHMS, generate_stored_key};
 use portcullis_core::memory::MemoryStore;
 use portcullis_core::model::{Client, ClientAuthMethod, ClientMetadata};
-use portcullis_core::par::PushedAuthorizationRequest;
+use portcullis_core::request::{DirectRequest, FormParams};
+use portcullis_core::response::AuthorizationResponse;
 use portcullis_core::store::Store;
-use portcullis_core::token::TokenRequest;
 use portcullis_core::{ErrorCode, JwksFetcher, KeyRing, OAuthError, Provider, Settings};
 use portcullis_jose::{Algorithm, SigningKey, b64url, sha256_b64url};
 use serde_json::{Map, Value, json};
@@ -212,22 +212,15 @@ impl Env {
         params.push(("code_challenge".into(), sha256_b64url(VERIFIER)));
         params.extend(extra.iter().map(|(a, b)| (a.to_string(), b.to_string())));
         params.extend(self.auth(|_| {}));
-        let r = self
-            .provider
-            .push_authorization_request(&PushedAuthorizationRequest {
-                params: &params,
-                dpop: &[],
-                authorization_header: false,
-            })
-            .await?;
-        Ok(r.request_uri)
+        let r = self.provider.push_authorization_request(direct(params)?).await?;
+        Ok(r.request_uri.as_str().to_owned())
     }
 
     async fn code(&self) -> String {
         let request_uri = self.par().await.unwrap();
         let q = vec![("client_id".into(), "rp".into()), ("request_uri".into(), request_uri)];
-        let pending = self.provider.begin_authorization(&q).await.unwrap();
-        let url = self
+        let pending = self.provider.begin_authorization(q).await.unwrap();
+        let response = self
             .provider
             .complete_authorization(
                 &pending,
@@ -239,6 +232,7 @@ impl Env {
             )
             .await
             .unwrap();
+        let url = response.redirect_url(ISSUER);
         let u = url::Url::parse(&url).unwrap();
         u.query_pairs().find(|(k, _)| k == "code").unwrap().1.into_owned()
     }
@@ -259,13 +253,7 @@ impl Env {
             .map(String::from)
             .unwrap_or_else(|| self.provider.current_dpop_nonce());
         let proof = self.proof(&format!("{ISSUER}/token"), self.now(), Some(&n));
-        self.provider
-            .token(&TokenRequest {
-                params: &params,
-                dpop: &[&proof],
-                authorization_header: false,
-            })
-            .await
+        self.provider.token(direct(params)?.with_dpop(vec![proof])).await
     }
 }
 
@@ -295,12 +283,13 @@ async fn request_uri_lifetime_boundary() {
     };
     let uri = e.par().await.unwrap();
     e.clock.advance(89);
-    assert!(e.provider.begin_authorization(&q(&uri)).await.is_ok());
+    assert!(e.provider.begin_authorization(q(&uri)).await.is_ok());
     e.clock.advance(1);
-    match e.provider.begin_authorization(&q(&uri)).await.unwrap_err() {
-        AuthorizationFailure::Redirect(u) => assert!(u.contains("error=invalid_request_uri"), "{u}"),
-        other => panic!("{other:?}"),
-    }
+    let err = e.provider.begin_authorization(q(&uri)).await.unwrap_err();
+    let u = AuthorizationResponse::from_error(&err)
+        .expect("redirected")
+        .redirect_url(ISSUER);
+    assert!(u.contains("error=invalid_request_uri"), "{u}");
 }
 
 /// AS-SP-26/28: exp must be in the future; iat/nbf may be up to 60 s ahead, not 61.
@@ -385,14 +374,7 @@ async fn dpop_iat_window() {
         ];
         params.extend(e.auth(|_| {}));
         let proof = e.proof(&url, iat, Some(&e.provider.current_dpop_nonce()));
-        let r = e
-            .provider
-            .token(&TokenRequest {
-                params: &params,
-                dpop: &[&proof],
-                authorization_header: false,
-            })
-            .await;
+        let r = e.provider.token(direct(params).unwrap().with_dpop(vec![proof])).await;
         assert_eq!(r.is_ok(), ok, "iat {}: {:?}", iat - t, r.err());
     }
 }
@@ -557,13 +539,9 @@ async fn authenticate_as(e: &Env, key: &SigningKey) -> Result<(), OAuthError> {
 }
 
 async fn authenticate(e: &Env, params: Vec<(String, String)>) -> Result<(), OAuthError> {
-    let p = e.provider.params(&params).unwrap();
-    e.provider
-        .authenticate_client(&portcullis_core::client_auth::ClientAuthentication::from_params(
-            &p, false,
-        ))
-        .await
-        .map(|_| ())
+    let req = direct(params).unwrap();
+    let credentials = portcullis_core::client_auth::ClientCredentials::from_request(&e.provider, &req)?;
+    e.provider.authenticate_client(&credentials).await.map(|_| ())
 }
 
 /// OIDC Core §3.1.2.1: max_age counts to the second; prompt=login wants a login newer than the
@@ -592,7 +570,7 @@ async fn login_freshness() {
     let t = e.now();
     let pending = e
         .provider
-        .begin_authorization(&q(e.par_with(&[("max_age", "60")]).await.unwrap()))
+        .begin_authorization(q(e.par_with(&[("max_age", "60")]).await.unwrap()))
         .await
         .unwrap();
     assert_eq!(
@@ -604,7 +582,7 @@ async fn login_freshness() {
     // max_age=0: only a login made during this request will do, and one does (no endless loop)
     let pending0 = e
         .provider
-        .begin_authorization(&q(e.par_with(&[("max_age", "0")]).await.unwrap()))
+        .begin_authorization(q(e.par_with(&[("max_age", "0")]).await.unwrap()))
         .await
         .unwrap();
     assert_eq!(e.provider.next_step(&pending0, Some(&session(t - 1))), NextStep::Login);
@@ -619,7 +597,7 @@ async fn login_freshness() {
     e.clock.advance(-5);
     let pending = e
         .provider
-        .begin_authorization(&q(e.par_with(&[("prompt", "login")]).await.unwrap()))
+        .begin_authorization(q(e.par_with(&[("prompt", "login")]).await.unwrap()))
         .await
         .unwrap();
     assert_eq!(e.provider.next_step(&pending, Some(&session(t - 1))), NextStep::Login);
@@ -637,10 +615,12 @@ async fn login_freshness() {
         auth_time: t,
         login_request: None,
     };
-    assert!(matches!(
-        e.provider.complete_authorization(&pending, stale).await,
-        Err(AuthorizationFailure::Page { status: 403, .. })
-    ));
+    let err = e.provider.complete_authorization(&pending, stale).await.unwrap_err();
+    assert_eq!(err.status.code(), 403);
+    assert!(
+        AuthorizationResponse::from_error(&err).is_none(),
+        "shown, not redirected"
+    );
     let fresh = Decision::Allow {
         sub: "alice".into(),
         auth_time: t,
@@ -649,15 +629,21 @@ async fn login_freshness() {
     assert!(e.provider.complete_authorization(&pending, fresh).await.is_ok());
     let pending = e
         .provider
-        .begin_authorization(&q(e.par_with(&[("prompt", "none")]).await.unwrap()))
+        .begin_authorization(q(e.par_with(&[("prompt", "none")]).await.unwrap()))
         .await
         .unwrap();
     match e.provider.next_step(&pending, None) {
-        NextStep::Redirect(u) => assert!(u.contains("error=login_required") && u.contains("state=s1"), "{u}"),
+        NextStep::Respond(r) => {
+            let u = r.redirect_url(ISSUER);
+            assert!(u.contains("error=login_required") && u.contains("state=s1"), "{u}")
+        }
         other => panic!("{other:?}"),
     }
     match e.provider.next_step(&pending, Some(&session(t))) {
-        NextStep::Redirect(u) => assert!(u.contains("error=consent_required"), "{u}"),
+        NextStep::Respond(r) => {
+            let u = r.redirect_url(ISSUER);
+            assert!(u.contains("error=consent_required"), "{u}")
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -667,8 +653,13 @@ async fn login_freshness() {
 /// unknown, add no DPoP jti row; a good request does, and its replay is refused.
 #[tokio::test]
 async fn failing_requests_write_no_replay_records() {
-    use portcullis_core::resource::ResourceRequest;
     let e = env().await;
+    let resource = |auth: String, proof: String| {
+        DirectRequest::post(FormParams::default())
+            .with_method(portcullis_core::request::Method::Get)
+            .with_authorization(vec![auth])
+            .with_dpop(vec![proof])
+    };
     let userinfo = format!("{ISSUER}/userinfo");
     let nonce = e.provider.current_dpop_nonce();
     for _ in 0..20 {
@@ -677,12 +668,7 @@ async fn failing_requests_write_no_replay_records() {
         let auth = format!("DPoP {token}");
         let err = e
             .provider
-            .userinfo(&ResourceRequest {
-                authorization: &[&auth],
-                dpop: &[&proof],
-                method: "GET",
-                url: &userinfo,
-            })
+            .userinfo(&resource(auth, proof))
             .await
             .err()
             .expect("made-up token refused");
@@ -703,12 +689,7 @@ async fn failing_requests_write_no_replay_records() {
     let tokens = e.redeem(&e.code().await, None).await.unwrap();
     let proof = e.resource_proof(&userinfo, &tokens.access_token, Some(&nonce));
     let auth = format!("DPoP {}", tokens.access_token);
-    let req = ResourceRequest {
-        authorization: &[&auth],
-        dpop: &[&proof],
-        method: "GET",
-        url: &userinfo,
-    };
+    let req = resource(auth, proof);
     let before = e.store.replay_records();
     e.provider.userinfo(&req).await.unwrap();
     assert_eq!(e.store.replay_records(), before + 1);
@@ -753,4 +734,9 @@ async fn fetched_jwks_uri_documents_are_capped_and_public_only() {
             assert!(err.description.contains("jwks_uri"), "{what}: {err:?}");
         }
     }
+}
+
+/// A POST of `params` (count and duplicates checked as the server's extractor does).
+fn direct(params: Vec<(String, String)>) -> Result<DirectRequest, OAuthError> {
+    FormParams::parse(params, portcullis_core::settings::DEFAULT_MAX_FORM_PARAMS).map(DirectRequest::post)
 }

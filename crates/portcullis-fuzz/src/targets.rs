@@ -7,16 +7,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use portcullis_core::client_auth::{ClientAuthentication, JWT_BEARER_ASSERTION_TYPE};
+use portcullis_core::client_auth::{ClientCredentials, JWT_BEARER_ASSERTION_TYPE};
 use portcullis_core::clock::ManualClock;
 use portcullis_core::dpop::{DpopNonces, DpopRequest, check_proof};
 use portcullis_core::keyring::{SERVER_ALGORITHMS, generate_stored_key};
 use portcullis_core::memory::MemoryStore;
 use portcullis_core::model::{Client, ClientMetadata};
-use portcullis_core::par::PushedAuthorizationRequest;
 use portcullis_core::provider::Params;
 use portcullis_core::registration::validate_metadata;
-use portcullis_core::token::TokenRequest;
+use portcullis_core::request::{DirectRequest, FormParams};
 use portcullis_core::{KeyRing, NoFetcher, OAuthError, Provider, Settings, Store};
 use portcullis_jose::{
     Algorithm, CompactJws, JoseError, Jwks, PublicJwk, SigningKey, b64url, b64url_decode, sha256_b64url,
@@ -381,7 +380,7 @@ impl Target for DpopTarget {
             };
             let r = check_proof(&req, START, &self.nonces, true);
             if let Ok(p) = &r {
-                assert_eq!(p.jkt.len(), 43, "a jkt is a SHA-256 thumbprint");
+                assert_eq!(p.jkt.as_str().len(), 43, "a jkt is a SHA-256 thumbprint");
             }
             labels.push(label_oauth(&r, &text));
         }
@@ -477,12 +476,11 @@ impl Target for AssertionTarget {
 
     fn run(&self, input: &[u8]) -> String {
         let assertion = String::from_utf8_lossy(input);
-        let auth = ClientAuthentication {
+        let auth = ClientCredentials::Assertion {
             // both with and without a client_id parameter, decided by the input
             client_id: input.len().is_multiple_of(2).then_some(CLIENT_ID),
             assertion_type: Some(JWT_BEARER_ASSERTION_TYPE),
-            assertion: Some(&assertion),
-            authorization_header: false,
+            assertion: &assertion,
         };
         label_oauth(
             &block_on(self.provider.authenticate_client(&auth)),
@@ -605,23 +603,24 @@ impl Target for FormTarget {
                 let _ = (params.get(name), params.has(name), params.require(name));
             }
         }
-        let p = self.with_assertions(&pairs);
-        let r = block_on(self.provider.push_authorization_request(&PushedAuthorizationRequest {
-            params: &p,
-            dpop: &[],
-            authorization_header: false,
-        }));
+        let max = self.provider.settings().max_form_params;
+        let direct = |pairs: Vec<(String, String)>| FormParams::parse(pairs, max).map(DirectRequest::post);
+        let r = match direct(self.with_assertions(&pairs)) {
+            Ok(req) => block_on(self.provider.push_authorization_request(req)),
+            Err(e) => Err(e),
+        };
         labels.push(label_oauth(&r, &text));
-        let p = self.with_assertions(&pairs);
         let proof = self.dpop_proof(&self.provider.settings().endpoints.token);
-        let r = block_on(self.provider.token(&TokenRequest {
-            params: &p,
-            dpop: &[proof.as_str()],
-            authorization_header: false,
-        }));
+        let r = match direct(self.with_assertions(&pairs)) {
+            Ok(req) => block_on(self.provider.token(req.with_dpop(vec![proof]))),
+            Err(e) => Err(e),
+        };
         labels.push(label_oauth(&r, &text));
-        let p = self.with_assertions(&pairs);
-        labels.push(label_oauth(&block_on(self.provider.introspect(&p, false)), &text));
+        let r = match direct(self.with_assertions(&pairs)) {
+            Ok(req) => block_on(self.provider.introspect(&req)),
+            Err(e) => Err(e),
+        };
+        labels.push(label_oauth(&r, &text));
         labels.join(" / ")
     }
 }

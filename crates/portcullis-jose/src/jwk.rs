@@ -217,6 +217,9 @@ impl KeyType {
 #[derive(Debug, Clone, Default)]
 pub struct Jwks {
     keys: Vec<PublicJwk>,
+    /// The document as received: members this layer does not interpret (`x5c` for RFC 8705
+    /// §2.2 self-signed certificates) are read from it.
+    document: Value,
 }
 
 impl Jwks {
@@ -248,11 +251,19 @@ impl Jwks {
         if keys.is_empty() {
             return Err(JoseError::InvalidKey("the JWK Set has no signing keys"));
         }
-        Ok(Self { keys })
+        Ok(Self {
+            keys,
+            document: value.clone(),
+        })
     }
 
     pub fn keys(&self) -> &[PublicJwk] {
         &self.keys
+    }
+
+    /// The JWK Set document this was parsed from.
+    pub fn document(&self) -> &Value {
+        &self.document
     }
 
     /// Keys that may have made a signature with `alg` and `kid` (SP 5.4.3: kid plus kty/alg).

@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::datadir::{self, StartError};
 use crate::pages::LoginFailures;
+use crate::proxy::CertificateSource;
 use crate::users::PasswordWorkers;
 
 pub struct SystemClock;
@@ -35,6 +36,8 @@ pub struct AppState {
     /// Signs CSRF tokens; rotates daily, the previous secret still accepted.
     pub csrf: RotatingKey,
     pub login_failures: LoginFailures,
+    /// Where a request's client certificate comes from (TLS, or a trusted proxy's header).
+    pub certificates: CertificateSource,
     pub passwords: PasswordWorkers,
     /// The issuer's path ("" or "/tenant"), under which every route lives.
     pub base_path: String,
@@ -83,8 +86,15 @@ pub async fn open_store(config: &Config) -> Result<Arc<SqliteStore>, StartError>
     Ok(Arc::new(store))
 }
 
-pub fn settings(config: &Config) -> Settings {
+pub fn settings(config: &Config) -> Result<Settings, String> {
     let mut s = Settings::with_defaults(&config.server.issuer);
+    s.set_mtls_base(&config.mtls_url());
+    if !config.tls.client_ca_file.is_empty() {
+        let path = &config.tls.client_ca_file;
+        let pem = std::fs::read(path).map_err(|e| format!("tls.client_ca_file {path}: {e}"))?;
+        let cas = portcullis_cert::TrustedCas::from_pem(&pem).map_err(|e| format!("tls.client_ca_file {path}: {e}"))?;
+        s.client_cas = Some(Arc::new(cas));
+    }
     let t = &config.tokens;
     s.code_lifetime = t.code_lifetime;
     s.request_uri_lifetime = t.request_uri_lifetime;
@@ -97,7 +107,7 @@ pub fn settings(config: &Config) -> Settings {
     s.jwks_refresh_interval = config.limits.jwks_refresh_interval;
     s.registration_token_lifetime = config.clients.registration_token_lifetime;
     s.jwks_uri_allowed_hosts = AllowedHosts::new(&config.clients.jwks_uri_allowed_hosts);
-    s
+    Ok(s)
 }
 
 /// Generates any missing signing key (first start) and loads the ring. Several processes
@@ -137,7 +147,8 @@ pub async fn load_keys(store: &dyn Store, settings: &Settings, now: i64) -> Resu
 }
 
 pub async fn build(config: &Config, store: Arc<SqliteStore>) -> Result<Arc<AppState>, String> {
-    let settings = settings(config);
+    let settings = settings(config)?;
+    let certificates = CertificateSource::new(&config.tls)?;
     let clock = Arc::new(SystemClock);
     let now = clock.now();
     let keys = load_keys(store.as_ref(), &settings, now)
@@ -172,6 +183,7 @@ pub async fn build(config: &Config, store: Arc<SqliteStore>) -> Result<Arc<AppSt
         metadata,
         csrf,
         login_failures: LoginFailures::new(&device_secret, 10_000),
+        certificates,
         // one worker per core, at most two: each holds a 19 MiB argon2id buffer
         passwords: PasswordWorkers::new(std::thread::available_parallelism().map_or(1, |n| n.get().min(2))),
         authorize_path: format!("{base_path}/authorize"),
@@ -370,7 +382,15 @@ mod tests {
         let (_tx, rx) = tokio::sync::watch::channel(false);
         let timeouts = crate::connections::Timeouts::default();
         let gate = crate::connections::Gate::new(64, 64);
-        tokio::spawn(tls::serve(listener, config, app, gate, timeouts, rx));
+        tokio::spawn(tls::serve(
+            listener,
+            config,
+            app,
+            portcullis_core::request::Listener::Main,
+            gate,
+            timeouts,
+            rx,
+        ));
         let ca = reqwest::Certificate::from_pem(&std::fs::read(files.ca_cert()).unwrap()).unwrap();
         let allow_localhost = AllowedHosts::new(&["localhost".into()]);
         let f = Arc::new(HttpsJwksFetcher::build(Some(ca.clone()), Duration::from_secs(1), allow_localhost).unwrap());

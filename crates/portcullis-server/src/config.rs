@@ -19,6 +19,26 @@ pub struct Config {
     pub log: LogConfig,
     pub clients: ClientsConfig,
     pub limits: LimitsConfig,
+    pub tls: TlsConfig,
+}
+
+/// Mutual TLS (RFC 8705): client CAs, and client certificates forwarded by a TLS-terminating
+/// proxy.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// A PEM file of the CAs whose certificates `tls_client_auth` accepts (RFC 8705 §2.1).
+    /// Empty: no CA is trusted, and only `self_signed_tls_client_auth` clients can use a
+    /// certificate.
+    pub client_ca_file: String,
+    /// The request header a TLS-terminating proxy puts the client certificate in: RFC 9440
+    /// `Client-Cert` (a structured-field byte sequence) or a URL-encoded PEM (nginx, AWS ALB).
+    /// Empty: no header is read.
+    pub client_cert_header: String,
+    /// The proxies (addresses or CIDRs) whose `client_cert_header` is believed; from any other
+    /// peer the header is ignored (and logged). From the environment: comma-separated.
+    #[serde(deserialize_with = "string_or_list")]
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -55,6 +75,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The listener that requests (but does not require) client certificates.
     pub mtls_listen: SocketAddr,
+    /// The public base URL of that listener, published as the `mtls_endpoint_aliases` (RFC 8705
+    /// §5) and used for DPoP `htu` there. Empty: the issuer's URL on port 8444.
+    pub mtls_url: String,
     /// Where the database, keys and the development CA live.
     pub data_dir: PathBuf,
     /// Open connections across both listeners (issue 13 item 2). A connection over the cap is
@@ -148,6 +171,7 @@ impl Default for ServerConfig {
             issuer: "https://localhost:8443".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             mtls_listen: SocketAddr::from(([127, 0, 0, 1], 8444)),
+            mtls_url: String::new(),
             data_dir: PathBuf::from("./portcullis-data"),
             max_connections: 4096,
             max_connections_per_ip: 256,
@@ -240,8 +264,8 @@ impl Default for LogConfig {
 }
 
 /// The sections, longest first, so `PORTCULLIS_DEMO_API_ENABLED` finds `demo_api`.
-const SECTIONS: [&str; 8] = [
-    "demo_api", "storage", "clients", "server", "tokens", "limits", "dpop", "log",
+const SECTIONS: [&str; 9] = [
+    "demo_api", "storage", "clients", "server", "tokens", "limits", "dpop", "tls", "log",
 ];
 
 impl Config {
@@ -343,6 +367,7 @@ impl Config {
                 "clients.jwks_uri_allowed_hosts: {h:?} is not a host name or address"
             ));
         }
+        self.validate_tls()?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err("log.format must be text or json".into());
         }
@@ -351,6 +376,49 @@ impl Config {
             return Err("storage.database_url: only sqlite: URLs are supported so far".into());
         }
         Ok(())
+    }
+
+    /// The mTLS settings: a public URL like the issuer's, a header name, parsable proxies.
+    fn validate_tls(&self) -> Result<(), String> {
+        if !self.server.mtls_url.is_empty() {
+            let u = url::Url::parse(&self.server.mtls_url).map_err(|e| format!("server.mtls_url is not a URL: {e}"))?;
+            if u.scheme() != "https"
+                || u.query().is_some()
+                || u.fragment().is_some()
+                || self.server.mtls_url.ends_with('/')
+            {
+                return Err("server.mtls_url must be an https URL without query, fragment or trailing slash".into());
+            }
+        }
+        let h = &self.tls.client_cert_header;
+        if !h.is_empty() && axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+            return Err(format!("tls.client_cert_header: {h:?} is not a header name"));
+        }
+        for p in &self.tls.trusted_proxies {
+            crate::proxy::parse_proxy(p).map_err(|e| format!("tls.trusted_proxies: {e}"))?;
+        }
+        if !self.tls.trusted_proxies.is_empty() && h.is_empty() {
+            return Err(
+                "tls.trusted_proxies needs tls.client_cert_header (the header they put the certificate in)".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The mTLS listener's public base URL.
+    pub fn mtls_url(&self) -> String {
+        if self.server.mtls_url.is_empty() {
+            // the issuer's URL on the mTLS listener's port
+            match url::Url::parse(&self.server.issuer) {
+                Ok(mut u) => {
+                    let _ = u.set_port(Some(self.server.mtls_listen.port()));
+                    u.as_str().trim_end_matches('/').to_owned()
+                }
+                Err(_) => portcullis_core::settings::default_mtls_base(&self.server.issuer),
+            }
+        } else {
+            self.server.mtls_url.clone()
+        }
     }
 
     /// Issue 13 item 2: every connection limit is finite and non-zero, so that no connection

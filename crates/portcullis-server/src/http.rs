@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::extract::FromRequestParts;
 use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -14,16 +16,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http_body_util::BodyExt;
 use http_body_util::LengthLimitError;
-use portcullis_core::par::PushedAuthorizationRequest;
-use portcullis_core::resource::ResourceRequest;
-use portcullis_core::token::TokenRequest;
-use portcullis_core::{ErrorCode, OAuthError};
+use portcullis_core::request::{DirectRequest, FormParams, Listener};
+use portcullis_core::{ErrorCode, OAuthError, Status};
 use serde_json::Value;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::app::AppState;
 use crate::connections::BodyBudget;
 use crate::pages;
+use crate::tls::PeerCertificate;
 
 pub const INTERACTION_ID: HeaderName = HeaderName::from_static("x-fapi-interaction-id");
 const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
@@ -125,9 +126,17 @@ async fn read_body_within(timeouts: BodyTimeouts, budget: Arc<BodyBudget>, req: 
                 let too_large = std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
                     .any(|e| e.is::<LengthLimitError>());
                 let e = if too_large {
-                    OAuthError::new(ErrorCode::InvalidRequest, 413, "the request is too large")
+                    OAuthError::new(
+                        ErrorCode::InvalidRequest,
+                        Status::PayloadTooLarge,
+                        "the request is too large",
+                    )
                 } else {
-                    OAuthError::new(ErrorCode::InvalidRequest, 400, "the request body could not be read")
+                    OAuthError::new(
+                        ErrorCode::InvalidRequest,
+                        Status::BadRequest,
+                        "the request body could not be read",
+                    )
                 };
                 return ApiError(e).into_response();
             }
@@ -137,7 +146,7 @@ async fn read_body_within(timeouts: BodyTimeouts, budget: Arc<BodyBudget>, req: 
                 } else {
                     "the request body stopped arriving"
                 };
-                let e = OAuthError::new(ErrorCode::InvalidRequest, 408, description);
+                let e = OAuthError::new(ErrorCode::InvalidRequest, Status::RequestTimeout, description);
                 let mut res = ApiError(e).into_response();
                 if parts.version <= axum::http::Version::HTTP_11 {
                     res.headers_mut()
@@ -166,7 +175,7 @@ fn busy(budget: &BodyBudget, version: axum::http::Version) -> Response {
     budget.report_refusal();
     let e = OAuthError::new(
         ErrorCode::InvalidRequest,
-        503,
+        Status::ServiceUnavailable,
         "the server is busy; retry the request later",
     );
     let mut res = (StatusCode::SERVICE_UNAVAILABLE, Json(e.body())).into_response();
@@ -195,7 +204,11 @@ async fn conventions(req: Request, next: Next) -> Response {
     let mut res = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     // RFC 9126 §2.3: 413 for an oversized request, as JSON like every other API error
     if res.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        let e = OAuthError::new(ErrorCode::InvalidRequest, 413, "the request is too large");
+        let e = OAuthError::new(
+            ErrorCode::InvalidRequest,
+            Status::PayloadTooLarge,
+            "the request is too large",
+        );
         res = ApiError(e).into_response();
     }
     let h = res.headers_mut();
@@ -229,22 +242,18 @@ impl From<OAuthError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = self.0;
-        if e.status >= 500 {
+        if e.status.is_server_error() {
             tracing::error!(error = %e, "request failed");
         } else {
             // the sanitised, bounded description: it may quote what the client sent
             tracing::info!(error = e.code.as_str(), description = %e.public_description(), detail = e.detail.as_deref().unwrap_or(""), "request refused");
         }
-        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+        let status = StatusCode::from_u16(e.status.code()).unwrap_or(StatusCode::BAD_REQUEST);
         let mut res = (status, Json(e.body())).into_response();
         if let Some(n) = e.dpop_nonce.as_deref().and_then(|n| HeaderValue::from_str(n).ok()) {
             res.headers_mut().insert(DPOP_NONCE, n);
         }
-        if let Some(w) = e
-            .www_authenticate
-            .as_deref()
-            .and_then(|w| HeaderValue::from_str(w).ok())
-        {
+        if let Some(w) = e.www_authenticate().and_then(|w| HeaderValue::from_str(&w).ok()) {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, w);
         }
         res
@@ -261,12 +270,13 @@ fn json_response(status: StatusCode, body: Value, dpop_nonce: Option<&str>) -> R
     res
 }
 
-/// Every value of a header (RFC 9449 §4.3 needs to see duplicates).
-fn all<'a>(headers: &'a HeaderMap, name: &str) -> Vec<&'a str> {
+/// Every value of a header (RFC 9449 §4.3 needs to see duplicates); a value that is not
+/// visible ASCII stays in, as one that fails every check.
+fn all(headers: &HeaderMap, name: &str) -> Vec<String> {
     headers
         .get_all(name)
         .iter()
-        .map(|v| v.to_str().unwrap_or("\u{0}"))
+        .map(|v| v.to_str().unwrap_or("\u{0}").to_owned())
         .collect()
 }
 
@@ -315,36 +325,73 @@ async fn jwks(State(s): State<Arc<AppState>>) -> Response {
     res
 }
 
-async fn par(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let params = form(&headers, &body, s.provider.settings().max_form_params)?;
-    let dpop = all(&headers, "dpop");
-    let r = s
-        .provider
-        .push_authorization_request(&PushedAuthorizationRequest {
-            params: &params,
-            dpop: &dpop,
-            authorization_header: headers.contains_key(header::AUTHORIZATION),
-        })
-        .await?;
+/// The one extractor of a back-channel request (PAR, token, userinfo, introspection): the
+/// listener it came in on, its `DPoP` and `Authorization` headers, and its client certificate
+/// (from the TLS connection, or a trusted proxy's header). The form body is added by the
+/// handlers that take one.
+pub struct Direct(pub DirectRequest);
+
+impl FromRequestParts<Arc<AppState>> for Direct {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &Arc<AppState>) -> Result<Self, ApiError> {
+        let listener = parts.extensions.get::<Listener>().copied().unwrap_or_default();
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        let tls = match parts.extensions.get::<PeerCertificate>().and_then(|p| p.0.as_ref()) {
+            None => None,
+            Some(Ok(c)) => Some(c),
+            Some(Err(e)) => {
+                return Err(ApiError(OAuthError::invalid_request(format!(
+                    "the TLS client certificate could not be read: {e}"
+                ))));
+            }
+        };
+        let certificate = s.certificates.certificate(peer, tls, &parts.headers)?;
+        let method = if parts.method == Method::GET {
+            portcullis_core::request::Method::Get
+        } else {
+            portcullis_core::request::Method::Post
+        };
+        Ok(Direct(DirectRequest {
+            listener,
+            method,
+            params: FormParams::default(),
+            dpop: all(&parts.headers, "dpop"),
+            authorization: all(&parts.headers, "authorization"),
+            certificate,
+        }))
+    }
+}
+
+/// The form body of a direct request.
+fn with_form(
+    s: &AppState,
+    mut req: DirectRequest,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<DirectRequest, ApiError> {
+    let max = s.provider.settings().max_form_params;
+    req.params = FormParams::parse(form(headers, body, max)?, max)?;
+    Ok(req)
+}
+
+async fn par(State(s): State<Arc<AppState>>, Direct(req): Direct, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let req = with_form(&s, req, &headers, &body)?;
+    let r = s.provider.push_authorization_request(req).await?;
     // RFC 9126 §2.2: 201 with request_uri and expires_in
     Ok(json_response(
         StatusCode::CREATED,
-        serde_json::json!({ "request_uri": r.request_uri, "expires_in": r.expires_in }),
+        serde_json::json!({ "request_uri": r.request_uri.as_str(), "expires_in": r.expires_in }),
         r.dpop_nonce.as_deref(),
     ))
 }
 
-async fn token(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let params = form(&headers, &body, s.provider.settings().max_form_params)?;
-    let dpop = all(&headers, "dpop");
-    let r = s
-        .provider
-        .token(&TokenRequest {
-            params: &params,
-            dpop: &dpop,
-            authorization_header: headers.contains_key(header::AUTHORIZATION),
-        })
-        .await?;
+async fn token(State(s): State<Arc<AppState>>, Direct(req): Direct, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let req = with_form(&s, req, &headers, &body)?;
+    let r = s.provider.token(req).await?;
     let nonce = r.dpop_nonce.clone();
     Ok(json_response(
         StatusCode::OK,
@@ -353,27 +400,14 @@ async fn token(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) 
     ))
 }
 
-async fn userinfo(State(s): State<Arc<AppState>>, method: Method, headers: HeaderMap) -> ApiResult {
-    let authorization = all(&headers, "authorization");
-    let dpop = all(&headers, "dpop");
-    let r = s
-        .provider
-        .userinfo(&ResourceRequest {
-            authorization: &authorization,
-            dpop: &dpop,
-            method: method.as_str(),
-            url: &s.provider.settings().endpoints.userinfo,
-        })
-        .await?;
+async fn userinfo(State(s): State<Arc<AppState>>, Direct(req): Direct) -> ApiResult {
+    let r = s.provider.userinfo(&req).await?;
     Ok(json_response(StatusCode::OK, r.claims, r.dpop_nonce.as_deref()))
 }
 
-async fn introspect(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> ApiResult {
-    let params = form(&headers, &body, s.provider.settings().max_form_params)?;
-    let r = s
-        .provider
-        .introspect(&params, headers.contains_key(header::AUTHORIZATION))
-        .await?;
+async fn introspect(State(s): State<Arc<AppState>>, Direct(req): Direct, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let req = with_form(&s, req, &headers, &body)?;
+    let r = s.provider.introspect(&req).await?;
     Ok(json_response(StatusCode::OK, r, None))
 }
 
@@ -458,7 +492,7 @@ async fn delete_registration(
 async fn method_not_allowed() -> Response {
     let mut e = OAuthError::new(
         ErrorCode::InvalidRequest,
-        405,
+        Status::MethodNotAllowed,
         "this method is not allowed at this endpoint",
     );
     e.detail = None;

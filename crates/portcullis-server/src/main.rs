@@ -7,6 +7,7 @@ mod connections;
 mod datadir;
 mod http;
 mod pages;
+mod proxy;
 mod tls;
 mod users;
 
@@ -19,6 +20,7 @@ use portcullis_core::keyring::{SERVER_ALGORITHMS, generate_stored_key};
 use portcullis_core::model::{Client, User};
 use portcullis_core::random::{credential, hash};
 use portcullis_core::registration::validate_metadata;
+use portcullis_core::request::Listener;
 use portcullis_core::{KeyRing, Store};
 use serde_json::{Map, Value, json};
 
@@ -314,11 +316,20 @@ async fn serve(config: Config) -> Result<(), Failure> {
         main_listener,
         plain,
         router.clone(),
+        Listener::Main,
         gate.clone(),
         timeouts,
         rx.clone(),
     ));
-    let b = tokio::spawn(tls::serve(mtls_listener, mtls, router, gate, timeouts, rx));
+    let b = tokio::spawn(tls::serve(
+        mtls_listener,
+        mtls,
+        router,
+        Listener::Mtls,
+        gate,
+        timeouts,
+        rx,
+    ));
     shutdown_signal().await;
     tracing::info!("shutting down");
     let _ = tx.send(true);
@@ -457,7 +468,7 @@ async fn add_user(config: &Config, username: String, password_stdin: bool, claim
 
 async fn client_command(config: &Config, command: ClientCommand) -> Result<(), Failure> {
     let store = app::open_store(config).await?;
-    let settings = app::settings(config);
+    let settings = app::settings(config).map_err(Failure::Usage)?;
     // the registration body needs a Provider only for URLs; build the JSON directly
     let body = |c: &Client| {
         let mut v = serde_json::to_value(&c.metadata).unwrap_or_default();
@@ -501,11 +512,7 @@ async fn client_command(config: &Config, command: ClientCommand) -> Result<(), F
             }
             match a.sender_constraint.as_str() {
                 "dpop" => meta["dpop_bound_access_tokens"] = json!(true),
-                "mtls" => {
-                    return Err(Failure::Usage(
-                        "--sender-constraint mtls is not supported yet (dpop only)".into(),
-                    ));
-                }
+                "mtls" => meta["tls_client_certificate_bound_access_tokens"] = json!(true),
                 other => {
                     return Err(Failure::Usage(format!(
                         "--sender-constraint must be dpop or mtls, not {other}"
@@ -551,7 +558,7 @@ async fn keys_command(config: &Config, command: KeysCommand) -> Result<(), Failu
     // a rotation (or a first `keys list`, which creates the keys) waits for a starting server
     let _init = datadir::StartupLock::acquire(&config.server.data_dir).await?;
     let store = app::open_store(config).await?;
-    let settings = app::settings(config);
+    let settings = app::settings(config).map_err(Failure::Usage)?;
     let t = now();
     match command {
         KeysCommand::List => {

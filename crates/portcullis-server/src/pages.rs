@@ -12,9 +12,11 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use portcullis_core::authorize::{AuthorizationFailure, Decision, NextStep, PendingAuthorization};
+use portcullis_core::OAuthError;
+use portcullis_core::authorize::{Decision, NextStep, PendingAuthorization};
 use portcullis_core::model::Session;
 use portcullis_core::random::{credential, hash, random_bytes};
+use portcullis_core::response::AuthorizationResponse;
 use portcullis_jose::{b64url, b64url_decode};
 
 use crate::app::AppState;
@@ -120,11 +122,24 @@ fn see_other(location: &str) -> Response {
     }
 }
 
-fn failure(f: AuthorizationFailure) -> Response {
-    match f {
-        AuthorizationFailure::Page { status, message } => error_page(status, &message),
-        AuthorizationFailure::Redirect(url) => see_other(&url),
+/// A refusal at the authorization endpoint: to the client's verified redirect URI when it may
+/// go there, otherwise shown to the user (AS-SP-53).
+fn failure(s: &AppState, e: OAuthError) -> Response {
+    if let Some(response) = AuthorizationResponse::from_error(&e) {
+        tracing::info!(error = e.code.as_str(), description = %e.public_description(), "authorization refused (redirected)");
+        return respond(s, &response);
     }
+    if e.status.is_server_error() {
+        tracing::error!(error = %e, "authorization failed");
+        return error_page(500, "The server could not complete the request.");
+    }
+    tracing::info!(error = e.code.as_str(), description = %e.public_description(), "authorization refused (page)");
+    error_page(e.status.code(), &e.public_description())
+}
+
+/// Sends the browser to the client with an authorization response, in its response mode.
+fn respond(s: &AppState, response: &AuthorizationResponse) -> Response {
+    see_other(&response.redirect_url(&s.provider.settings().issuer))
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -227,9 +242,9 @@ async fn browser(state: &AppState, headers: &HeaderMap) -> Result<Browser, Respo
 /// GET on the authorization endpoint.
 pub async fn authorize(State(s): State<Arc<AppState>>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
     let query = query_pairs(q.as_deref());
-    let pending = match s.provider.begin_authorization(&query).await {
+    let pending = match s.provider.begin_authorization(query.clone()).await {
         Ok(p) => p,
-        Err(f) => return failure(f),
+        Err(e) => return failure(&s, e),
     };
     let b = match browser(&s, &headers).await {
         Ok(b) => b,
@@ -241,7 +256,7 @@ pub async fn authorize(State(s): State<Arc<AppState>>, RawQuery(q): RawQuery, he
         .map(|(_, v)| v.as_str())
         .unwrap_or("");
     let mut res = match (s.provider.next_step(&pending, b.session.as_ref()), &b.session) {
-        (NextStep::Redirect(url), _) => return see_other(&url),
+        (NextStep::Respond(response), _) => return respond(&s, &response),
         (NextStep::Consent, Some(session)) => {
             consent_page(&s, &pending, request_uri, &b.csrf_cookie, &session.username)
         }
@@ -354,7 +369,7 @@ async fn posted(
         ("client_id".to_owned(), form.get("client_id").to_owned()),
         ("request_uri".to_owned(), form.get("request_uri").to_owned()),
     ];
-    let pending = s.provider.begin_authorization(&query).await.map_err(failure)?;
+    let pending = s.provider.begin_authorization(query).await.map_err(|e| failure(s, e))?;
     Ok((form, pending, b))
 }
 
@@ -504,7 +519,7 @@ pub async fn consent(State(s): State<Arc<AppState>>, headers: HeaderMap, body: B
     match s.provider.next_step(&pending, Some(&session)) {
         NextStep::Consent => {}
         NextStep::Login => return see_other(&authorize_again(&s, &form)),
-        NextStep::Redirect(url) => return see_other(&url),
+        NextStep::Respond(response) => return respond(&s, &response),
     }
     let decision = match form.get("decision") {
         "allow" => {
@@ -526,8 +541,8 @@ pub async fn consent(State(s): State<Arc<AppState>>, headers: HeaderMap, body: B
         _ => return error_page(400, "Choose allow or deny."),
     };
     match s.provider.complete_authorization(&pending, decision).await {
-        Ok(url) => see_other(&url),
-        Err(f) => failure(f),
+        Ok(response) => respond(&s, &response),
+        Err(e) => failure(&s, e),
     }
 }
 

@@ -28,12 +28,24 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::connections::{Activity, Gate, TimedIo, Timeouts};
+use portcullis_cert::ClientCertificate;
+use portcullis_core::request::Listener;
 
-/// The client certificate presented on the connection (RFC 8705), if any; checked by the
-/// application, never at the handshake.
+/// The client certificate presented on the connection (RFC 8705), parsed once per connection;
+/// checked by the application, never at the handshake. `Err` when the peer presented one that
+/// cannot be read (the requests that need it are refused, saying so).
 #[derive(Clone, Debug, Default)]
-#[allow(dead_code)] // read by mTLS client authentication (ROADMAP 1); carried from the accept loop now
-pub struct PeerCertificate(pub Option<CertificateDer<'static>>);
+pub struct PeerCertificate(pub Option<Result<Arc<ClientCertificate>, String>>);
+
+impl PeerCertificate {
+    fn of(chain: Option<&[CertificateDer<'_>]>) -> Self {
+        Self(chain.filter(|c| !c.is_empty()).map(|c| {
+            ClientCertificate::from_der_chain(c.iter().map(|d| d.as_ref().to_vec()).collect())
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        }))
+    }
+}
 
 /// Paths of the TLS material under the data dir.
 pub struct TlsFiles {
@@ -265,6 +277,7 @@ pub async fn serve(
     listener: TcpListener,
     config: Arc<ServerConfig>,
     app: Router,
+    listener_kind: Listener,
     gate: Arc<Gate>,
     timeouts: Timeouts,
     mut shutdown: watch::Receiver<bool>,
@@ -309,7 +322,7 @@ pub async fn serve(
                 }
                 Err(_) => return,
             };
-            serve_connection(tls, peer, app, timeouts, shutdown).await;
+            serve_connection(tls, peer, app, listener_kind, timeouts, shutdown).await;
         });
     }
     drop(open_tx);
@@ -330,22 +343,18 @@ async fn serve_connection(
     tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
     peer: SocketAddr,
     app: Router,
+    listener: Listener,
     timeouts: Timeouts,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let cert = PeerCertificate(
-        tls.get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .map(|c| c.clone().into_owned()),
-    );
+    let cert = PeerCertificate::of(tls.get_ref().1.peer_certificates());
     // HTTP/2 over TLS is chosen by ALPN (RFC 9113 §3.2), so the protocol is known here and
     // hyper's own detection read (which has no time-out) is skipped
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
     let (activity, mut in_flight) = Activity::new();
     let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
         req.extensions_mut().insert(cert.clone());
+        req.extensions_mut().insert(listener);
         req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
         let started = activity.start();
         let response = app.clone().oneshot(req);

@@ -13,6 +13,7 @@ use portcullis_core::model::{
     AuthorizationCode, Client, CodeRedemption, Grant, PushedRequest, Session, StoredKey, TokenKind, TokenRecord, User,
 };
 use portcullis_core::store::{Store, StoreResult, TableSizes};
+use portcullis_core::types::{JwkThumbprint, PkceChallenge};
 use portcullis_jose::Algorithm;
 use sqlx::Row;
 use sqlx::sqlite::{
@@ -515,8 +516,8 @@ impl Store for SqliteStore {
         .bind(g.auth_time)
         .bind(g.created_at)
         .bind(&code.redirect_uri)
-        .bind(&code.code_challenge)
-        .bind(&code.dpop_jkt)
+        .bind(code.code_challenge.as_str())
+        .bind(code.dpop_jkt.as_ref().map(JwkThumbprint::as_str))
         .bind(&code.nonce)
         .bind(code.expires_at)
         .execute(&mut *tx)
@@ -555,8 +556,11 @@ impl Store for SqliteStore {
                     created_at: row.try_get("created_at").map_err(err)?,
                 },
                 redirect_uri: row.try_get("redirect_uri").map_err(err)?,
-                code_challenge: row.try_get("code_challenge").map_err(err)?,
-                dpop_jkt: row.try_get("dpop_jkt").map_err(err)?,
+                code_challenge: PkceChallenge::from_trusted(row.try_get("code_challenge").map_err(err)?),
+                dpop_jkt: row
+                    .try_get::<Option<String>, _>("dpop_jkt")
+                    .map_err(err)?
+                    .map(JwkThumbprint::from_trusted),
                 nonce: row.try_get("nonce").map_err(err)?,
                 expires_at: row.try_get("expires_at").map_err(err)?,
             })));

@@ -29,15 +29,21 @@ async fn userinfo_challenges() {
         w.starts_with("DPoP ") && w.contains("algs=") && !w.contains("error="),
         "{w}"
     );
-    // RS-SP-09: a DPoP-bound token as Bearer, or without a proof
-    for (scheme, proofs) in [
-        ("Bearer", vec![]),
-        ("bearer", vec![key.proof("GET", &ui, None, Some(token))]),
-        ("DPoP", vec![]),
+    // RS-SP-09: a DPoP-bound token as Bearer, or without a proof; the challenge is for the
+    // scheme the request used (RFC 6750 §3, RFC 9449 §7.1)
+    for (scheme, proofs, challenge) in [
+        ("Bearer", vec![], "Bearer error=\"invalid_token\""),
+        (
+            "bearer",
+            vec![key.proof("GET", &ui, None, Some(token))],
+            "Bearer error=\"invalid_token\"",
+        ),
+        ("DPoP", vec![], "DPoP error=\"invalid_dpop_proof\""),
     ] {
         let r = resource_call(&s, scheme, token, &proofs).await;
         assert_eq!(r.status(), 401, "{scheme}");
-        assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("DPoP "));
+        let w = r.headers()["www-authenticate"].to_str().unwrap();
+        assert!(w.starts_with(challenge), "{scheme}: {w}");
     }
     // RS-SP-13: a proof without the nonce: 401 use_dpop_nonce with one DPoP-Nonce
     let r = resource_call(&s, "DPoP", token, &[key.proof("GET", &ui, None, Some(token))]).await;

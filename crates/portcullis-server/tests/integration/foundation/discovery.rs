@@ -119,15 +119,57 @@ async fn as_sp_18_discovery_advertises_nothing_unimplemented() {
         format!("https://localhost:{}/.well-known/oauth-authorization-server", s.port),
     ] {
         let m = get_json(&s, &url).await;
-        for k in [
-            "mtls_endpoint_aliases",
-            "revocation_endpoint",
-            "tls_client_certificate_bound_access_tokens",
-            "request_object_signing_alg_values_supported",
-        ] {
+        for k in ["revocation_endpoint", "request_object_signing_alg_values_supported"] {
             assert!(m.get(k).is_none(), "{url} advertises {k} = {}", m[k]);
         }
     }
+}
+
+// AS-SP-18, AS-SP-19, AS-SP-88: mTLS is advertised as implemented: both certificate methods
+// (a server with only the self-signed one fails the suite's discovery), certificate-bound
+// tokens, and the aliases on the listener that asks for certificates (its configured URL,
+// never the request's Host)
+#[tokio::test]
+async fn as_sp_88_mtls_endpoint_aliases() {
+    let s = Server::start().await;
+    let m = get_json(&s, &format!("{}/.well-known/openid-configuration", s.issuer)).await;
+    assert_eq!(m["tls_client_certificate_bound_access_tokens"], json!(true));
+    for key in [
+        "token_endpoint_auth_methods_supported",
+        "introspection_endpoint_auth_methods_supported",
+    ] {
+        assert_eq!(
+            m[key],
+            json!(["private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth"]),
+            "{key}"
+        );
+    }
+    let aliases = m["mtls_endpoint_aliases"].as_object().expect("an object");
+    let base = format!("https://localhost:{}", s.mtls_port);
+    for (name, path) in [
+        ("token_endpoint", "/token"),
+        ("pushed_authorization_request_endpoint", "/par"),
+        ("userinfo_endpoint", "/userinfo"),
+        ("introspection_endpoint", "/introspect"),
+    ] {
+        assert_eq!(aliases[name], json!(format!("{base}{path}")), "{name}");
+    }
+    assert_eq!(aliases.len(), 4, "{aliases:?}");
+    // the same document whichever listener and Host it is asked through
+    let other = s
+        .http
+        .get(format!(
+            "https://localhost:{}/.well-known/openid-configuration",
+            s.mtls_port
+        ))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(other["mtls_endpoint_aliases"], m["mtls_endpoint_aliases"]);
 }
 
 // AS-SP-21, AS-SP-22

@@ -887,23 +887,83 @@ async fn as_opt_21_wrong_token_is_401_before_validation() {
     assert_eq!(r.status(), 401);
 }
 
-/// The server never registers what it cannot honour: certificate-bound tokens are refused until
-/// mTLS exists; a client registered for tls_client_auth is told why it cannot authenticate.
+/// RFC 8705 registration rules: one sender constraint per client (certificate-bound or
+/// DPoP-bound, never both, never neither); exactly one well-formed tls_client_auth subject; a
+/// self-signed client registers its certificate as an x5c. A tls_client_auth client that comes
+/// without its certificate is told so.
 #[tokio::test]
-async fn registration_is_honest_about_mtls() {
+async fn registration_rules_for_mtls() {
     let s = Server::start().await;
     let mut body = registration_body(&es256());
+    body.as_object_mut().unwrap().remove("dpop_bound_access_tokens");
     body["tls_client_certificate_bound_access_tokens"] = json!(true);
     let r = register_raw(&s, Some(&s.initial_access_token()), &body).await;
-    let (status, e) = json_error(r, "tls-bound").await;
-    assert_eq!(status, 400);
-    assert_eq!(e["error"], "invalid_client_metadata");
-    assert!(
-        e["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("tls_client_certificate_bound_access_tokens")
+    assert_eq!(r.status(), 201, "certificate-bound tokens with private_key_jwt");
+    let reg: Value = r.json().await.unwrap();
+    assert_eq!(reg["tls_client_certificate_bound_access_tokens"], json!(true));
+    assert_eq!(reg["dpop_bound_access_tokens"], json!(false));
+    let refused = [
+        json!({"tls_client_certificate_bound_access_tokens": true, "dpop_bound_access_tokens": true}),
+        json!({"dpop_bound_access_tokens": false}),
+    ];
+    for extra in refused {
+        let mut body = registration_body(&es256());
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let r = register_raw(&s, Some(&s.initial_access_token()), &body).await;
+        let (status, e) = json_error(r, "constraints").await;
+        assert_eq!(
+            (status, e["error"].as_str().unwrap()),
+            (400, "invalid_client_metadata"),
+            "{extra}"
+        );
+        assert!(
+            e["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("dpop_bound_access_tokens"),
+            "{e}"
+        );
+    }
+    for (subjects, what) in [
+        (json!({}), "no subject"),
+        (
+            json!({"tls_client_auth_subject_dn": "CN=a", "tls_client_auth_san_dns": "a.example"}),
+            "two subjects",
+        ),
+        (
+            json!({"tls_client_auth_subject_dn": "CN=a,,"}),
+            "a DN that does not parse",
+        ),
+        (json!({"tls_client_auth_san_ip": "not-an-ip"}), "an IP that is not one"),
+    ] {
+        let mut body = json!({
+            "redirect_uris": [REDIRECT_URI],
+            "token_endpoint_auth_method": "tls_client_auth",
+        });
+        for (k, v) in subjects.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let r = register_raw(&s, Some(&s.initial_access_token()), &body).await;
+        let (status, e) = json_error(r, what).await;
+        assert_eq!(
+            (status, e["error"].as_str().unwrap()),
+            (400, "invalid_client_metadata"),
+            "{what}: {e}"
+        );
+    }
+    let mut body = registration_body(&es256());
+    body["token_endpoint_auth_method"] = json!("self_signed_tls_client_auth");
+    let r = register_raw(&s, Some(&s.initial_access_token()), &body).await;
+    let (status, e) = json_error(r, "self-signed without x5c").await;
+    assert_eq!(
+        (status, e["error"].as_str().unwrap()),
+        (400, "invalid_client_metadata"),
+        "{e}"
     );
+    assert!(e["error_description"].as_str().unwrap().contains("x5c"), "{e}");
+
     let body = json!({
         "redirect_uris": [REDIRECT_URI],
         "token_endpoint_auth_method": "tls_client_auth",
@@ -924,7 +984,10 @@ async fn registration_is_honest_about_mtls() {
     assert_eq!(status, 401);
     assert_eq!(e["error"], "invalid_client");
     assert!(
-        e["error_description"].as_str().unwrap().contains("tls_client_auth"),
+        e["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("no client certificate was presented"),
         "{e}"
     );
 }

@@ -5,7 +5,7 @@ use portcullis_jose::{Algorithm, Jwks};
 use serde_json::{Map, Value, json};
 
 use crate::address_policy::refused_literal;
-use crate::error::{ErrorCode, OAuthError, OAuthResult};
+use crate::error::{Challenge, OAuthError, OAuthResult};
 use crate::model::{Client, ClientAuthMethod, ClientMetadata};
 use crate::provider::Provider;
 use crate::random::{credential, hash};
@@ -84,15 +84,13 @@ fn bad(field: &str, why: &str) -> OAuthError {
 
 /// A Bearer credential from the Authorization header (RFC 6750 §2.1), or 401 `invalid_token`.
 fn bearer<'a>(authorization: Option<&'a str>, what: &str) -> OAuthResult<&'a str> {
-    let invalid = |d: String| {
-        let mut e = OAuthError::new(ErrorCode::InvalidToken, 401, d);
-        e.www_authenticate = Some("Bearer".into());
-        e
-    };
+    let invalid = |d: String| OAuthError::invalid_token(d).with_challenge(Challenge::Bearer { with_error: true });
     let Some(h) = authorization else {
-        let mut e = invalid(format!("{what} is required as a Bearer token"));
-        e.www_authenticate = Some("Bearer".into());
-        return Err(e);
+        // RFC 6750 §3.1: no error code when the request had no credentials
+        return Err(
+            OAuthError::invalid_token(format!("{what} is required as a Bearer token"))
+                .with_challenge(Challenge::Bearer { with_error: false }),
+        );
     };
     match h.split_once(' ') {
         Some((scheme, t)) if scheme.eq_ignore_ascii_case("Bearer") && !t.trim().is_empty() => Ok(t.trim()),
@@ -293,6 +291,12 @@ pub fn validate_metadata(input: &Value, scopes_supported: &[String]) -> OAuthRes
     }
     if let Some(j) = &jwks {
         Jwks::from_json(j).map_err(|e| bad("jwks", &e.to_string()))?;
+        // RFC 8705 §2.2: a registered certificate (x5c) must be one, and carry the JWK's key
+        for key in j.get("keys").and_then(Value::as_array).into_iter().flatten() {
+            if key.get("x5c").is_some() {
+                portcullis_cert::check_jwk_x5c(key).map_err(|e| bad("jwks", &format!("x5c: {e}")))?;
+            }
+        }
     }
     match method {
         ClientAuthMethod::PrivateKeyJwt | ClientAuthMethod::SelfSignedTlsClientAuth => {
@@ -300,6 +304,19 @@ pub fn validate_metadata(input: &Value, scopes_supported: &[String]) -> OAuthRes
                 return Err(bad(
                     "jwks",
                     &format!("jwks or jwks_uri is required for {}", method.as_str()),
+                ));
+            }
+            // RFC 8705 §2.2: the self-signed certificate is registered as a key's x5c
+            if method == ClientAuthMethod::SelfSignedTlsClientAuth
+                && let Some(j) = &jwks
+                && !j
+                    .get("keys")
+                    .and_then(Value::as_array)
+                    .is_some_and(|keys| keys.iter().any(|k| k.get("x5c").is_some()))
+            {
+                return Err(bad(
+                    "jwks",
+                    "self_signed_tls_client_auth needs the client's certificate as the x5c of a key",
                 ));
             }
         }
@@ -313,6 +330,13 @@ pub fn validate_metadata(input: &Value, scopes_supported: &[String]) -> OAuthRes
                     "tls_client_auth_subject_dn",
                     "tls_client_auth needs exactly one tls_client_auth_* subject field",
                 ));
+            }
+            // RFC 8705 §2.1.2: the subject must be one a certificate can carry
+            for f in TLS_SUBJECT_FIELDS {
+                if let Some(v) = obj.get(f).filter(|v| !v.is_null()) {
+                    let text = v.as_str().ok_or_else(|| bad(f, "must be a string"))?;
+                    portcullis_cert::TlsSubject::from_metadata(f, text).map_err(|e| bad(f, &e.to_string()))?;
+                }
             }
         }
     }
@@ -342,21 +366,28 @@ pub fn validate_metadata(input: &Value, scopes_supported: &[String]) -> OAuthRes
     {
         return Err(bad("scope", &format!("unknown scope {unknown}")));
     }
+    // SP 5.3.2.1-4 (AS-SP-72): every access token is sender-constrained, and a client is
+    // registered for exactly one constraint (IA-07: not both): certificate-bound (RFC 8705
+    // §3.4) or DPoP-bound (RFC 9449 §5.2, the default)
     let tls_bound = opt_bool("tls_client_certificate_bound_access_tokens")?.unwrap_or(false);
-    if tls_bound {
-        return Err(bad(
-            "tls_client_certificate_bound_access_tokens",
-            "certificate-bound access tokens are not supported yet: use dpop_bound_access_tokens",
-        ));
-    }
-    // this server issues DPoP-bound tokens (certificate binding comes with mTLS)
-    let dpop_bound = opt_bool("dpop_bound_access_tokens")?.unwrap_or(true);
-    if !dpop_bound {
-        return Err(bad(
-            "dpop_bound_access_tokens",
-            "must be true: access tokens are sender-constrained with DPoP",
-        ));
-    }
+    let dpop_bound = match (tls_bound, opt_bool("dpop_bound_access_tokens")?) {
+        (true, Some(true)) => {
+            return Err(bad(
+                "dpop_bound_access_tokens",
+                "a client is registered for one sender constraint: not both dpop_bound_access_tokens and \
+                 tls_client_certificate_bound_access_tokens",
+            ));
+        }
+        (true, _) => false,
+        (false, Some(false)) => {
+            return Err(bad(
+                "dpop_bound_access_tokens",
+                "access tokens are always sender-constrained: set dpop_bound_access_tokens or \
+                 tls_client_certificate_bound_access_tokens to true",
+            ));
+        }
+        (false, _) => true,
+    };
     let mut extra = Map::new();
     for f in URI_FIELDS {
         if let Some(v) = opt_https_uri(f)? {
@@ -545,27 +576,18 @@ impl Provider {
 }
 
 fn invalid_initial_access_token() -> OAuthError {
-    let mut e = OAuthError::new(
-        ErrorCode::InvalidToken,
-        401,
-        "the initial access token is unknown, expired or used up",
-    );
-    e.www_authenticate = Some("Bearer error=\"invalid_token\"".into());
-    e
+    OAuthError::invalid_token("the initial access token is unknown, expired or used up")
+        .with_challenge(Challenge::Bearer { with_error: true })
 }
 
 fn invalid_registration_token() -> OAuthError {
-    let mut e = OAuthError::new(
-        ErrorCode::InvalidToken,
-        401,
-        "the registration access token is not valid for this client",
-    );
-    e.www_authenticate = Some("Bearer error=\"invalid_token\"".into());
-    e
+    OAuthError::invalid_token("the registration access token is not valid for this client")
+        .with_challenge(Challenge::Bearer { with_error: true })
 }
 
 #[cfg(test)]
 mod tests {
+    use crate::ErrorCode;
     use portcullis_jose::{SigningKey, b64url};
 
     use super::*;
@@ -589,7 +611,7 @@ mod tests {
         let mut b = body();
         edit(&mut b);
         let err = validate_metadata(&b, &scopes()).expect_err("accepted");
-        assert_eq!(err.status, 400, "{err:?}");
+        assert_eq!(err.status.code(), 400, "{err:?}");
         assert_eq!(err.code, ErrorCode::InvalidClientMetadata, "{err:?}");
         let description = err.description.to_string();
         assert!(description.contains(field), "{description} does not name {field}");

@@ -5,9 +5,9 @@
 use portcullis_jose::{CompactJws, Jwks};
 use serde_json::Value;
 
-use crate::authorize::append_query;
 use crate::model::Session;
 use crate::provider::Provider;
+use crate::response::append_query;
 
 /// A checked logout request.
 #[derive(Debug, Clone, PartialEq, Eq)]

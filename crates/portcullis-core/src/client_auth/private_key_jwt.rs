@@ -10,33 +10,12 @@ use serde_json::Value;
 use crate::error::{OAuthError, OAuthResult};
 use crate::jwks_cache::Refreshed;
 use crate::model::ClientAuthMethod;
-use crate::provider::{Params, ParsedClient, Provider};
+use crate::provider::{ParsedClient, Provider};
 use crate::random::hash;
 use crate::settings::{MAX_ASSERTION_LIFETIME, MAX_FUTURE_SKEW};
 
 /// RFC 7523 §2.2.
 pub const JWT_BEARER_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
-
-/// The client authentication a request carries.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ClientAuthentication<'a> {
-    pub client_id: Option<&'a str>,
-    pub assertion_type: Option<&'a str>,
-    pub assertion: Option<&'a str>,
-    /// Whether the request carried an `Authorization` header (client_secret_basic is refused).
-    pub authorization_header: bool,
-}
-
-impl<'a> ClientAuthentication<'a> {
-    pub fn from_params(params: &Params<'a>, authorization_header: bool) -> Self {
-        Self {
-            client_id: params.get("client_id"),
-            assertion_type: params.get("client_assertion_type"),
-            assertion: params.get("client_assertion"),
-            authorization_header,
-        }
-    }
-}
 
 #[derive(Deserialize)]
 struct AssertionClaims {
@@ -50,39 +29,19 @@ struct AssertionClaims {
 }
 
 impl Provider {
-    /// Authenticates the client of a direct request (PAR, token, introspection). Every failure is
-    /// 401 `invalid_client` with a description of the rule that failed.
-    pub async fn authenticate_client(&self, auth: &ClientAuthentication<'_>) -> OAuthResult<Arc<ParsedClient>> {
+    /// RFC 7523 §3 / OIDC Core §9 `private_key_jwt`: the assertion is verified with the client's
+    /// registered keys and spent (its `jti` is good once). Every failure is 401
+    /// `invalid_client` with a description of the rule that failed.
+    pub(crate) async fn authenticate_with_assertion(
+        &self,
+        client_id: Option<&str>,
+        assertion_type: Option<&str>,
+        assertion: &str,
+    ) -> OAuthResult<Arc<ParsedClient>> {
         fn fail(d: impl Into<std::borrow::Cow<'static, str>>) -> OAuthError {
             OAuthError::invalid_client(d)
         }
-        let Some(assertion) = auth.assertion else {
-            // a client registered for mTLS learns why it cannot authenticate (ROADMAP: RFC 8705)
-            if let Some(id) = auth.client_id
-                && let Some(c) = self.client(id).await?
-                && c.client.metadata.token_endpoint_auth_method != ClientAuthMethod::PrivateKeyJwt
-            {
-                return Err(fail(format!(
-                    "this client is registered for {}, which this server does not support yet",
-                    c.client.metadata.token_endpoint_auth_method.as_str()
-                )));
-            }
-            if auth.authorization_header {
-                return Err(self.basic_challenge(fail(
-                    "client_secret_basic is not supported: authenticate with private_key_jwt (client_assertion)",
-                )));
-            }
-            return Err(fail(
-                "client authentication is required: send a private_key_jwt client_assertion",
-            ));
-        };
-        // RFC 6749 §2.3: one client authentication method per request
-        if auth.authorization_header {
-            return Err(self.basic_challenge(fail(
-                "send either a client_assertion or an Authorization header, not both (RFC 6749 section 2.3)",
-            )));
-        }
-        if auth.assertion_type != Some(JWT_BEARER_ASSERTION_TYPE) {
+        if assertion_type != Some(JWT_BEARER_ASSERTION_TYPE) {
             return Err(fail(format!(
                 "client_assertion_type must be {JWT_BEARER_ASSERTION_TYPE}"
             )));
@@ -119,7 +78,7 @@ impl Provider {
             return Err(fail("client assertion iss and sub must both be the client_id"));
         }
         // RFC 6749 §3.2.1 (AS-SP-71): a client_id parameter must name the same client
-        if let Some(cid) = auth.client_id
+        if let Some(cid) = client_id
             && cid != iss
         {
             return Err(fail(
@@ -198,14 +157,7 @@ impl Provider {
         Ok(client)
     }
 
-    /// RFC 6749 §5.2: a client that tried the `Authorization` header gets 401 with a challenge
-    /// for the scheme it used.
-    fn basic_challenge(&self, mut e: OAuthError) -> OAuthError {
-        e.www_authenticate = Some(format!("Basic realm=\"{}\"", self.settings.issuer));
-        e
-    }
-
-    async fn verify_client_signature(&self, client: &ParsedClient, jws: &CompactJws<'_>) -> OAuthResult<()> {
+    pub(crate) async fn verify_client_signature(&self, client: &ParsedClient, jws: &CompactJws<'_>) -> OAuthResult<()> {
         let fail = |e: JoseError| match e {
             JoseError::NoMatchingKey => {
                 OAuthError::invalid_client("no registered client key matches the client assertion (kid, alg)")

@@ -5,11 +5,17 @@ use portcullis_jose::Algorithm;
 use serde_json::{Value, json};
 
 use crate::provider::Provider;
+use crate::response::ResponseMode;
+
+/// SP 5.3.2.1-6 (AS-SP-19): the client authentication methods, at the token, PAR and
+/// introspection endpoints alike.
+const AUTH_METHODS: [&str; 3] = ["private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth"];
 
 impl Provider {
     pub fn metadata(&self) -> Value {
         let s = &self.settings;
         let e = &s.endpoints;
+        let m = &s.mtls_endpoints;
         let algs: Vec<&str> = Algorithm::ALL.iter().map(|a| a.as_str()).collect();
         json!({
             "issuer": s.issuer,
@@ -22,14 +28,23 @@ impl Provider {
             "registration_endpoint": e.registration,
             "introspection_endpoint": e.introspection,
             "end_session_endpoint": e.end_session,
-            "introspection_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
             "introspection_endpoint_auth_signing_alg_values_supported": algs,
             "scopes_supported": s.scopes_supported,
             "response_types_supported": ["code"],
-            "response_modes_supported": ["query"],
+            "response_modes_supported": ResponseMode::supported_names(),
             "grant_types_supported": ["authorization_code", "refresh_token"],
             "subject_types_supported": ["public"],
-            "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+            "token_endpoint_auth_methods_supported": AUTH_METHODS,
+            // RFC 8705 §3.3 (AS-SP-18), §5 (AS-SP-88): certificate-bound tokens, and where the
+            // endpoints that read a client certificate live
+            "tls_client_certificate_bound_access_tokens": true,
+            "mtls_endpoint_aliases": {
+                "token_endpoint": m.token,
+                "pushed_authorization_request_endpoint": m.par,
+                "userinfo_endpoint": m.userinfo,
+                "introspection_endpoint": m.introspection,
+            },
             "token_endpoint_auth_signing_alg_values_supported": algs,
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": true,

@@ -1,0 +1,176 @@
+//! The authorization response (RFC 6749 §4.1.2, RFC 9207 §2) as a typed value, rendered by the
+//! response mode the request asked for (OAuth 2.0 Multiple Response Type Encoding Practices §2;
+//! `query` today, JARM's `jwt` modes later).
+
+use crate::error::{OAuthError, OAuthResult};
+
+/// How the authorization response reaches the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseMode {
+    /// Parameters in the redirect URI's query (the default of the code flow).
+    #[default]
+    Query,
+}
+
+impl ResponseMode {
+    /// Every mode this server implements, in discovery order (`response_modes_supported`).
+    pub const SUPPORTED: [ResponseMode; 1] = [ResponseMode::Query];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Query => "query",
+        }
+    }
+
+    /// A `response_mode` parameter (AS-SP-48): absent means the code flow's default.
+    pub fn parse(value: Option<&str>) -> OAuthResult<Self> {
+        match value {
+            None => Ok(Self::Query),
+            Some(v) => Self::SUPPORTED.into_iter().find(|m| m.as_str() == v).ok_or_else(|| {
+                OAuthError::invalid_request(format!(
+                    "response_mode {v} is not supported: only {}",
+                    Self::supported_names().join(", ")
+                ))
+            }),
+        }
+    }
+
+    pub fn supported_names() -> Vec<&'static str> {
+        Self::SUPPORTED.iter().map(|m| m.as_str()).collect()
+    }
+}
+
+/// Where an authorization response goes: a redirect URI already verified against the client's
+/// registration (AS-SP-36/37), the request's `state`, and the response mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseTarget {
+    pub redirect_uri: String,
+    pub state: Option<String>,
+    pub mode: ResponseMode,
+}
+
+/// What the authorization endpoint answers the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthorizationResponse {
+    /// RFC 6749 §4.1.2: the authorization code.
+    Code { target: ResponseTarget, code: String },
+    /// RFC 6749 §4.1.2.1: an error the client may see.
+    Error {
+        target: ResponseTarget,
+        error: &'static str,
+        description: String,
+    },
+}
+
+impl AuthorizationResponse {
+    /// The error response for a refusal that may be redirected; `None` for one that must be
+    /// shown to the user.
+    pub fn from_error(e: &OAuthError) -> Option<Self> {
+        let target = e.redirect.as_deref()?.clone();
+        Some(Self::Error {
+            target,
+            error: e.code.as_str(),
+            description: e.public_description(),
+        })
+    }
+
+    pub fn target(&self) -> &ResponseTarget {
+        match self {
+            Self::Code { target, .. } | Self::Error { target, .. } => target,
+        }
+    }
+
+    /// The URL the browser is sent to, in the target's response mode, with `iss` (RFC 9207 §2)
+    /// and `state` when the request had one.
+    pub fn redirect_url(&self, issuer: &str) -> String {
+        let target = self.target();
+        let mut params: Vec<(&str, &str)> = Vec::with_capacity(4);
+        match self {
+            Self::Code { code, .. } => params.push(("code", code)),
+            Self::Error { error, description, .. } => {
+                params.push(("error", error));
+                params.push(("error_description", description));
+            }
+        }
+        if let Some(s) = &target.state {
+            params.push(("state", s));
+        }
+        params.push(("iss", issuer));
+        match target.mode {
+            ResponseMode::Query => append_query(&target.redirect_uri, &params),
+        }
+    }
+}
+
+/// Appends parameters to a registered redirect URI, keeping its own query (RFC 6749 §3.1.2).
+pub fn append_query(uri: &str, params: &[(&str, &str)]) -> String {
+    let mut ser = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in params {
+        ser.append_pair(k, v);
+    }
+    let encoded = ser.finish();
+    let sep = if !uri.contains('?') {
+        "?"
+    } else if uri.ends_with('?') || uri.ends_with('&') {
+        ""
+    } else {
+        "&"
+    };
+    format!("{uri}{sep}{encoded}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_query_is_kept() {
+        assert_eq!(
+            append_query(
+                "https://c.example/cb?dummy1=lorem&dummy2=ipsum",
+                &[("code", "x"), ("state", "a b")]
+            ),
+            "https://c.example/cb?dummy1=lorem&dummy2=ipsum&code=x&state=a+b"
+        );
+        assert_eq!(
+            append_query("https://c.example/cb", &[("code", "x")]),
+            "https://c.example/cb?code=x"
+        );
+    }
+
+    /// RFC 9207 §2: `iss` in every response, success or error; `state` echoed.
+    #[test]
+    fn responses_carry_iss_and_state() {
+        let target = ResponseTarget {
+            redirect_uri: "https://c.example/cb".into(),
+            state: Some("s1".into()),
+            mode: ResponseMode::Query,
+        };
+        let ok = AuthorizationResponse::Code {
+            target: target.clone(),
+            code: "c".into(),
+        };
+        assert_eq!(
+            ok.redirect_url("https://as.example"),
+            "https://c.example/cb?code=c&state=s1&iss=https%3A%2F%2Fas.example"
+        );
+        let e = OAuthError::invalid_request("bad").redirected_to(&target);
+        let url = AuthorizationResponse::from_error(&e)
+            .unwrap()
+            .redirect_url("https://as.example");
+        assert_eq!(
+            url,
+            "https://c.example/cb?error=invalid_request&error_description=bad&state=s1&iss=https%3A%2F%2Fas.example"
+        );
+        assert!(AuthorizationResponse::from_error(&OAuthError::invalid_request("x")).is_none());
+    }
+
+    #[test]
+    fn response_modes() {
+        assert_eq!(ResponseMode::parse(None).unwrap(), ResponseMode::Query);
+        assert_eq!(ResponseMode::parse(Some("query")).unwrap(), ResponseMode::Query);
+        let e = ResponseMode::parse(Some("fragment")).unwrap_err();
+        assert!(e.description.contains("only query"), "{e}");
+    }
+}
