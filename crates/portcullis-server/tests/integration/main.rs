@@ -6,3 +6,4 @@ mod harness;
 mod flow;
 mod foundation;
 mod hardening;
+mod mtls;
