@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use crate::response::ResponseTarget;
+use crate::response::{AuthorizationResponse, ResponseTarget};
 
 /// RFC 6749 §5.2, RFC 6750 §3.1, RFC 7591 §3.2.2, RFC 9126 §2.3 and RFC 9449 error codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,6 +226,17 @@ impl OAuthError {
         self
     }
 
+    /// The error response for a refusal that may be redirected to the client (RFC 6749
+    /// §4.1.2.1); `None` for one that must be shown to the user (AS-SP-53).
+    pub fn authorization_response(&self) -> Option<AuthorizationResponse> {
+        let target = self.redirect.as_deref()?.clone();
+        Some(AuthorizationResponse::Error {
+            target,
+            error: self.code.as_str(),
+            description: self.public_description(),
+        })
+    }
+
     /// Turns an error into its protected-resource form (RFC 6750 §3, RFC 9449 §7.1, RFC 8705
     /// §3): 401 with a `WWW-Authenticate` challenge for the scheme the request used (`DPoP`
     /// unless it was `Bearer`), except `insufficient_scope` (403) and `invalid_request` (400).
@@ -356,6 +367,23 @@ mod tests {
         let e = OAuthError::invalid_token("x").with_challenge(Challenge::Bearer { with_error: false });
         assert_eq!(e.www_authenticate().unwrap(), "Bearer");
         assert_eq!(e.status.code(), 401);
+    }
+
+    /// RFC 6749 §4.1.2.1: only an error with a verified target is redirected, with `state`.
+    #[test]
+    fn redirected_errors() {
+        let target = ResponseTarget {
+            redirect_uri: "https://c.example/cb".into(),
+            state: Some("s1".into()),
+            mode: crate::response::ResponseMode::Query,
+        };
+        let e = OAuthError::invalid_request("bad \"x\"").redirected_to(&target);
+        let url = e.authorization_response().unwrap().redirect_url("https://as.example");
+        assert_eq!(
+            url,
+            "https://c.example/cb?error=invalid_request&error_description=bad+%3Fx%3F&state=s1&iss=https%3A%2F%2Fas.example"
+        );
+        assert!(OAuthError::invalid_request("x").authorization_response().is_none());
     }
 
     /// The `algs` constant lists exactly the algorithms the JOSE layer accepts.

@@ -7,10 +7,29 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use portcullis_jose::Jwks;
+use serde_json::Value;
 
 use crate::error::{OAuthError, OAuthResult};
-use crate::provider::{JwksFetcher, lock};
+use crate::sync::lock;
+
+/// Fetches a client's `jwks_uri` (https only, time-outs and a size cap are the implementer's
+/// duty, AS-SP-01/05).
+#[async_trait]
+pub trait JwksFetcher: Send + Sync + 'static {
+    async fn fetch(&self, uri: &str) -> Result<Value, String>;
+}
+
+/// A fetcher for deployments without outbound HTTP: every `jwks_uri` fails.
+pub struct NoFetcher;
+
+#[async_trait]
+impl JwksFetcher for NoFetcher {
+    async fn fetch(&self, _uri: &str) -> Result<Value, String> {
+        Err("fetching jwks_uri is not available".into())
+    }
+}
 
 /// How long a fetched document is used before it is fetched again.
 pub const JWKS_CACHE_TTL: i64 = 300;

@@ -25,13 +25,15 @@ pub mod response;
 pub mod secrets;
 pub mod settings;
 pub mod store;
+mod sync;
 pub mod types;
 
 pub use endpoints::{authorize, discovery, logout, par, registration, resource, token};
 
 pub use clock::Clock;
 pub use error::{Challenge, ErrorCode, OAuthError, OAuthResult, Status, StoreError};
+pub use jwks_cache::{JwksFetcher, NoFetcher};
 pub use keyring::KeyRing;
-pub use provider::{JwksFetcher, NoFetcher, Provider};
+pub use provider::Provider;
 pub use settings::Settings;
 pub use store::Store;

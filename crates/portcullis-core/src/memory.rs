@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use crate::model::{
     AuthorizationCode, Client, CodeRedemption, Grant, PushedRequest, Session, StoredKey, TokenKind, TokenRecord, User,
 };
-use crate::provider::lock;
 use crate::store::{Store, StoreResult, TableSizes};
+use crate::sync::lock;
 
 #[derive(Default)]
 pub struct MemoryStore {

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use portcullis_cert::ClientCertificate;
 
-use crate::error::OAuthResult;
-use crate::provider::Params;
+use std::collections::HashSet;
+
+use crate::error::{OAuthError, OAuthResult};
 
 /// The listener a request came in on: the main one, or the one that asks for client
 /// certificates and serves the `mtls_endpoint_aliases` (RFC 8705 §5).
@@ -110,5 +111,110 @@ impl DirectRequest {
     pub fn with_method(mut self, method: Method) -> Self {
         self.method = method;
         self
+    }
+}
+
+/// Form parameters as received; a parameter sent twice is an error (RFC 6749 §3.1, §3.2).
+pub struct Params<'a> {
+    pairs: &'a [(String, String)],
+}
+
+impl<'a> Params<'a> {
+    /// Checks the parameter count (at most `max`: an OAuth request needs a few dozen) and
+    /// refuses duplicates, in time linear in the number of parameters (issue 13 item 1: this
+    /// runs before client authentication).
+    pub fn new(pairs: &'a [(String, String)], max: usize) -> OAuthResult<Self> {
+        if pairs.len() > max {
+            return Err(too_many_params(max));
+        }
+        let mut seen = HashSet::with_capacity(pairs.len());
+        for (k, _) in pairs {
+            if !seen.insert(k.as_str()) {
+                return Err(OAuthError::invalid_request(format!(
+                    "the parameter {} was sent more than once",
+                    printable(k)
+                )));
+            }
+        }
+        Ok(Self { pairs })
+    }
+
+    /// A view of pairs already checked (see [`crate::request::FormParams`]).
+    pub(crate) fn trusted(pairs: &'a [(String, String)]) -> Self {
+        Self { pairs }
+    }
+
+    /// A parameter's value; an empty value counts as absent (RFC 6749 §3.1).
+    pub fn get(&self, name: &str) -> Option<&'a str> {
+        self.pairs
+            .iter()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.pairs.iter().any(|(k, _)| k == name)
+    }
+
+    pub fn require(&self, name: &str) -> OAuthResult<&'a str> {
+        self.get(name)
+            .ok_or_else(|| OAuthError::invalid_request(format!("the {name} parameter is required")))
+    }
+}
+
+/// 400 `invalid_request` for a request with more parameters than `max`.
+pub fn too_many_params(max: usize) -> OAuthError {
+    OAuthError::invalid_request(format!("the request has more than {max} parameters"))
+}
+
+/// A parameter name as it may appear in an error description: bounded, printable ASCII only.
+fn printable(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .take(64)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect();
+    if name.len() > out.len() {
+        out.push_str("...");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(keys: impl IntoIterator<Item = String>) -> Vec<(String, String)> {
+        keys.into_iter().map(|k| (k, "v".to_owned())).collect()
+    }
+
+    /// Issue 13 item 1: more parameters than the limit are refused with 400 invalid_request.
+    #[test]
+    fn parameter_count_is_capped() {
+        let ok = pairs((0..64).map(|i| format!("k{i}")));
+        assert!(Params::new(&ok, 64).is_ok());
+        let many = pairs((0..18_000).map(|i| format!("k{i}")));
+        let e = Params::new(&many, 64).err().expect("refused");
+        assert_eq!((e.code.as_str(), e.status.code()), ("invalid_request", 400));
+        assert!(e.description.contains("more than 64"), "{}", e.description);
+    }
+
+    /// RFC 6749 §3.1: a repeated parameter is refused, wherever it repeats; the name in the
+    /// description is bounded and printable.
+    #[test]
+    fn duplicates_are_refused() {
+        let mut p = pairs((0..60).map(|i| format!("k{i}")));
+        p.push(("k59".into(), "x".into()));
+        let e = Params::new(&p, 64).err().expect("refused");
+        assert!(
+            e.description.contains("k59 was sent more than once"),
+            "{}",
+            e.description
+        );
+        let long = "\u{202e}".to_owned() + &"a".repeat(5000);
+        let p = pairs([long.clone(), long]);
+        let e = Params::new(&p, 64).err().expect("refused");
+        assert!(e.description.len() < 200, "{}", e.description);
+        assert!(e.description.is_ascii());
     }
 }

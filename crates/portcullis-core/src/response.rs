@@ -2,8 +2,6 @@
 //! response mode the request asked for (OAuth 2.0 Multiple Response Type Encoding Practices §2;
 //! `query` today, JARM's `jwt` modes later).
 
-use crate::error::{OAuthError, OAuthResult};
-
 /// How the authorization response reaches the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -23,17 +21,9 @@ impl ResponseMode {
         }
     }
 
-    /// A `response_mode` parameter (AS-SP-48): absent means the code flow's default.
-    pub fn parse(value: Option<&str>) -> OAuthResult<Self> {
-        match value {
-            None => Ok(Self::Query),
-            Some(v) => Self::SUPPORTED.into_iter().find(|m| m.as_str() == v).ok_or_else(|| {
-                OAuthError::invalid_request(format!(
-                    "response_mode {v} is not supported: only {}",
-                    Self::supported_names().join(", ")
-                ))
-            }),
-        }
+    /// The mode named `name`, if this server renders it.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::SUPPORTED.into_iter().find(|m| m.as_str() == name)
     }
 
     pub fn supported_names() -> Vec<&'static str> {
@@ -64,17 +54,6 @@ pub enum AuthorizationResponse {
 }
 
 impl AuthorizationResponse {
-    /// The error response for a refusal that may be redirected; `None` for one that must be
-    /// shown to the user.
-    pub fn from_error(e: &OAuthError) -> Option<Self> {
-        let target = e.redirect.as_deref()?.clone();
-        Some(Self::Error {
-            target,
-            error: e.code.as_str(),
-            description: e.public_description(),
-        })
-    }
-
     pub fn target(&self) -> &ResponseTarget {
         match self {
             Self::Code { target, .. } | Self::Error { target, .. } => target,
@@ -155,22 +134,20 @@ mod tests {
             ok.redirect_url("https://as.example"),
             "https://c.example/cb?code=c&state=s1&iss=https%3A%2F%2Fas.example"
         );
-        let e = OAuthError::invalid_request("bad").redirected_to(&target);
-        let url = AuthorizationResponse::from_error(&e)
-            .unwrap()
-            .redirect_url("https://as.example");
+        let e = AuthorizationResponse::Error {
+            target,
+            error: "invalid_request",
+            description: "bad".into(),
+        };
         assert_eq!(
-            url,
+            e.redirect_url("https://as.example"),
             "https://c.example/cb?error=invalid_request&error_description=bad&state=s1&iss=https%3A%2F%2Fas.example"
         );
-        assert!(AuthorizationResponse::from_error(&OAuthError::invalid_request("x")).is_none());
     }
 
     #[test]
     fn response_modes() {
-        assert_eq!(ResponseMode::parse(None).unwrap(), ResponseMode::Query);
-        assert_eq!(ResponseMode::parse(Some("query")).unwrap(), ResponseMode::Query);
-        let e = ResponseMode::parse(Some("fragment")).unwrap_err();
-        assert!(e.description.contains("only query"), "{e}");
+        assert_eq!(ResponseMode::from_name("query"), Some(ResponseMode::Query));
+        assert_eq!(ResponseMode::from_name("fragment"), None);
     }
 }

@@ -286,9 +286,7 @@ async fn request_uri_lifetime_boundary() {
     assert!(e.provider.begin_authorization(q(&uri)).await.is_ok());
     e.clock.advance(1);
     let err = e.provider.begin_authorization(q(&uri)).await.unwrap_err();
-    let u = AuthorizationResponse::from_error(&err)
-        .expect("redirected")
-        .redirect_url(ISSUER);
+    let u = err.authorization_response().expect("redirected").redirect_url(ISSUER);
     assert!(u.contains("error=invalid_request_uri"), "{u}");
 }
 
@@ -617,10 +615,7 @@ async fn login_freshness() {
     };
     let err = e.provider.complete_authorization(&pending, stale).await.unwrap_err();
     assert_eq!(err.status.code(), 403);
-    assert!(
-        AuthorizationResponse::from_error(&err).is_none(),
-        "shown, not redirected"
-    );
+    assert!(err.authorization_response().is_none(), "shown, not redirected");
     let fresh = Decision::Allow {
         sub: "alice".into(),
         auth_time: t,

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::datadir::{self, StartError};
-use crate::pages::LoginFailures;
+use crate::login_failures::LoginFailures;
 use crate::proxy::CertificateSource;
 use crate::users::PasswordWorkers;
 
@@ -148,7 +148,7 @@ pub async fn load_keys(store: &dyn Store, settings: &Settings, now: i64) -> Resu
 
 pub async fn build(config: &Config, store: Arc<SqliteStore>) -> Result<Arc<AppState>, String> {
     let settings = settings(config)?;
-    let certificates = CertificateSource::new(&config.tls)?;
+    let certificates = CertificateSource::new(&config.tls.client_cert_header, &config.tls.trusted_proxies)?;
     let clock = Arc::new(SystemClock);
     let now = clock.now();
     let keys = load_keys(store.as_ref(), &settings, now)

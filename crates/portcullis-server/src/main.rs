@@ -6,10 +6,12 @@ mod config;
 mod connections;
 mod datadir;
 mod http;
+mod login_failures;
 mod pages;
 mod proxy;
 mod tls;
 mod users;
+mod web;
 
 use std::io::Read;
 use std::path::PathBuf;

@@ -10,8 +10,6 @@ use ipnet::IpNet;
 use portcullis_cert::ClientCertificate;
 use portcullis_core::OAuthError;
 
-use crate::config::TlsConfig;
-
 /// RFC 9440 §2.2: the intermediates, when the proxy sends them.
 const CLIENT_CERT_CHAIN: &str = "client-cert-chain";
 
@@ -34,17 +32,17 @@ pub struct CertificateSource {
 }
 
 impl CertificateSource {
-    pub fn new(tls: &TlsConfig) -> Result<Self, String> {
-        let header = if tls.client_cert_header.is_empty() {
+    /// `tls.client_cert_header` (empty: none) and `tls.trusted_proxies`.
+    pub fn new(header: &str, trusted_proxies: &[String]) -> Result<Self, String> {
+        let header = if header.is_empty() {
             None
         } else {
             Some(
-                HeaderName::from_bytes(tls.client_cert_header.to_ascii_lowercase().as_bytes())
+                HeaderName::from_bytes(header.to_ascii_lowercase().as_bytes())
                     .map_err(|e| format!("tls.client_cert_header: {e}"))?,
             )
         };
-        let proxies = tls
-            .trusted_proxies
+        let proxies = trusted_proxies
             .iter()
             .map(|p| parse_proxy(p))
             .collect::<Result<_, _>>()?;
@@ -119,12 +117,7 @@ mod tests {
         assert!(parse_proxy("10.0.0.0/8").is_ok());
         assert!(parse_proxy("fd00::/8").is_ok());
         assert!(parse_proxy("proxy.example").is_err());
-        let s = CertificateSource::new(&TlsConfig {
-            client_ca_file: String::new(),
-            client_cert_header: "X-Client-Cert".into(),
-            trusted_proxies: vec!["10.0.0.0/8".into()],
-        })
-        .unwrap();
+        let s = CertificateSource::new("X-Client-Cert", &["10.0.0.0/8".into()]).unwrap();
         assert!(s.trusts("10.1.2.3".parse().unwrap()));
         assert!(s.trusts("::ffff:10.1.2.3".parse().unwrap()));
         assert!(!s.trusts("11.0.0.1".parse().unwrap()));

@@ -4,7 +4,7 @@
 
 use crate::error::{ErrorCode, OAuthError, OAuthResult, Status};
 use crate::model::ClientMetadata;
-use crate::provider::Params;
+use crate::request::Params;
 use crate::response::ResponseMode;
 use crate::settings::Settings;
 use crate::types::{JwkThumbprint, PkceChallenge, is_pkce_value};
@@ -47,7 +47,15 @@ pub fn response_type(p: &dyn AuthorizationParameters) -> OAuthResult<()> {
 
 /// OAuth 2.0 Multiple Response Type Encoding Practices §2.1: a mode this server renders.
 pub fn response_mode(p: &dyn AuthorizationParameters) -> OAuthResult<ResponseMode> {
-    ResponseMode::parse(p.get("response_mode"))
+    match p.get("response_mode") {
+        None => Ok(ResponseMode::default()),
+        Some(v) => ResponseMode::from_name(v).ok_or_else(|| {
+            OAuthError::invalid_request(format!(
+                "response_mode {v} is not supported: only {}",
+                ResponseMode::supported_names().join(", ")
+            ))
+        }),
+    }
 }
 
 /// SP 5.3.2.2-6 (AS-SP-36/37): `redirect_uri` is required and exactly a registered one (RFC

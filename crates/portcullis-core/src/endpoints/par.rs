@@ -9,7 +9,8 @@ use crate::client_auth::ClientCredentials;
 use crate::dpop::VerifiedProof;
 use crate::error::{OAuthError, OAuthResult};
 use crate::model::{AuthorizationRequest, PushedRequest, SenderConstraintMethod};
-use crate::provider::{Params, ParsedClient, Provider};
+use crate::provider::{ParsedClient, Provider};
+use crate::request::Params;
 use crate::request::{DirectRequest, Endpoint};
 use crate::types::{JwkThumbprint, RequestUri};
 

@@ -14,8 +14,9 @@ use crate::error::{ErrorCode, OAuthError, OAuthResult, Status};
 use crate::model::{
     AuthorizationCode, CodeRedemption, Grant, SenderConstraint, SenderConstraintMethod, TokenKind, TokenRecord,
 };
-use crate::provider::{Params, ParsedClient, Provider};
+use crate::provider::{ParsedClient, Provider};
 use crate::random::{credential, hash};
+use crate::request::Params;
 use crate::request::{DirectRequest, Endpoint};
 use crate::types::{CertificateThumbprint, is_code_verifier};
 
