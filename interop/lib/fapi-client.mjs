@@ -12,13 +12,15 @@ import { REDIRECT_URI } from './server.mjs';
 export const FAPI_ALGS = ['ES256', 'PS256', 'EdDSA', 'Ed25519'];
 export const SCOPE = 'openid profile email';
 
-// Per-request options: the server's fetch, a timeout and a fresh x-fapi-interaction-id.
+// Per-request options: the server's fetch, a timeout and a fresh x-fapi-interaction-id. A
+// `[oauth.customFetch]` in `extra` (e.g. one presenting a TLS client certificate) replaces the
+// server's fetch.
 export function requestOptions(server, extra = {}) {
   return {
+    [oauth.customFetch]: server.fetch,
     ...extra,
     headers: { 'x-fapi-interaction-id': randomUUID(), ...extra.headers },
     signal: AbortSignal.timeout(15_000),
-    [oauth.customFetch]: server.fetch,
   };
 }
 
@@ -93,14 +95,36 @@ export async function registerClient(server, as, { clientName = 'interop flow.te
   return { client, metadata, clientAuth: oauth.PrivateKeyJwt({ key: privateKey, kid: jwk.kid }) };
 }
 
+// RFC 7591 registration of a tls_client_auth client (RFC 8705 §2.1) with certificate-bound
+// access tokens (§3): the subject DN in RFC 4514 order, no keys and no secret. The returned
+// client asks oauth4webapi for the mtls_endpoint_aliases (`use_mtls_endpoint_aliases`, §5);
+// the certificate itself travels in the fetch given as [oauth.customFetch].
+export async function registerTlsClient(server, as, { subjectDn, clientName = 'interop mtls.test.mjs' }) {
+  const metadata = {
+    client_name: clientName,
+    redirect_uris: [REDIRECT_URI],
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    scope: SCOPE,
+    token_endpoint_auth_method: 'tls_client_auth',
+    tls_client_auth_subject_dn: subjectDn,
+    tls_client_certificate_bound_access_tokens: true,
+  };
+  const options = requestOptions(server, server.initialAccessToken ? { initialAccessToken: server.initialAccessToken } : {});
+  const res = await oauth.dynamicClientRegistrationRequest(as, metadata, options);
+  const registered = await oauth.processDynamicClientRegistrationResponse(res);
+  return { client: { ...registered, use_mtls_endpoint_aliases: true }, registered, metadata, clientAuth: oauth.TlsClientAuth() };
+}
+
 export async function newDpop(client) {
   return oauth.DPoP(client, await jose.generateKeyPair('ES256'));
 }
 
-// PAR with PKCE S256, state and nonce, client-authenticated with private_key_jwt and carrying a
-// DPoP proof. Returns the secrets the rest of the flow needs and the front-channel URL, which
-// carries only client_id + request_uri (AS-SP-49).
-export async function pushAuthorizationRequest(server, as, { client, clientAuth }, dpop, { scope = SCOPE } = {}) {
+// PAR with PKCE S256, state and nonce, client-authenticated with `clientAuth` (private_key_jwt,
+// or TlsClientAuth() with `fetch` presenting the certificate) and carrying a DPoP proof unless
+// `dpop` is undefined. Returns the secrets the rest of the flow needs and the front-channel URL,
+// which carries only client_id + request_uri (AS-SP-49).
+export async function pushAuthorizationRequest(server, as, { client, clientAuth }, dpop, { scope = SCOPE, fetch } = {}) {
   const codeVerifier = oauth.generateRandomCodeVerifier();
   const state = oauth.generateRandomState();
   const nonce = oauth.generateRandomNonce();
@@ -115,7 +139,8 @@ export async function pushAuthorizationRequest(server, as, { client, clientAuth 
     nonce,
   });
   const par = await withDpopNonceRetry(async () => oauth.processPushedAuthorizationResponse(as, client,
-    await oauth.pushedAuthorizationRequest(as, client, clientAuth, params, requestOptions(server, { DPoP: dpop }))));
+    await oauth.pushedAuthorizationRequest(as, client, clientAuth, params,
+      requestOptions(server, { DPoP: dpop, ...(fetch && { [oauth.customFetch]: fetch }) }))));
   const authorizationUrl = new URL(as.authorization_endpoint);
   authorizationUrl.searchParams.set('client_id', client.client_id);
   authorizationUrl.searchParams.set('request_uri', par.request_uri);

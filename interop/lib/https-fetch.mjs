@@ -7,13 +7,23 @@
 // host name are verified as usual), answering with a WHATWG `Response` like fetch does.
 // It covers what oauth4webapi and the scripted browser use: GET/POST, string, URLSearchParams or
 // byte bodies, `redirect: 'manual'` (redirects are never followed here) and `signal`.
+//
+// With `clientCert` ({ cert, key }, PEM) the agent also presents that TLS client certificate
+// whenever a server asks for one (RFC 8705 mTLS: oauth4webapi's TlsClientAuth() leaves the
+// certificate to the fetch it is given). One agent per certificate: its pooled connections, and
+// the TLS sessions it resumes, are never shared with another identity.
 
 import * as https from 'node:https';
 
 const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
 
-export function createCaFetch(caPem) {
-  const agent = new https.Agent({ ca: caPem, keepAlive: true, maxSockets: 8 });
+export function createCaFetch(caPem, { clientCert } = {}) {
+  const agent = new https.Agent({
+    ca: caPem,
+    ...(clientCert && { cert: clientCert.cert, key: clientCert.key }),
+    keepAlive: true,
+    maxSockets: 8,
+  });
 
   async function caFetch(input, init = {}) {
     const url = new URL(input instanceof Request ? input.url : String(input));

@@ -36,8 +36,17 @@ export function portcullisBin() {
   return path.resolve(INTEROP_DIR, process.env.PORTCULLIS_BIN || '../target/debug/portcullis');
 }
 
-export async function startServer() {
-  return process.env.INTEROP_ISSUER ? useExternal() : spawnPortcullis();
+// `env`: extra environment for the spawned server (e.g. PORTCULLIS_TLS_CLIENT_CA_FILE). An
+// external issuer cannot be configured from here, so asking for it there is an error; a test
+// that needs it skips in external mode.
+export async function startServer({ env = {} } = {}) {
+  if (process.env.INTEROP_ISSUER) {
+    if (Object.keys(env).length > 0) {
+      throw new Error(`INTEROP_ISSUER is set: an external issuer cannot be started with ${Object.keys(env).join(', ')}`);
+    }
+    return useExternal();
+  }
+  return spawnPortcullis(env);
 }
 
 function useExternal() {
@@ -84,7 +93,7 @@ function runCli(bin, args, { env, input } = {}) {
   });
 }
 
-async function spawnPortcullis() {
+async function spawnPortcullis(extraEnv) {
   const bin = portcullisBin();
   if (!fs.existsSync(bin)) {
     throw new Error(`Portcullis binary not found at ${bin} (build it, set PORTCULLIS_BIN, or point INTEROP_ISSUER at a running issuer)`);
@@ -97,6 +106,7 @@ async function spawnPortcullis() {
     PORTCULLIS_SERVER_ISSUER: issuer,
     PORTCULLIS_SERVER_LISTEN: `127.0.0.1:${port}`,
     PORTCULLIS_SERVER_MTLS_LISTEN: `127.0.0.1:${mtlsPort}`,
+    ...extraEnv,
   };
   const dd = ['--data-dir', dataDir];
   const password = randomBytes(12).toString('base64url');
@@ -116,6 +126,7 @@ async function spawnPortcullis() {
     spawned: true,
     issuer,
     dataDir,
+    mtlsPort,
     caFile: path.join(dataDir, 'tls', 'ca.pem'),
     caPem: undefined,
     fetch: undefined,
