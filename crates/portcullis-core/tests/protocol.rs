@@ -13,7 +13,6 @@ use portcullis_core::keyring::{SERVER_ALGORITHMS, generate_stored_key};
 use portcullis_core::memory::MemoryStore;
 use portcullis_core::model::{Client, ClientAuthMethod, ClientMetadata};
 use portcullis_core::request::{DirectRequest, FormParams};
-use portcullis_core::response::AuthorizationResponse;
 use portcullis_core::store::Store;
 use portcullis_core::{ErrorCode, JwksFetcher, KeyRing, OAuthError, Provider, Settings};
 use portcullis_jose::{Algorithm, SigningKey, b64url, sha256_b64url};

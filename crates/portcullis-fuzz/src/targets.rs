@@ -13,8 +13,8 @@ use portcullis_core::dpop::{DpopNonces, DpopRequest, check_proof};
 use portcullis_core::keyring::{SERVER_ALGORITHMS, generate_stored_key};
 use portcullis_core::memory::MemoryStore;
 use portcullis_core::model::{Client, ClientMetadata};
-use portcullis_core::provider::Params;
 use portcullis_core::registration::validate_metadata;
+use portcullis_core::request::Params;
 use portcullis_core::request::{DirectRequest, FormParams};
 use portcullis_core::{KeyRing, NoFetcher, OAuthError, Provider, Settings, Store};
 use portcullis_jose::{

@@ -21,7 +21,7 @@ use clap::{Args, Parser, Subcommand};
 use portcullis_core::keyring::{SERVER_ALGORITHMS, generate_stored_key};
 use portcullis_core::model::{Client, User};
 use portcullis_core::random::{credential, hash};
-use portcullis_core::registration::validate_metadata;
+use portcullis_core::registration::{auth_method_available, validate_metadata};
 use portcullis_core::request::Listener;
 use portcullis_core::{KeyRing, Store};
 use serde_json::{Map, Value, json};
@@ -522,6 +522,7 @@ async fn client_command(config: &Config, command: ClientCommand) -> Result<(), F
                 }
             }
             let metadata = validate_metadata(&meta, &settings.scopes_supported)
+                .and_then(|m| auth_method_available(&m, &settings).map(|()| m))
                 .map_err(|e| Failure::Usage(e.description.to_string()))?;
             let client = Client {
                 client_id: credential(),

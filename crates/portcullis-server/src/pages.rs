@@ -640,3 +640,22 @@ fn signed_out(_s: &AppState, redirect: Option<&str>) -> Response {
         None => render(&SignedOutPage, StatusCode::OK),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_read_strictly() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; __Host-portcullis-session=abc; b=2"),
+        );
+        assert_eq!(cookie(&h, SESSION_COOKIE).as_deref(), Some("abc"));
+        assert_eq!(cookie(&h, CSRF_COOKIE), None);
+        let v = set_cookie(SESSION_COOKIE, "v", 60);
+        let v = v.to_str().unwrap();
+        assert!(v.starts_with("__Host-") && v.contains("Secure") && v.contains("HttpOnly") && v.contains("Path=/"));
+    }
+}

@@ -96,11 +96,13 @@ impl Provider {
                 "no client certificate was presented: this client authenticates with its TLS certificate, \
                  at the mtls_endpoint_aliases endpoints"
             }
-            _ if client_id.is_none() => {
-                "client authentication is required: send a private_key_jwt client_assertion, or a client_id \
-                 with a TLS client certificate"
+            Some(ClientAuthMethod::PrivateKeyJwt) => {
+                "client authentication is required: send a private_key_jwt client_assertion"
             }
-            _ => "client authentication is required: send a private_key_jwt client_assertion",
+            None => {
+                "client authentication is required: send a private_key_jwt client_assertion, or a client_id \
+                 with a TLS client certificate (at the mtls_endpoint_aliases)"
+            }
         }))
     }
 }

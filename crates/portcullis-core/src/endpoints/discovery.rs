@@ -7,9 +7,18 @@ use serde_json::{Value, json};
 use crate::provider::Provider;
 use crate::response::ResponseMode;
 
-/// SP 5.3.2.1-6 (AS-SP-19): the client authentication methods, at the token, PAR and
-/// introspection endpoints alike.
-const AUTH_METHODS: [&str; 3] = ["private_key_jwt", "tls_client_auth", "self_signed_tls_client_auth"];
+impl Provider {
+    /// SP 5.3.2.1-6 (AS-SP-19): the client authentication methods, at the token, PAR and
+    /// introspection endpoints alike; `tls_client_auth` only when a client CA is trusted.
+    pub fn auth_methods_supported(&self) -> Vec<&'static str> {
+        let mut m = vec!["private_key_jwt"];
+        if self.settings.client_cas.is_some() {
+            m.push("tls_client_auth");
+        }
+        m.push("self_signed_tls_client_auth");
+        m
+    }
+}
 
 impl Provider {
     pub fn metadata(&self) -> Value {
@@ -28,14 +37,14 @@ impl Provider {
             "registration_endpoint": e.registration,
             "introspection_endpoint": e.introspection,
             "end_session_endpoint": e.end_session,
-            "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
+            "introspection_endpoint_auth_methods_supported": self.auth_methods_supported(),
             "introspection_endpoint_auth_signing_alg_values_supported": algs,
             "scopes_supported": s.scopes_supported,
             "response_types_supported": ["code"],
             "response_modes_supported": ResponseMode::supported_names(),
             "grant_types_supported": ["authorization_code", "refresh_token"],
             "subject_types_supported": ["public"],
-            "token_endpoint_auth_methods_supported": AUTH_METHODS,
+            "token_endpoint_auth_methods_supported": self.auth_methods_supported(),
             // RFC 8705 §3.3 (AS-SP-18), §5 (AS-SP-88): certificate-bound tokens, and where the
             // endpoints that read a client certificate live
             "tls_client_certificate_bound_access_tokens": true,

@@ -9,6 +9,7 @@ use crate::error::{Challenge, OAuthError, OAuthResult};
 use crate::model::{Client, ClientAuthMethod, ClientMetadata};
 use crate::provider::Provider;
 use crate::random::{credential, hash};
+use crate::settings::Settings;
 
 /// URL metadata kept as given (RFC 7591 §2); each must be an absolute https URL with a host.
 const URI_FIELDS: [&str; 4] = ["client_uri", "logo_uri", "policy_uri", "tos_uri"];
@@ -434,6 +435,20 @@ pub fn validate_metadata(input: &Value, scopes_supported: &[String]) -> OAuthRes
     })
 }
 
+/// RFC 7591 §3.2.2: a `tls_client_auth` client could never authenticate on a server that
+/// trusts no client CA (`tls.client_ca_file`), so it is not registered there (and discovery
+/// does not offer the method).
+pub fn auth_method_available(metadata: &ClientMetadata, settings: &Settings) -> OAuthResult<()> {
+    if metadata.token_endpoint_auth_method == ClientAuthMethod::TlsClientAuth && settings.client_cas.is_none() {
+        return Err(bad(
+            "token_endpoint_auth_method",
+            "tls_client_auth is not available: this server trusts no client CA (tls.client_ca_file); \
+             use self_signed_tls_client_auth or private_key_jwt",
+        ));
+    }
+    Ok(())
+}
+
 impl Provider {
     /// RFC 7591 §3, RFC 6750 §3.1: checks the initial access token before anything else is
     /// looked at, so that a caller without one learns nothing about validation.
@@ -450,6 +465,7 @@ impl Provider {
     pub async fn register_client(&self, iat: InitialAccessToken, body: &Value) -> OAuthResult<RegistrationResponse> {
         let metadata = validate_metadata(body, &self.settings.scopes_supported)?;
         self.check_jwks_uri_host(&metadata)?;
+        auth_method_available(&metadata, &self.settings)?;
         let now = self.now();
         if !self.store.use_initial_access_token(&iat.token_hash, now).await? {
             return Err(invalid_initial_access_token());
@@ -518,6 +534,7 @@ impl Provider {
         }
         let metadata = validate_metadata(body, &self.settings.scopes_supported)?;
         self.check_jwks_uri_host(&metadata)?;
+        auth_method_available(&metadata, &self.settings)?;
         let updated = Client { metadata, ..client };
         let new_token = credential();
         let expires_at = self.now() + self.settings.registration_token_lifetime;

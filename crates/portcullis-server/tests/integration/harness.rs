@@ -202,6 +202,12 @@ impl Server {
     }
 
     /// Runs a `portcullis` command against this server's data dir and settings.
+    /// Sets (or replaces) a `PORTCULLIS_*` setting for the next start and every CLI call.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = Command::new(BIN);
         cmd.args(args).arg("--data-dir").arg(&self.dir);
@@ -705,4 +711,18 @@ pub async fn error_of(r: Response) -> (u16, String, String) {
 
 pub fn data_dir_file(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
+}
+
+/// A client CA of the tester's, written as PEM under `dir` (for `PORTCULLIS_TLS_CLIENT_CA_FILE`).
+pub fn write_client_ca(dir: &Path) -> String {
+    let mut p = rcgen::CertificateParams::default();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name
+        .push(rcgen::DnType::CommonName, "Harness client CA");
+    p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    p.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    let cert = p.self_signed(&rcgen::KeyPair::generate().unwrap()).unwrap();
+    let file = dir.join("client-ca.pem");
+    std::fs::write(&file, cert.pem()).unwrap();
+    file.to_str().unwrap().to_owned()
 }

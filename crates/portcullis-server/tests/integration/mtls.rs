@@ -459,11 +459,13 @@ async fn tls_client_auth_refusals() {
     assert_eq!((status, error.as_str()), (401, "invalid_client"));
 }
 
-/// Without `tls.client_ca_file` no CA is trusted: tls_client_auth is refused, saying why.
+/// Without `tls.client_ca_file` no CA is trusted: tls_client_auth is not offered in discovery,
+/// not registered (by DCR or the CLI), and a client registered while a CA was configured is
+/// refused, saying why.
 #[tokio::test]
 async fn tls_client_auth_without_a_configured_ca() {
     let pki = Pki::new("Test client CA");
-    let s = Server::start().await;
+    let mut s = Server::start_with(&[("PORTCULLIS_TLS_CLIENT_CA_FILE", &pki.ca_file)]).await;
     let cert = pki.issue("client-one", vec![]);
     let rp = MtlsRp::register(
         &s,
@@ -471,6 +473,19 @@ async fn tls_client_auth_without_a_configured_ca() {
         json!({"token_endpoint_auth_method": "tls_client_auth", "tls_client_auth_subject_dn": "CN=client-one,O=Portcullis Test"}),
     )
     .await;
+    // the operator removes the CA
+    s.set_env("PORTCULLIS_TLS_CLIENT_CA_FILE", "");
+    s.restart().await;
+    assert!(
+        !s.meta["token_endpoint_auth_methods_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("tls_client_auth"))
+    );
+    let rp = MtlsRp {
+        http: cert.client(&s),
+        ..rp
+    };
     let r = rp
         .post(
             &alias(&s, "pushed_authorization_request_endpoint"),
@@ -482,6 +497,36 @@ async fn tls_client_auth_without_a_configured_ca() {
     let (status, error, description) = error_of(r).await;
     assert_eq!((status, error.as_str()), (401, "invalid_client"));
     assert!(description.contains("tls.client_ca_file"), "{description}");
+    let r = s
+        .http
+        .post(s.endpoint("registration_endpoint"))
+        .bearer_auth(s.initial_access_token())
+        .json(&json!({
+            "redirect_uris": [REDIRECT_URI],
+            "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": "CN=client-one,O=Portcullis Test",
+        }))
+        .send()
+        .await
+        .unwrap();
+    let (status, error, description) = error_of(r).await;
+    assert_eq!((status, error.as_str()), (400, "invalid_client_metadata"));
+    assert!(description.contains("tls.client_ca_file"), "{description}");
+    let out = s.cli(
+        &[
+            "client",
+            "add",
+            "--auth",
+            "tls_client_auth",
+            "--tls-subject-dn",
+            "CN=client-one",
+            "--redirect-uri",
+            REDIRECT_URI,
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tls.client_ca_file"));
 }
 
 /// RFC 8705 §2.2: a self-signed certificate registered as a key's `x5c` authenticates; another

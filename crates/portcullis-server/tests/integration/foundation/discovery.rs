@@ -131,7 +131,16 @@ async fn as_sp_18_discovery_advertises_nothing_unimplemented() {
 // never the request's Host)
 #[tokio::test]
 async fn as_sp_88_mtls_endpoint_aliases() {
-    let s = Server::start().await;
+    // without a trusted client CA, tls_client_auth could never succeed: not offered
+    let plain = Server::start().await;
+    let m = get_json(&plain, &format!("{}/.well-known/openid-configuration", plain.issuer)).await;
+    assert_eq!(
+        m["token_endpoint_auth_methods_supported"],
+        json!(["private_key_jwt", "self_signed_tls_client_auth"])
+    );
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = write_client_ca(ca_dir.path());
+    let s = Server::start_with(&[("PORTCULLIS_TLS_CLIENT_CA_FILE", &ca)]).await;
     let m = get_json(&s, &format!("{}/.well-known/openid-configuration", s.issuer)).await;
     assert_eq!(m["tls_client_certificate_bound_access_tokens"], json!(true));
     for key in [

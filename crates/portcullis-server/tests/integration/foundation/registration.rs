@@ -893,7 +893,9 @@ async fn as_opt_21_wrong_token_is_401_before_validation() {
 /// without its certificate is told so.
 #[tokio::test]
 async fn registration_rules_for_mtls() {
-    let s = Server::start().await;
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = write_client_ca(ca_dir.path());
+    let s = Server::start_with(&[("PORTCULLIS_TLS_CLIENT_CA_FILE", &ca)]).await;
     let mut body = registration_body(&es256());
     body.as_object_mut().unwrap().remove("dpop_bound_access_tokens");
     body["tls_client_certificate_bound_access_tokens"] = json!(true);
