@@ -63,13 +63,38 @@ pub fn router(state: Arc<AppState>, body_timeouts: BodyTimeouts, body_budget: Ar
     } else {
         Router::new().nest(&base, routes).route(&rfc8414, get(metadata))
     };
+    let mtls_paths: Arc<[String]> = MTLS_ALIASED
+        .iter()
+        .map(|p| format!("{base}{p}"))
+        .chain([
+            format!("{base}/.well-known/openid-configuration"),
+            format!("{base}/jwks"),
+            rfc8414,
+        ])
+        .collect();
     app.fallback(not_found)
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             read_body_within(body_timeouts, body_budget.clone(), req, next)
         }))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            mtls_listener_scope(mtls_paths.clone(), req, next)
+        }))
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
         .layer(middleware::from_fn(conventions))
         .with_state(state)
+}
+
+/// The endpoints published as `mtls_endpoint_aliases` (RFC 8705 §5).
+const MTLS_ALIASED: [&str; 4] = ["/par", "/token", "/userinfo", "/introspect"];
+
+/// The listener that asks for client certificates serves the aliased endpoints (and discovery
+/// and the JWKS), nothing else: the pages live on the main listener, where no browser is ever
+/// asked for a certificate.
+async fn mtls_listener_scope(paths: Arc<[String]>, req: Request, next: Next) -> Response {
+    if req.extensions().get::<Listener>() == Some(&Listener::Mtls) && !paths.iter().any(|p| p == req.uri().path()) {
+        return not_found().await;
+    }
+    next.run(req).await
 }
 
 /// The request-body time-outs (`[server]` settings).

@@ -179,6 +179,26 @@ async fn as_sp_88_mtls_endpoint_aliases() {
         .await
         .unwrap();
     assert_eq!(other["mtls_endpoint_aliases"], m["mtls_endpoint_aliases"]);
+    // that listener serves only the aliased endpoints (and discovery and the JWKS): the pages
+    // and registration are on the main listener, where no browser is asked for a certificate
+    for path in ["/authorize", "/login", "/register", "/logout"] {
+        let r = s
+            .http
+            .get(format!("https://localhost:{}{path}", s.mtls_port))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    for path in ["/jwks", "/.well-known/oauth-authorization-server"] {
+        let r = s
+            .http
+            .get(format!("https://localhost:{}{path}", s.mtls_port))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
 }
 
 // AS-SP-21, AS-SP-22
