@@ -13,7 +13,7 @@ use crate::model::{
     PushedRequest, SenderConstraint, TokenKind, TokenRecord,
 };
 use crate::store::{Store, TableSizes};
-use crate::types::{JwkThumbprint, PkceChallenge};
+use crate::types::{CertificateThumbprint, JwkThumbprint, PkceChallenge};
 
 /// Generates one `#[tokio::test]` per contract check, each on a fresh store from `$make`: an
 /// expression giving `(guard, Arc<dyn Store>)`, the guard (e.g. a temporary directory) kept
@@ -220,6 +220,18 @@ pub async fn revoking_a_grant_revokes_its_tokens(s: Arc<dyn Store>) {
         })
     );
     assert_eq!(g.sub, "u1");
+    // RFC 8705 §3: a certificate-bound token keeps its thumbprint
+    let mtls = SenderConstraint::Mtls {
+        x5t_s256: CertificateThumbprint::from_trusted("x".into()),
+    };
+    s.insert_tokens(&[TokenRecord {
+        constraint: Some(mtls.clone()),
+        ..token("m", TokenKind::Access)
+    }])
+    .await
+    .unwrap();
+    let (t, _) = s.get_token("m", TokenKind::Access, 1500).await.unwrap().unwrap();
+    assert_eq!(t.constraint, Some(mtls));
     assert!(
         s.get_token("a", TokenKind::Refresh, 1500).await.unwrap().is_none(),
         "kinds do not mix"

@@ -210,6 +210,60 @@ async fn cli_client_add_refusals() {
     assert_eq!(stdout_of(&out).trim(), "", "refused client add left a client behind");
 }
 
+// INTERFACE.md: `client add --auth tls_client_auth --tls-subject-dn DN | --tls-san-dns D` and
+// `--sender-constraint mtls` (AS-SP-30: exactly one subject)
+#[tokio::test]
+async fn cli_client_add_mtls() {
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca = write_client_ca(ca_dir.path());
+    let s = Server::start_with(&[("PORTCULLIS_TLS_CLIENT_CA_FILE", &ca)]).await;
+    let add = |extra: &[&str]| {
+        let mut args = vec![
+            "client",
+            "add",
+            "--auth",
+            "tls_client_auth",
+            "--redirect-uri",
+            REDIRECT_URI,
+        ];
+        args.extend_from_slice(extra);
+        s.cli(&args, None)
+    };
+    let out = add(&["--tls-subject-dn", "CN=client,O=Bank", "--sender-constraint", "mtls"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c: Value = serde_json::from_str(&stdout_of(&out)).unwrap();
+    assert_eq!(c["token_endpoint_auth_method"], "tls_client_auth");
+    assert_eq!(c["tls_client_auth_subject_dn"], "CN=client,O=Bank");
+    assert_eq!(c["tls_client_certificate_bound_access_tokens"], json!(true));
+    assert_eq!(c["dpop_bound_access_tokens"], json!(false));
+    let out = add(&["--tls-san-dns", "client.example"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let c: Value = serde_json::from_str(&stdout_of(&out)).unwrap();
+    assert_eq!(c["tls_client_auth_san_dns"], "client.example");
+    assert_eq!(c["dpop_bound_access_tokens"], json!(true));
+    for (extra, what) in [
+        (vec![], "no subject"),
+        (
+            vec!["--tls-subject-dn", "CN=a", "--tls-san-dns", "a.example"],
+            "two subjects",
+        ),
+        (
+            vec!["--tls-san-dns", "a.example", "--tls-san-dns", "b.example"],
+            "two DNS names",
+        ),
+        (vec!["--tls-subject-dn", "CN=a,,"], "a DN that does not parse"),
+        (
+            vec!["--tls-subject-dn", "CN=a", "--sender-constraint", "both"],
+            "an unknown constraint",
+        ),
+    ] {
+        let out = add(&extra);
+        assert_usage_error(&out, what);
+    }
+    let out = s.cli(&["client", "list"], None);
+    assert_eq!(stdout_of(&out).lines().count(), 2, "refusals left clients behind");
+}
+
 // AS-SP-21, AS-SP-22, SP 5.4.1: keys list | rotate; old keys stay published
 #[tokio::test]
 async fn cli_keys_rotate() {
