@@ -25,7 +25,7 @@ use crate::app::AppState;
 use crate::connections::BodyBudget;
 use crate::pages;
 use crate::tls::PeerCertificate;
-use crate::web::form;
+use crate::web::{form, http_status};
 
 pub const INTERACTION_ID: HeaderName = HeaderName::from_static("x-fapi-interaction-id");
 const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
@@ -274,7 +274,7 @@ impl IntoResponse for ApiError {
             // the sanitised, bounded description: it may quote what the client sent
             tracing::info!(error = e.code.as_str(), description = %e.public_description(), detail = e.detail.as_deref().unwrap_or(""), "request refused");
         }
-        let status = StatusCode::from_u16(e.status.code()).unwrap_or(StatusCode::BAD_REQUEST);
+        let status = http_status(e.status);
         let mut res = (status, Json(e.body())).into_response();
         if let Some(n) = e.dpop_nonce.as_deref().and_then(|n| HeaderValue::from_str(n).ok()) {
             res.headers_mut().insert(DPOP_NONCE, n);

@@ -20,7 +20,7 @@ use portcullis_jose::{b64url, b64url_decode};
 use crate::app::AppState;
 use crate::login_failures::DEVICE_COOKIE_LIFETIME;
 use crate::users::Verdict;
-use crate::web::{form, html, html_with_form_targets};
+use crate::web::{form, html, html_with_form_targets, http_status};
 
 const SESSION_COOKIE: &str = "__Host-portcullis-session";
 const CSRF_COOKIE: &str = "__Host-portcullis-csrf";
@@ -104,18 +104,18 @@ fn render_for(t: &impl Template, status: StatusCode, target: Option<&str>) -> Re
     }
 }
 
-pub fn error_page(status: u16, message: &str) -> Response {
-    render(
-        &ErrorPage { message },
-        StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-    )
+pub fn error_page(status: StatusCode, message: &str) -> Response {
+    render(&ErrorPage { message }, status)
 }
 
 fn see_other(location: &str) -> Response {
     // SP 5.3.2.2-10/-11 (AS-SP-52): 303, never 307
     match HeaderValue::from_str(location) {
         Ok(v) => (StatusCode::SEE_OTHER, [(header::LOCATION, v)]).into_response(),
-        Err(_) => error_page(500, "The redirect target is not a valid URL."),
+        Err(_) => error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The redirect target is not a valid URL.",
+        ),
     }
 }
 
@@ -128,10 +128,13 @@ fn failure(s: &AppState, e: OAuthError) -> Response {
     }
     if e.status.is_server_error() {
         tracing::error!(error = %e, "authorization failed");
-        return error_page(500, "The server could not complete the request.");
+        return error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The server could not complete the request.",
+        );
     }
     tracing::info!(error = e.code.as_str(), description = %e.public_description(), "authorization refused (page)");
-    error_page(e.status.code(), &e.public_description())
+    error_page(http_status(e.status), &e.public_description())
 }
 
 /// Sends the browser to the client with an authorization response, in its response mode.
@@ -224,7 +227,10 @@ async fn browser(state: &AppState, headers: &HeaderMap) -> Result<Browser, Respo
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "session lookup failed");
-                error_page(500, "The server could not read your session.")
+                error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "The server could not read your session.",
+                )
             })?,
         None => None,
     };
@@ -340,13 +346,13 @@ async fn posted(
     body: &Bytes,
     purpose: FormPurpose,
 ) -> Result<(PostedForm, PendingAuthorization, Browser), Response> {
-    let fields =
-        form(headers, body, s.provider.settings().max_form_params).map_err(|e| error_page(400, &e.description))?;
+    let fields = form(headers, body, s.provider.settings().max_form_params)
+        .map_err(|e| error_page(StatusCode::BAD_REQUEST, &e.description))?;
     let form = PostedForm { fields };
     let b = browser(s, headers).await?;
     if b.new_cookie {
         return Err(error_page(
-            403,
+            StatusCode::FORBIDDEN,
             "Your browser did not send the cookie this form needs. Enable cookies and start again.",
         ));
     }
@@ -358,7 +364,7 @@ async fn posted(
         form.get("csrf_token"),
     ) {
         return Err(error_page(
-            403,
+            StatusCode::FORBIDDEN,
             "The form has expired or was not sent from this site (CSRF check failed).",
         ));
     }
@@ -413,7 +419,10 @@ pub async fn login(
             Ok(u) => u,
             Err(e) => {
                 tracing::error!(error = %e, "user lookup failed");
-                return error_page(500, "The server could not check your password.");
+                return error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "The server could not check your password.",
+                );
             }
         }
     };
@@ -451,7 +460,10 @@ pub async fn login(
         && let Err(e) = s.provider.store().delete_session(old).await
     {
         tracing::error!(error = %e, "session delete failed");
-        return error_page(500, "The server could not end your previous session.");
+        return error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The server could not end your previous session.",
+        );
     }
     let session_id = credential();
     let session = Session {
@@ -462,7 +474,10 @@ pub async fn login(
     };
     if let Err(e) = s.provider.store().insert_session(&hash(&session_id), &session).await {
         tracing::error!(error = %e, "session insert failed");
-        return error_page(500, "The server could not start your session.");
+        return error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The server could not start your session.",
+        );
     }
     let mut res = see_other(&authorize_again(&s, &form));
     res.headers_mut().append(
@@ -483,7 +498,7 @@ pub async fn login(
 /// 503 with `Retry-After`: every password worker is busy (issue 13 item 7).
 fn busy() -> Response {
     let mut res = error_page(
-        503,
+        StatusCode::SERVICE_UNAVAILABLE,
         "The server is busy checking other sign-ins. Please try again in a few seconds.",
     );
     res.headers_mut()
@@ -494,7 +509,7 @@ fn busy() -> Response {
 /// 429: this account, address or request has failed too often to queue another attempt.
 fn too_many_attempts() -> Response {
     let mut res = error_page(
-        429,
+        StatusCode::TOO_MANY_REQUESTS,
         "Too many failed sign-in attempts. Please wait a minute and try again.",
     );
     res.headers_mut()
@@ -522,10 +537,13 @@ pub async fn consent(State(s): State<Arc<AppState>>, headers: HeaderMap, body: B
         "allow" => {
             let user = match s.provider.store().get_user(&session.username).await {
                 Ok(Some(u)) => u,
-                Ok(None) => return error_page(403, "Your account no longer exists."),
+                Ok(None) => return error_page(StatusCode::FORBIDDEN, "Your account no longer exists."),
                 Err(e) => {
                     tracing::error!(error = %e, "user lookup failed");
-                    return error_page(500, "The server could not read your account.");
+                    return error_page(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "The server could not read your account.",
+                    );
                 }
             };
             Decision::Allow {
@@ -535,7 +553,7 @@ pub async fn consent(State(s): State<Arc<AppState>>, headers: HeaderMap, body: B
             }
         }
         "deny" => Decision::Deny,
-        _ => return error_page(400, "Choose allow or deny."),
+        _ => return error_page(StatusCode::BAD_REQUEST, "Choose allow or deny."),
     };
     match s.provider.complete_authorization(&pending, decision).await {
         Ok(response) => respond(&s, &response),
@@ -558,12 +576,12 @@ pub async fn logout(
     let params = if confirmed {
         match form(&headers, &body, max) {
             Ok(p) => p,
-            Err(e) => return error_page(400, &e.description),
+            Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.description),
         }
     } else {
         let p = query_pairs(q.as_deref());
         if p.len() > max {
-            return error_page(400, "The logout request has too many parameters.");
+            return error_page(StatusCode::BAD_REQUEST, "The logout request has too many parameters.");
         }
         p
     };
@@ -573,7 +591,7 @@ pub async fn logout(
     };
     let request = match s.provider.logout_request(&params, b.session.as_ref()).await {
         Ok(r) => r,
-        Err(message) => return error_page(400, &message),
+        Err(message) => return error_page(StatusCode::BAD_REQUEST, &message),
     };
     // what the CSRF token binds: the logout parameters as checked
     let fields: Vec<(String, String)> = params
@@ -618,7 +636,7 @@ pub async fn logout(
         .unwrap_or("");
     if b.new_cookie || !csrf_valid(&s, &b.csrf_cookie, FormPurpose::Logout, &bound, token) {
         return error_page(
-            403,
+            StatusCode::FORBIDDEN,
             "The form has expired or was not sent from this site (CSRF check failed).",
         );
     }
@@ -626,7 +644,10 @@ pub async fn logout(
         && let Err(e) = s.provider.store().delete_session(old).await
     {
         tracing::error!(error = %e, "session delete failed");
-        return error_page(500, "The server could not end your session.");
+        return error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "The server could not end your session.",
+        );
     }
     let mut res = signed_out(&s, request.redirect.as_deref());
     res.headers_mut()

@@ -4,7 +4,7 @@
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use portcullis_core::OAuthError;
+use portcullis_core::{OAuthError, Status};
 
 /// An `application/x-www-form-urlencoded` body (RFC 6749 §3.2, RFC 9126 §2.1) of at most
 /// `max_params` parameters: parsing stops at the first one over (issue 13 item 1).
@@ -71,4 +71,20 @@ fn page(status: StatusCode, body: String, csp: HeaderValue) -> Response {
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     res
+}
+
+/// The HTTP status of a protocol refusal.
+pub fn http_status(s: Status) -> StatusCode {
+    match s {
+        Status::BadRequest => StatusCode::BAD_REQUEST,
+        Status::Unauthorized => StatusCode::UNAUTHORIZED,
+        Status::Forbidden => StatusCode::FORBIDDEN,
+        Status::NotFound => StatusCode::NOT_FOUND,
+        Status::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        Status::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        Status::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Status::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+        Status::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        Status::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
 }

@@ -1,12 +1,16 @@
 //! Client authentication at the direct endpoints (SP 5.3.2.1-6, AS-SP-24): one method per
-//! request (RFC 6749 §2.3), one module per method.
+//! request (RFC 6749 §2.3), one module per method: `private_key_jwt`, `tls_client_auth`,
+//! `self_signed` (the certificate methods share `certificate`).
 
-mod mtls;
+mod certificate;
 mod private_key_jwt;
+mod self_signed;
+mod tls_client_auth;
 
 use std::sync::Arc;
 
 pub use private_key_jwt::JWT_BEARER_ASSERTION_TYPE;
+pub use tls_client_auth::SUBJECT_METADATA;
 
 use crate::error::{Challenge, OAuthError, OAuthResult};
 use crate::model::ClientAuthMethod;
