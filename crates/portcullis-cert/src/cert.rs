@@ -11,7 +11,7 @@ use x509_parser::prelude::FromDer;
 use crate::{CertError, DistinguishedName};
 
 /// The most certificates a presented chain may hold (end entity included).
-pub const MAX_CHAIN_LEN: usize = 8;
+pub const MAX_CHAIN_LEN: usize = 5;
 /// The largest DER certificate accepted, in bytes.
 pub const MAX_CERT_LEN: usize = 16 * 1024;
 
@@ -136,7 +136,7 @@ impl ClientCertificate {
             TlsSubject::SanDns(name) => self.san.dns.iter().any(|d| d.eq_ignore_ascii_case(name)),
             TlsSubject::SanUri(uri) => self.san.uri.iter().any(|u| u == uri),
             TlsSubject::SanIp(ip) => self.san.ip.contains(ip),
-            TlsSubject::SanEmail(email) => self.san.email.iter().any(|e| e.eq_ignore_ascii_case(email)),
+            TlsSubject::SanEmail(email) => self.san.email.iter().any(|e| same_mailbox(e, email)),
         }
     }
 
@@ -342,4 +342,13 @@ fn has_uri_scheme(value: &str) -> bool {
     let mut chars = scheme.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+}
+
+/// RFC 5280 §7.5: the local part of an rfc822Name compares exactly, the domain
+/// case-insensitively.
+fn same_mailbox(a: &str, b: &str) -> bool {
+    match (a.rsplit_once('@'), b.rsplit_once('@')) {
+        (Some((la, da)), Some((lb, db))) => la == lb && da.eq_ignore_ascii_case(db),
+        _ => a == b,
+    }
 }

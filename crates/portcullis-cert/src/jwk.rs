@@ -19,6 +19,10 @@ pub fn matches_registered(cert: &ClientCertificate, jwks: &Value) -> bool {
         return false;
     };
     keys.iter().take(portcullis_jose::MAX_JWKS_KEYS).any(|jwk| {
+        // an encryption key's certificate does not authenticate the client (RFC 7517 §4.2)
+        if jwk.get("use").and_then(Value::as_str) == Some("enc") {
+            return false;
+        }
         let first = jwk
             .get("x5c")
             .and_then(Value::as_array)

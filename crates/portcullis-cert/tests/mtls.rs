@@ -167,8 +167,9 @@ fn chain_bounds_and_garbage() {
         ClientCertificate::from_der_chain(vec![]),
         Err(CertError::Malformed(_))
     ));
-    assert!(ClientCertificate::from_der_chain(vec![der.clone(); 9]).is_err());
-    assert!(ClientCertificate::from_der_chain(vec![der.clone(); 8]).is_ok());
+    // at most four intermediates: path building over client-chosen certificates is bounded
+    assert!(ClientCertificate::from_der_chain(vec![der.clone(); 6]).is_err());
+    assert!(ClientCertificate::from_der_chain(vec![der.clone(); 5]).is_ok());
     assert!(ClientCertificate::from_der_chain(vec![b"not a certificate".to_vec()]).is_err());
     assert!(ClientCertificate::from_der_chain(vec![der.clone(), b"junk".to_vec()]).is_err());
     let mut trailing = der.clone();
@@ -299,8 +300,9 @@ fn san_matching() {
         ("tls_client_auth_san_uri", "https://client.example.com/id"),
         ("tls_client_auth_san_ip", "192.0.2.7"),
         ("tls_client_auth_san_ip", "2001:0db8:0000::0007"),
-        ("tls_client_auth_san_email", "client@example.com"),
         ("tls_client_auth_san_email", "Client@Example.com"),
+        // RFC 5280 §7.5: the domain compares case-insensitively
+        ("tls_client_auth_san_email", "Client@example.COM"),
     ];
     for (name, value) in yes {
         assert!(cert.matches(&subject(name, value)), "{name}={value} should match");
@@ -315,6 +317,8 @@ fn san_matching() {
         ("tls_client_auth_san_ip", "::ffff:192.0.2.8"),
         ("tls_client_auth_san_ip", "2001:db8::8"),
         ("tls_client_auth_san_email", "other@example.com"),
+        // ... and the local part exactly
+        ("tls_client_auth_san_email", "client@Example.com"),
         // A DNS SAN value registered under another type does not match.
         ("tls_client_auth_san_uri", "dns:client.example.com"),
     ];
@@ -553,6 +557,10 @@ fn self_signed_matches_only_the_registered_certificate() {
     ));
     assert!(!matches_registered(&cert, &json!([])));
     assert!(!matches_registered(&cert, &json!({ "keys": [{ "x5c": "nope" }] })));
+    // An encryption key's certificate does not authenticate (RFC 7517 §4.2).
+    let (_, der, mut jwk) = self_signed(Algorithm::Es256, 3);
+    jwk["use"] = json!("enc");
+    assert!(!matches_registered(&one(der), &json!({ "keys": [jwk] })));
 }
 
 #[test]

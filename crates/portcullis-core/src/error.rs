@@ -98,6 +98,9 @@ pub enum Challenge {
     Dpop { with_error: bool },
     /// RFC 6750 §3: `Bearer`, with the error unless the request had no credentials.
     Bearer { with_error: bool },
+    /// A protected resource asked without credentials: both schemes it accepts, without an
+    /// error (RFC 6750 §3.1, RFC 9449 §7.1): `DPoP algs="..."`, `Bearer`.
+    DpopOrBearer,
     /// RFC 6749 §5.2 / RFC 7617: a client that tried HTTP Basic authentication.
     Basic { realm: String },
 }
@@ -276,6 +279,7 @@ impl OAuthError {
         Some(match self.challenge.as_ref()? {
             Challenge::Dpop { with_error } => error("DPoP", *with_error, &format!(", algs=\"{DPOP_ALGS}\"")),
             Challenge::Bearer { with_error } => error("Bearer", *with_error, ""),
+            Challenge::DpopOrBearer => format!("DPoP algs=\"{DPOP_ALGS}\", Bearer"),
             Challenge::Basic { realm } => format!("Basic realm=\"{realm}\""),
         })
     }

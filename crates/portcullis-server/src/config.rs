@@ -389,6 +389,17 @@ impl Config {
             {
                 return Err("server.mtls_url must be an https URL without query, fragment or trailing slash".into());
             }
+            // the same routes serve both listeners: the paths must agree (`/` is an empty path)
+            let path = |p: &str| p.trim_end_matches('/').to_owned();
+            let issuer_path = url::Url::parse(&self.server.issuer)
+                .map(|i| path(i.path()))
+                .unwrap_or_default();
+            if path(u.path()) != issuer_path {
+                return Err(format!(
+                    "server.mtls_url must have the issuer's path ({issuer_path:?}), not {:?}",
+                    u.path()
+                ));
+            }
         }
         let h = &self.tls.client_cert_header;
         if !h.is_empty() && axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {

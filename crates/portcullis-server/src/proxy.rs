@@ -3,13 +3,17 @@
 //! only from `tls.trusted_proxies`.
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 use portcullis_cert::ClientCertificate;
 use portcullis_core::OAuthError;
 
+/// RFC 9440 §2.1: the client certificate header.
+const CLIENT_CERT: &str = "client-cert";
 /// RFC 9440 §2.2: the intermediates, when the proxy sends them.
 const CLIENT_CERT_CHAIN: &str = "client-cert-chain";
 
@@ -25,10 +29,11 @@ pub fn parse_proxy(s: &str) -> Result<IpNet, String> {
 }
 
 /// The certificate policy of the HTTP layer.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct CertificateSource {
     header: Option<HeaderName>,
     proxies: Vec<IpNet>,
+    ignored: IgnoredHeaders,
 }
 
 impl CertificateSource {
@@ -46,7 +51,11 @@ impl CertificateSource {
             .iter()
             .map(|p| parse_proxy(p))
             .collect::<Result<_, _>>()?;
-        Ok(Self { header, proxies })
+        Ok(Self {
+            header,
+            proxies,
+            ignored: IgnoredHeaders::default(),
+        })
     }
 
     fn trusts(&self, peer: IpAddr) -> bool {
@@ -57,53 +66,93 @@ impl CertificateSource {
         self.proxies.iter().any(|n| n.contains(&peer))
     }
 
-    /// The request's client certificate. One presented on the TLS connection always wins: a
-    /// header never overrides it (a disagreeing header is logged). A header is read only from
-    /// a trusted proxy; from anyone else it is ignored and logged. A certificate that cannot be
-    /// read is 400 `invalid_request`, never silently dropped.
+    /// The request's client certificate.
+    ///
+    /// - A certificate on the TLS connection is never overridden by a header. From a trusted
+    ///   proxy, a header that names a different certificate is refused (400): the proxy is
+    ///   presenting its own certificate upstream, and binding tokens to it would let every
+    ///   client behind it use the others' tokens.
+    /// - A header is read only from a trusted proxy; from anyone else it is ignored (logged,
+    ///   rate-limited).
+    /// - A header sent more than once is refused (400): a proxy that appends rather than
+    ///   replaces would otherwise let the client's own copy win.
+    /// - RFC 9440 `Client-Cert-Chain` is read only when the configured header is `Client-Cert`;
+    ///   a PEM header may carry the chain itself.
+    /// - A certificate that cannot be read is 400 `invalid_request`, never silently dropped.
     pub fn certificate(
         &self,
         peer: IpAddr,
         tls: Option<&Arc<ClientCertificate>>,
         headers: &HeaderMap,
     ) -> Result<Option<Arc<ClientCertificate>>, OAuthError> {
-        let header = self
-            .header
-            .as_ref()
-            .and_then(|name| headers.get(name).map(|v| (name, v)));
-        if let Some(cert) = tls {
-            if let Some((name, value)) = header {
-                let same = value
-                    .to_str()
-                    .ok()
-                    .and_then(|v| portcullis_cert::from_header_value(v).ok())
-                    .is_some_and(|der| der == cert.der());
-                if !same {
-                    tracing::warn!(%peer, header = %name, "a client certificate header disagrees with the TLS client certificate; the TLS one is used");
-                }
-            }
-            return Ok(Some(cert.clone()));
-        }
-        let Some((name, value)) = header else {
-            return Ok(None);
+        let Some(name) = &self.header else {
+            return Ok(tls.cloned());
+        };
+        let mut values = headers.get_all(name).iter();
+        let Some(value) = values.next() else {
+            return Ok(tls.cloned());
         };
         if !self.trusts(peer) {
-            tracing::warn!(%peer, header = %name, "a client certificate header from a peer not in tls.trusted_proxies is ignored");
-            return Ok(None);
+            self.ignored.report(peer, name);
+            return Ok(tls.cloned());
         }
         let unreadable =
             |e: String| OAuthError::invalid_request(format!("the forwarded client certificate could not be read: {e}"));
+        if values.next().is_some() {
+            return Err(unreadable(format!("the {name} header was sent more than once")));
+        }
         let value = value.to_str().map_err(|_| unreadable("not ASCII".into()))?;
-        let der = portcullis_cert::from_header_value(value).map_err(|e| unreadable(e.to_string()))?;
-        let mut chain = vec![der];
-        if let Some(v) = headers.get(CLIENT_CERT_CHAIN) {
-            let v = v
-                .to_str()
-                .map_err(|_| unreadable("Client-Cert-Chain is not ASCII".into()))?;
-            chain.extend(portcullis_cert::chain_from_header_value(v).map_err(|e| unreadable(e.to_string()))?);
+        let mut chain =
+            portcullis_cert::certificates_from_header_value(value).map_err(|e| unreadable(e.to_string()))?;
+        if name == CLIENT_CERT {
+            let mut chain_values = headers.get_all(CLIENT_CERT_CHAIN).iter();
+            if let Some(v) = chain_values.next() {
+                if chain_values.next().is_some() {
+                    return Err(unreadable(
+                        "the Client-Cert-Chain header was sent more than once".into(),
+                    ));
+                }
+                let v = v
+                    .to_str()
+                    .map_err(|_| unreadable("Client-Cert-Chain is not ASCII".into()))?;
+                chain.extend(portcullis_cert::chain_from_header_value(v).map_err(|e| unreadable(e.to_string()))?);
+            }
+        }
+        if let Some(cert) = tls {
+            if chain.first().map(Vec::as_slice) != Some(cert.der()) {
+                return Err(OAuthError::invalid_request(
+                    "the TLS client certificate and the forwarded one differ: a proxy must not present a \
+                     certificate of its own to this listener",
+                ));
+            }
+            return Ok(Some(cert.clone()));
         }
         let cert = ClientCertificate::from_der_chain(chain).map_err(|e| unreadable(e.to_string()))?;
         Ok(Some(Arc::new(cert)))
+    }
+}
+
+/// A warning logged at most once per [`REPORT_INTERVAL`], with how many it stands for (every
+/// request can trigger it, and the requests are unauthenticated).
+#[derive(Debug, Default)]
+struct IgnoredHeaders {
+    count: AtomicU64,
+    last: Mutex<Option<Instant>>,
+}
+
+const REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
+impl IgnoredHeaders {
+    fn report(&self, peer: IpAddr, header: &HeaderName) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.is_some_and(|t| now.duration_since(t) < REPORT_INTERVAL) {
+            return;
+        }
+        *last = Some(now);
+        let n = self.count.swap(0, Ordering::Relaxed);
+        tracing::warn!(%peer, %header, ignored = n, "client certificate headers from peers not in tls.trusted_proxies are ignored");
     }
 }
 

@@ -62,8 +62,9 @@ impl Provider {
         let header = match req.authorization.as_slice() {
             [] => {
                 // RFC 6750 §3.1: no error code when the request had no credentials
-                return Err(OAuthError::invalid_token("an access token is required")
-                    .with_challenge(Challenge::Dpop { with_error: false }));
+                return Err(
+                    OAuthError::invalid_token("an access token is required").with_challenge(Challenge::DpopOrBearer)
+                );
             }
             [one] => one.as_str(),
             _ => {

@@ -21,12 +21,13 @@ async fn userinfo_challenges() {
     let (t, _) = tokens(&s, &rp, &key).await;
     let token = t["access_token"].as_str().unwrap();
     let ui = s.endpoint("userinfo_endpoint");
-    // no credentials: 401, DPoP challenge with algs and no error (RFC 6750 §3.1)
+    // no credentials: 401, DPoP challenge with algs and a Bearer one (certificate-bound tokens),
+    // no error (RFC 6750 §3.1, RFC 9449 §7.1)
     let r = s.http.get(&ui).send().await.unwrap();
     assert_eq!(r.status(), 401);
     let w = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
     assert!(
-        w.starts_with("DPoP ") && w.contains("algs=") && !w.contains("error="),
+        w.starts_with("DPoP ") && w.contains("algs=") && w.ends_with(", Bearer") && !w.contains("error="),
         "{w}"
     );
     // RS-SP-09: a DPoP-bound token as Bearer, or without a proof; the challenge is for the
