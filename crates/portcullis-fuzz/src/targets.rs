@@ -478,7 +478,10 @@ impl Target for AssertionTarget {
         let assertion = String::from_utf8_lossy(input);
         let auth = ClientCredentials::Assertion {
             // both with and without a client_id parameter, decided by the input
-            client_id: input.len().is_multiple_of(2).then_some(CLIENT_ID),
+            client_id: input
+                .len()
+                .is_multiple_of(2)
+                .then(|| portcullis_core::types::ClientId::parse(CLIENT_ID).expect("a valid client_id")),
             assertion_type: Some(JWT_BEARER_ASSERTION_TYPE),
             assertion: &assertion,
         };

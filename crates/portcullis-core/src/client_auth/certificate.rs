@@ -21,10 +21,9 @@ impl Provider {
     /// the TLS certificate. Every failure is 401 `invalid_client` and says which check failed.
     pub(crate) async fn authenticate_with_certificate(
         &self,
-        client_id: &str,
+        client_id: ClientId<'_>,
         certificate: &ClientCertificate,
     ) -> OAuthResult<Arc<ParsedClient>> {
-        let client_id = ClientId::parse(client_id)?;
         let client = self
             .client(client_id.as_str())
             .await?

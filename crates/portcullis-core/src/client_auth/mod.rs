@@ -16,23 +16,24 @@ use crate::error::{Challenge, OAuthError, OAuthResult};
 use crate::model::ClientAuthMethod;
 use crate::provider::{ParsedClient, Provider};
 use crate::request::DirectRequest;
+use crate::types::ClientId;
 
 /// The credentials a direct request carries: exactly one kind per request.
 #[derive(Debug, Clone, Copy)]
 pub enum ClientCredentials<'a> {
     /// RFC 7523 §2.2 `private_key_jwt`: a signed client assertion.
     Assertion {
-        client_id: Option<&'a str>,
+        client_id: Option<ClientId<'a>>,
         assertion_type: Option<&'a str>,
         assertion: &'a str,
     },
     /// RFC 8705 §2: the TLS client certificate, with the `client_id` it claims to be.
     Certificate {
-        client_id: &'a str,
+        client_id: ClientId<'a>,
         certificate: &'a portcullis_cert::ClientCertificate,
     },
     /// Nothing usable (the `client_id`, if one was named, for a helpful message).
-    None { client_id: Option<&'a str> },
+    None { client_id: Option<ClientId<'a>> },
 }
 
 impl<'a> ClientCredentials<'a> {
@@ -41,7 +42,8 @@ impl<'a> ClientCredentials<'a> {
     /// (RFC 6749 §2.3: one method per request).
     pub fn from_request(p: &Provider, req: &'a DirectRequest) -> OAuthResult<Self> {
         let params = req.params.view();
-        let client_id = params.get("client_id");
+        // RFC 6749 §2.2: parsed once, here (bounded, visible ASCII)
+        let client_id = params.get("client_id").map(ClientId::parse).transpose()?;
         let assertion = params.get("client_assertion");
         if !req.authorization.is_empty() {
             let d = if assertion.is_some() {
@@ -87,10 +89,10 @@ impl Provider {
 
     /// Why a request without usable credentials failed, in the terms of the method the named
     /// client is registered for.
-    async fn no_credentials(&self, client_id: Option<&str>) -> OAuthResult<OAuthError> {
+    async fn no_credentials(&self, client_id: Option<ClientId<'_>>) -> OAuthResult<OAuthError> {
         let registered = match client_id {
             Some(id) => self
-                .client(id)
+                .client(id.as_str())
                 .await?
                 .map(|c| c.client.metadata.token_endpoint_auth_method),
             None => None,

@@ -13,6 +13,7 @@ use crate::model::ClientAuthMethod;
 use crate::provider::{ParsedClient, Provider};
 use crate::random::hash;
 use crate::settings::{MAX_ASSERTION_LIFETIME, MAX_FUTURE_SKEW};
+use crate::types::ClientId;
 
 /// RFC 7523 §2.2.
 pub const JWT_BEARER_ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -34,7 +35,7 @@ impl Provider {
     /// `invalid_client` with a description of the rule that failed.
     pub(crate) async fn authenticate_with_assertion(
         &self,
-        client_id: Option<&str>,
+        client_id: Option<ClientId<'_>>,
         assertion_type: Option<&str>,
         assertion: &str,
     ) -> OAuthResult<Arc<ParsedClient>> {
@@ -79,7 +80,7 @@ impl Provider {
         }
         // RFC 6749 §3.2.1 (AS-SP-71): a client_id parameter must name the same client
         if let Some(cid) = client_id
-            && cid != iss
+            && cid.as_str() != iss
         {
             return Err(fail(
                 "the client_id parameter does not match the client assertion's iss",

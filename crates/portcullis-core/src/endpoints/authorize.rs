@@ -9,7 +9,7 @@ use crate::model::{AuthorizationCode, AuthorizationRequest, Grant, PushedRequest
 use crate::provider::{ParsedClient, Provider};
 use crate::random::{credential, hash};
 use crate::response::{AuthorizationResponse, ResponseMode, ResponseTarget};
-use crate::types::RequestUri;
+use crate::types::{ClientId, RequestUri};
 
 /// A valid pushed request, waiting for login and consent.
 #[derive(Debug, Clone)]
@@ -257,12 +257,14 @@ fn known_client<'a>(p: &'a Provider, c: &'a mut AuthorizeContext) -> CheckFuture
                 "The authorization request has no client_id.",
             ));
         };
-        let client = p.client(client_id).await?.ok_or_else(|| {
+        let unknown = || {
             page(
                 ErrorCode::InvalidRequest,
                 "The authorization request names an unknown client.",
             )
-        })?;
+        };
+        let client_id = ClientId::parse(client_id).map_err(|_| unknown())?;
+        let client = p.client(client_id.as_str()).await?.ok_or_else(unknown)?;
         c.client = Some(client);
         Ok(())
     })
