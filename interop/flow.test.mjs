@@ -148,7 +148,8 @@ describe('FAPI 2.0 flow with oauth4webapi', () => {
 
     // Refresh with a NEW DPoP key: the refresh token is bound to the client, not to the old key,
     // and the new access token is bound to the new key (AS-SP-85); no rotation (AS-SP-89).
-    const dpop2 = await newDpop(client);
+    const dpopKey2 = await jose.generateKeyPair('ES256');
+    const dpop2 = oauth.DPoP(client, dpopKey2);
     const refreshed = await step('refresh', () => withDpopNonceRetry(async () => oauth.processRefreshTokenResponse(as, client,
       await oauth.refreshTokenGrantRequest(as, client, clientAuth, tokens.refresh_token, requestOptions(server, { DPoP: dpop2 })))));
     assert.equal(refreshed.token_type, 'dpop');
@@ -158,6 +159,32 @@ describe('FAPI 2.0 flow with oauth4webapi', () => {
     const userinfo2 = await step('userinfo after refresh', () => withDpopNonceRetry(async () => oauth.processUserInfoResponse(as, client, claims.sub,
       await oauth.userInfoRequest(as, client, refreshed.access_token, requestOptions(server, { DPoP: dpop2 })))));
     assert.equal(userinfo2.sub, claims.sub);
+
+    // Introspection (RFC 7662) with the binding, then revocation (RFC 7009), both with
+    // private_key_jwt: revoking the access token makes it inactive and useless at userinfo;
+    // revoking the refresh token ends the grant (AS-OPT-14..20).
+    assert.ok(as.revocation_endpoint, 'revocation_endpoint in discovery');
+    const introspect = async (token) => oauth.processIntrospectionResponse(as, client,
+      await oauth.introspectionRequest(as, client, clientAuth, token, requestOptions(server)));
+    const active = await step('introspection', () => introspect(refreshed.access_token));
+    assert.equal(active.active, true);
+    assert.equal(active.token_type, 'DPoP');
+    assert.equal(active.cnf?.jkt, await jose.calculateJwkThumbprint(await jose.exportJWK(dpopKey2.publicKey)), 'cnf.jkt is the thumbprint of the refresh proof key');
+    await step('revoke the access token', async () => oauth.processRevocationResponse(
+      await oauth.revocationRequest(as, client, clientAuth, refreshed.access_token, { ...requestOptions(server), additionalParameters: { token_type_hint: 'access_token' } })));
+    assert.equal((await step('introspection after revocation', () => introspect(refreshed.access_token))).active, false);
+    const refused = await oauth.userInfoRequest(as, client, refreshed.access_token, requestOptions(server, { DPoP: dpop2 }));
+    assert.equal(refused.status, 401, 'a revoked access token is refused at userinfo');
+    await step('revoke the refresh token', async () => oauth.processRevocationResponse(
+      await oauth.revocationRequest(as, client, clientAuth, tokens.refresh_token, requestOptions(server))));
+    assert.equal((await introspect(tokens.refresh_token)).active, false, 'the refresh token is revoked');
+    // (dpop2 holds the server's current nonce, so the refusal is about the token)
+    const afterRevocation = await oauth.refreshTokenGrantRequest(as, client, clientAuth, tokens.refresh_token, requestOptions(server, { DPoP: dpop2 }));
+    assert.equal(afterRevocation.status, 400, 'a revoked refresh token is refused');
+    assert.equal((await afterRevocation.json()).error, 'invalid_grant');
+    // RFC 7009 §2.2: an unknown token is answered 200 as well
+    await step('revoke an unknown token', async () => oauth.processRevocationResponse(
+      await oauth.revocationRequest(as, client, clientAuth, 'no-such-token', requestOptions(server))));
   });
 
   test('denying consent redirects with access_denied, the pushed state and iss (AS-SP-55)', async () => {

@@ -232,6 +232,11 @@ pub async fn revoking_a_grant_revokes_its_tokens(s: Arc<dyn Store>) {
     .unwrap();
     let (t, _) = s.get_token("m", TokenKind::Access, 1500).await.unwrap().unwrap();
     assert_eq!(t.constraint, Some(mtls));
+    // RFC 7009: one token deleted alone, the rest of the grant kept
+    assert!(s.delete_token("m").await.unwrap());
+    assert!(!s.delete_token("m").await.unwrap(), "already gone");
+    assert!(s.get_token("m", TokenKind::Access, 1500).await.unwrap().is_none());
+    assert!(s.get_token("a", TokenKind::Access, 1500).await.unwrap().is_some());
     assert!(
         s.get_token("a", TokenKind::Refresh, 1500).await.unwrap().is_none(),
         "kinds do not mix"

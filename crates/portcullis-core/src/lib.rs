@@ -28,7 +28,7 @@ pub mod store;
 mod sync;
 pub mod types;
 
-pub use endpoints::{authorize, discovery, logout, par, registration, resource, token};
+pub use endpoints::{authorize, discovery, logout, par, registration, resource, revocation, token};
 
 pub use clock::Clock;
 pub use error::{Challenge, ErrorCode, OAuthError, OAuthResult, Status, StoreError};

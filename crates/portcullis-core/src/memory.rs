@@ -252,6 +252,10 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    async fn delete_token(&self, token_hash: &str) -> StoreResult<bool> {
+        Ok(lock(&self.inner).tokens.remove(token_hash).is_some())
+    }
+
     async fn remember_once(&self, key: &str, expires_at: i64, now: i64) -> StoreResult<bool> {
         let mut g = lock(&self.inner);
         match g.replay.get(key) {

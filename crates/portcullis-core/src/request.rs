@@ -25,6 +25,7 @@ pub enum Endpoint {
     Token,
     Userinfo,
     Introspection,
+    Revocation,
 }
 
 /// The methods the back-channel endpoints accept.

@@ -40,6 +40,8 @@ pub struct Endpoints {
     pub jwks: String,
     pub registration: String,
     pub introspection: String,
+    /// RFC 7009 `revocation_endpoint`.
+    pub revocation: String,
     /// OpenID Connect RP-Initiated Logout 1.0 `end_session_endpoint`.
     pub end_session: String,
 }
@@ -60,6 +62,7 @@ impl Endpoints {
             jwks: format!("{base}/jwks"),
             registration: format!("{base}/register"),
             introspection: format!("{base}/introspect"),
+            revocation: format!("{base}/revoke"),
             end_session: format!("{base}/logout"),
         }
     }
@@ -134,6 +137,7 @@ impl Settings {
             Endpoint::Token => &e.token,
             Endpoint::Userinfo => &e.userinfo,
             Endpoint::Introspection => &e.introspection,
+            Endpoint::Revocation => &e.revocation,
         }
     }
 

@@ -73,6 +73,9 @@ pub trait Store: Send + Sync + 'static {
     -> StoreResult<Option<(TokenRecord, Grant)>>;
     /// Revokes every token of a grant (code replay, RFC 6749 §4.1.2).
     async fn revoke_grant(&self, grant_id: &str) -> StoreResult<()>;
+    /// RFC 7009: deletes one token (an access token revoked on its own); false if none was
+    /// there.
+    async fn delete_token(&self, token_hash: &str) -> StoreResult<bool>;
 
     // replay protection for DPoP and client assertion `jti`s
     /// Records `key` until `expires_at`; true if it had not been seen (RFC 9449 §11.1).

@@ -48,6 +48,7 @@ pub fn router(state: Arc<AppState>, body_timeouts: BodyTimeouts, body_budget: Ar
         .route("/token", post(token).fallback(method_not_allowed))
         .route("/userinfo", get(userinfo).post(userinfo).fallback(method_not_allowed))
         .route("/introspect", post(introspect).fallback(method_not_allowed))
+        .route("/revoke", post(revoke).fallback(method_not_allowed))
         .route("/register", post(register).fallback(method_not_allowed))
         .route(
             "/register/{client_id}",
@@ -85,7 +86,7 @@ pub fn router(state: Arc<AppState>, body_timeouts: BodyTimeouts, body_budget: Ar
 }
 
 /// The endpoints published as `mtls_endpoint_aliases` (RFC 8705 §5).
-const MTLS_ALIASED: [&str; 4] = ["/par", "/token", "/userinfo", "/introspect"];
+const MTLS_ALIASED: [&str; 5] = ["/par", "/token", "/userinfo", "/introspect", "/revoke"];
 
 /// The listener that asks for client certificates serves the aliased endpoints (and discovery
 /// and the JWKS), nothing else: the pages live on the main listener, where no browser is ever
@@ -409,6 +410,13 @@ async fn introspect(State(s): State<Arc<AppState>>, Direct(req): Direct, headers
     let req = with_form(&s, req, &headers, &body)?;
     let r = s.provider.introspect(&req).await?;
     Ok(json_response(StatusCode::OK, r, None))
+}
+
+/// RFC 7009 §2.2: 200 with an empty body, whatever became of the token.
+async fn revoke(State(s): State<Arc<AppState>>, Direct(req): Direct, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let req = with_form(&s, req, &headers, &body)?;
+    s.provider.revoke(&req).await?;
+    Ok(StatusCode::OK.into_response())
 }
 
 fn bearer_header(headers: &HeaderMap) -> Option<&str> {

@@ -679,6 +679,15 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    async fn delete_token(&self, token_hash: &str) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM tokens WHERE token_hash = ?")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(r.rows_affected() > 0)
+    }
+
     async fn remember_once(&self, key: &str, expires_at: i64, now: i64) -> StoreResult<bool> {
         // a new key inserts; an expired record may be taken over; a live one makes this a no-op
         let r = sqlx::query(

@@ -7,6 +7,7 @@ pub mod logout;
 pub mod par;
 pub mod registration;
 pub mod resource;
+pub mod revocation;
 pub mod token;
 
 use crate::checks::{CheckDoc, describe};

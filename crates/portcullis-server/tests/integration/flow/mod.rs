@@ -6,6 +6,7 @@ mod client_auth;
 mod happy;
 mod par;
 mod resource;
+mod revocation;
 mod token;
 
 use portcullis_jose::{Algorithm, SigningKey, b64url};

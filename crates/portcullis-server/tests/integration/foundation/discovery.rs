@@ -119,7 +119,10 @@ async fn as_sp_18_discovery_advertises_nothing_unimplemented() {
         format!("https://localhost:{}/.well-known/oauth-authorization-server", s.port),
     ] {
         let m = get_json(&s, &url).await;
-        for k in ["revocation_endpoint", "request_object_signing_alg_values_supported"] {
+        for k in [
+            "request_object_signing_alg_values_supported",
+            "authorization_details_types_supported",
+        ] {
             assert!(m.get(k).is_none(), "{url} advertises {k} = {}", m[k]);
         }
     }
@@ -160,10 +163,11 @@ async fn as_sp_88_mtls_endpoint_aliases() {
         ("pushed_authorization_request_endpoint", "/par"),
         ("userinfo_endpoint", "/userinfo"),
         ("introspection_endpoint", "/introspect"),
+        ("revocation_endpoint", "/revoke"),
     ] {
         assert_eq!(aliases[name], json!(format!("{base}{path}")), "{name}");
     }
-    assert_eq!(aliases.len(), 4, "{aliases:?}");
+    assert_eq!(aliases.len(), 5, "{aliases:?}");
     // the same document whichever listener and Host it is asked through
     let other = s
         .http
