@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use portcullis_jose::Algorithm;
 
 use crate::response::{ResponseMode, ResponseTarget};
-use crate::types::{CertificateThumbprint, JwkThumbprint, PkceChallenge};
+use crate::types::{JwkThumbprint, PkceChallenge};
 
 /// How a client authenticates (SP 5.3.2.1-6): one variant per method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,32 +100,8 @@ pub enum SenderConstraintMethod {
 }
 
 /// The sender constraint of an access token, as the token request proved it (RFC 9449 §6,
-/// RFC 8705 §3): `token_type`, `cnf` and every resource check come from this value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum SenderConstraint {
-    Dpop { jkt: JwkThumbprint },
-    Mtls { x5t_s256: CertificateThumbprint },
-}
-
-impl SenderConstraint {
-    /// RFC 9449 §5 / RFC 8705 §3: `DPoP` for a DPoP-bound token, `Bearer` for a
-    /// certificate-bound one.
-    pub fn token_type(&self) -> &'static str {
-        match self {
-            Self::Dpop { .. } => "DPoP",
-            Self::Mtls { .. } => "Bearer",
-        }
-    }
-
-    /// RFC 7800 `cnf`: `{"jkt": ...}` (RFC 9449 §6.1) or `{"x5t#S256": ...}` (RFC 8705 §3.1).
-    pub fn cnf(&self) -> Value {
-        match self {
-            Self::Dpop { jkt } => serde_json::json!({ "jkt": jkt.as_str() }),
-            Self::Mtls { x5t_s256 } => serde_json::json!({ "x5t#S256": x5t_s256.as_str() }),
-        }
-    }
-}
+/// RFC 8705 §3): the resource crate's type, so that every resource check reads the same value.
+pub use portcullis_resource::SenderConstraint;
 
 /// The authorization request as the client pushed it (RFC 9126), after every check. Later, a
 /// verified request object (JAR) turns into the same value.

@@ -9,7 +9,7 @@ pub const MAX_REQUEST_URI_LIFETIME: i64 = 599;
 /// SP 5.3.2.1-13 (AS-SP-28): JWTs whose `iat`/`nbf` lie more than 60 s ahead are refused.
 pub const MAX_FUTURE_SKEW: i64 = 60;
 /// How old a DPoP proof may be (RFC 9449 §11.1 leaves the window to the server).
-pub const DPOP_MAX_AGE: i64 = 300;
+pub const DPOP_MAX_AGE: i64 = portcullis_resource::dpop::DPOP_MAX_AGE;
 /// A client assertion may not be valid for longer than this (bounds the `jti` replay record).
 pub const MAX_ASSERTION_LIFETIME: i64 = 3600;
 /// The DPoP nonce time step; a nonce is accepted in its own step and the next (60 to 120 s).

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use portcullis_resource::binding::{CertificateThumbprint, JwkThumbprint};
+
 use crate::error::{OAuthError, OAuthResult};
 use crate::random::{credential, hash, secure_eq};
 
@@ -46,18 +48,6 @@ macro_rules! digest_newtype {
         }
     };
 }
-
-digest_newtype!(
-    /// RFC 7638 JWK SHA-256 thumbprint: what a DPoP-bound token or code is bound to (RFC 9449
-    /// §6.1 `jkt`, §10 `dpop_jkt`).
-    JwkThumbprint
-);
-
-digest_newtype!(
-    /// RFC 8705 §3.1 `x5t#S256`: the SHA-256 of a client certificate's DER, what a
-    /// certificate-bound token is bound to.
-    CertificateThumbprint
-);
 
 digest_newtype!(
     /// RFC 7636 §4.2 S256 `code_challenge`: the base64url SHA-256 of the verifier (AS-SP-59).
@@ -148,10 +138,9 @@ mod tests {
     #[test]
     fn digests_parse_strictly() {
         let good = "a".repeat(43);
-        assert!(JwkThumbprint::parse(&good).is_some());
-        assert!(JwkThumbprint::parse(&"a".repeat(42)).is_none());
-        assert!(JwkThumbprint::parse(&format!("{}=", "a".repeat(42))).is_none());
-        assert!(CertificateThumbprint::parse(&format!("{}+", "a".repeat(42))).is_none());
+        assert!(PkceChallenge::parse(&good).is_some());
+        assert!(PkceChallenge::parse(&"a".repeat(42)).is_none());
+        assert!(PkceChallenge::parse(&format!("{}=", "a".repeat(42))).is_none());
     }
 
     #[test]

@@ -4,19 +4,33 @@
 
 use serde_json::{Map, Value, json};
 
+use portcullis_resource::access::{self, ResourceError, ResourceErrorKind};
+
 use crate::client_auth::ClientCredentials;
-use crate::dpop::DpopRequest;
-use crate::error::{Challenge, OAuthError, OAuthResult};
-use crate::model::{SenderConstraint, TokenKind};
+use crate::error::{Challenge, ErrorCode, OAuthError, OAuthResult, Status};
+use crate::model::{Grant, TokenKind, TokenRecord};
 use crate::provider::Provider;
-use crate::random::{hash, secure_eq};
+use crate::random::hash;
 use crate::request::{DirectRequest, Endpoint};
 
-/// The scheme an access token was presented with.
-#[derive(Clone, Copy)]
-enum Presented {
-    Dpop,
-    Bearer,
+/// The protocol error of a refusal by the resource rules.
+fn resource_error(e: ResourceError) -> OAuthError {
+    let (code, status) = match &e.kind {
+        ResourceErrorKind::InvalidRequest => (ErrorCode::InvalidRequest, Status::BadRequest),
+        ResourceErrorKind::InvalidToken => (ErrorCode::InvalidToken, Status::Unauthorized),
+        ResourceErrorKind::InsufficientScope => (ErrorCode::InsufficientScope, Status::Forbidden),
+        ResourceErrorKind::InvalidDpopProof => (ErrorCode::InvalidDpopProof, Status::Unauthorized),
+        ResourceErrorKind::UseDpopNonce(_) => (ErrorCode::UseDpopNonce, Status::Unauthorized),
+    };
+    let mut o = OAuthError::new(code, status, e.description);
+    if let ResourceErrorKind::UseDpopNonce(n) = e.kind {
+        o.dpop_nonce = Some(n);
+    }
+    if e.without_credentials {
+        // RFC 6750 §3.1: no error code when the request had no credentials
+        o.challenge = Some(Challenge::DpopOrBearer);
+    }
+    o
 }
 
 /// A successful userinfo answer, with the DPoP nonce to rotate to (if any).
@@ -44,99 +58,85 @@ const PROFILE_CLAIMS: [&str; 14] = [
 ];
 const EMAIL_CLAIMS: [&str; 2] = ["email", "email_verified"];
 
+/// A request admitted to a protected resource: the token's record and grant, and the DPoP
+/// nonce to rotate to (if any).
+#[derive(Debug, Clone)]
+pub struct AdmittedRequest {
+    pub token: TokenRecord,
+    pub grant: Grant,
+    pub dpop_nonce: Option<String>,
+}
+
 impl Provider {
-    /// OIDC Core §5.3 userinfo, a protected resource: errors carry the challenge of the scheme
-    /// the request used (RFC 6750 §3, RFC 9449 §7.1).
-    pub async fn userinfo(&self, req: &DirectRequest) -> OAuthResult<UserinfoResponse> {
+    /// A protected resource of this server (userinfo, the demo API): the resource crate's
+    /// rules (SP 5.3.4, RS-SP-01..15) against this server's token store. Errors carry the
+    /// challenge of the scheme the request used (RFC 6750 §3, RFC 9449 §7.1).
+    pub async fn admit(
+        &self,
+        req: &DirectRequest,
+        endpoint: Endpoint,
+        scopes: &[&str],
+    ) -> OAuthResult<AdmittedRequest> {
         let bearer = req
             .authorization
             .first()
             .and_then(|h| h.split_once(' '))
             .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"));
-        self.userinfo_inner(req).await.map_err(|e| e.for_resource(bearer))
+        self.admit_inner(req, endpoint, scopes)
+            .await
+            .map_err(|e| e.for_resource(bearer))
     }
 
-    async fn userinfo_inner(&self, req: &DirectRequest) -> OAuthResult<UserinfoResponse> {
-        let token_err = OAuthError::invalid_token;
-        // RFC 6750 §2.1 / RFC 9449 §7.1: exactly one Authorization header, scheme case-insensitive
-        let header = match req.authorization.as_slice() {
-            [] => {
-                // RFC 6750 §3.1: no error code when the request had no credentials
-                return Err(
-                    OAuthError::invalid_token("an access token is required").with_challenge(Challenge::DpopOrBearer)
-                );
-            }
-            [one] => one.as_str(),
-            _ => {
-                return Err(OAuthError::invalid_request(
-                    "more than one Authorization header was sent",
-                ));
-            }
+    async fn admit_inner(
+        &self,
+        req: &DirectRequest,
+        endpoint: Endpoint,
+        scopes: &[&str],
+    ) -> OAuthResult<AdmittedRequest> {
+        let authorization: Vec<&str> = req.authorization.iter().map(String::as_str).collect();
+        let dpop: Vec<&str> = req.dpop.iter().map(String::as_str).collect();
+        let certificate = req.certificate.as_deref();
+        let resource_request = access::ResourceRequest {
+            method: req.method.as_str(),
+            url: self.settings.url(req.listener, endpoint),
+            authorization: &authorization,
+            dpop: &dpop,
+            certificate,
         };
-        let (scheme, token) = header
-            .split_once(' ')
-            .ok_or_else(|| token_err("malformed Authorization header"))?;
-        let token = token.trim();
-        if token.is_empty() {
-            return Err(token_err("malformed Authorization header"));
-        }
-        let binding = if scheme.eq_ignore_ascii_case("DPoP") {
-            Presented::Dpop
-        } else if scheme.eq_ignore_ascii_case("Bearer") {
-            Presented::Bearer
-        } else {
-            return Err(token_err("the Authorization scheme must be DPoP or Bearer"));
-        };
-        let proof = match binding {
-            Presented::Dpop => {
-                if req.dpop.is_empty() {
-                    return Err(OAuthError::invalid_dpop_proof(
-                        "a DPoP proof is required with a DPoP-bound access token",
-                    ));
-                }
-                // every check of the proof but replay; its jti is recorded only once the token
-                // is known and bound to the proof's key (issue 13 item 4: a made-up token
-                // writes nothing)
-                let headers: Vec<&str> = req.dpop.iter().map(String::as_str).collect();
-                Some(self.check_dpop(&DpopRequest {
-                    headers: &headers,
-                    method: req.method.as_str(),
-                    url: self.settings.url(req.listener, Endpoint::Userinfo),
-                    access_token: Some(token),
-                })?)
-            }
-            // RFC 8705 §3 (RS-SP-15): every Bearer token this server issues is certificate-bound,
-            // so without a certificate it cannot be used (and the store is not asked)
-            Presented::Bearer if req.certificate.is_none() => {
-                return Err(token_err(
-                    "no client certificate was presented: a Bearer access token here is certificate-bound \
-                     (RFC 8705), and a DPoP-bound one needs the DPoP scheme",
-                ));
-            }
-            Presented::Bearer => None,
-        };
+        // every check that needs no storage first; a proof's jti is recorded only once the
+        // token is known and bound to it (issue 13 item 4: a made-up token writes nothing)
         let now = self.now();
-        // one answer whether the token is unknown or bound to another key or certificate: a
-        // leaked token without its key does not even tell whether it is live
-        let rejected =
-            || token_err("the access token is unknown, expired or revoked, or bound to another key or certificate");
-        let Some((record, grant)) = self.store.get_token(&hash(token), TokenKind::Access, now).await? else {
-            return Err(rejected());
+        let pre = access::precheck(&resource_request, now, &self.nonces, self.settings.dpop_nonce_required)
+            .map_err(resource_error)?;
+        let Some((token, grant)) = self
+            .store
+            .get_token(&hash(pre.presented.token), TokenKind::Access, now)
+            .await?
+        else {
+            return Err(resource_error(ResourceError::rejected_token()));
         };
-        // RFC 9449 §7.2 / RFC 8705 §3: the token's binding, proven the way it was bound
-        let proven = match (&record.constraint, &proof, req.certificate.as_deref()) {
-            (Some(SenderConstraint::Dpop { jkt }), Some(proof), _) => jkt.matches(&proof.jkt),
-            (Some(SenderConstraint::Mtls { x5t_s256 }), None, Some(cert)) => {
-                secure_eq(x5t_s256.as_str().as_bytes(), cert.thumbprint().as_bytes())
-            }
-            _ => false,
-        };
-        if !proven {
-            return Err(rejected());
+        if !access::binding_holds(token.constraint.as_ref(), &pre, certificate) {
+            return Err(resource_error(ResourceError::rejected_token()));
         }
-        if let Some(proof) = &proof {
+        access::require_scopes(&token.scope, scopes).map_err(resource_error)?;
+        if let Some(proof) = &pre.proof {
             self.record_dpop(proof).await?;
         }
+        Ok(AdmittedRequest {
+            token,
+            grant,
+            dpop_nonce: pre.proof.and_then(|p| p.fresh_nonce),
+        })
+    }
+
+    /// OIDC Core §5.3 userinfo: a protected resource (AS-SP-103) that releases the user's
+    /// claims for the granted scopes.
+    pub async fn userinfo(&self, req: &DirectRequest) -> OAuthResult<UserinfoResponse> {
+        let AdmittedRequest {
+            token: record,
+            grant,
+            dpop_nonce,
+        } = self.admit(req, Endpoint::Userinfo, &[]).await?;
         // Without `openid` only `sub` is released: userinfo doubles as the protected resource of
         // plain OAuth 2.0 deployments until the demo API exists (conformance plain_oauth variant).
         let user = self.store.get_user_by_sub(&grant.sub).await?;
@@ -154,7 +154,7 @@ impl Provider {
         }
         Ok(UserinfoResponse {
             claims: Value::Object(claims),
-            dpop_nonce: proof.and_then(|p| p.fresh_nonce),
+            dpop_nonce,
         })
     }
 
