@@ -26,6 +26,8 @@ pub enum Endpoint {
     Userinfo,
     Introspection,
     Revocation,
+    /// The demo protected API (a resource, not an authorization-server endpoint).
+    Accounts,
 }
 
 /// The methods the back-channel endpoints accept.

@@ -27,6 +27,9 @@ pub fn default_mtls_base(issuer: &str) -> String {
     }
 }
 
+/// The scope of the demo API.
+pub const DEMO_API_SCOPE: &str = "accounts";
+
 /// The default of `Settings::max_form_params`.
 pub const DEFAULT_MAX_FORM_PARAMS: usize = 64;
 
@@ -42,6 +45,8 @@ pub struct Endpoints {
     pub introspection: String,
     /// RFC 7009 `revocation_endpoint`.
     pub revocation: String,
+    /// The demo protected API (INTERFACE.md): `GET /api/accounts`.
+    pub accounts: String,
     /// OpenID Connect RP-Initiated Logout 1.0 `end_session_endpoint`.
     pub end_session: String,
 }
@@ -63,6 +68,7 @@ impl Endpoints {
             registration: format!("{base}/register"),
             introspection: format!("{base}/introspect"),
             revocation: format!("{base}/revoke"),
+            accounts: format!("{base}/api/accounts"),
             end_session: format!("{base}/logout"),
         }
     }
@@ -97,6 +103,8 @@ pub struct Settings {
     /// How long a registration access token (RFC 7592) stays valid; a new one is issued on
     /// every update.
     pub registration_token_lifetime: i64,
+    /// Whether the demo protected API (`/api/accounts`, scope `accounts`) is served.
+    pub demo_api: bool,
     /// Hosts whose `jwks_uri` may point at non-public addresses (issue 13 item 9).
     pub jwks_uri_allowed_hosts: crate::address_policy::AllowedHosts,
 }
@@ -123,6 +131,7 @@ impl Settings {
             jwks_refresh_interval: 60,
             registration_token_lifetime: 30 * 86_400,
             jwks_uri_allowed_hosts: Default::default(),
+            demo_api: false,
         }
     }
 
@@ -138,6 +147,15 @@ impl Settings {
             Endpoint::Userinfo => &e.userinfo,
             Endpoint::Introspection => &e.introspection,
             Endpoint::Revocation => &e.revocation,
+            Endpoint::Accounts => &e.accounts,
+        }
+    }
+
+    /// Serves the demo API: its scope becomes known.
+    pub fn enable_demo_api(&mut self) {
+        self.demo_api = true;
+        if !self.scopes_supported.iter().any(|s| s == DEMO_API_SCOPE) {
+            self.scopes_supported.push(DEMO_API_SCOPE.to_owned());
         }
     }
 

@@ -151,8 +151,8 @@ pub struct DpopConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DemoApiConfig {
-    /// Serve the demo protected API (it arrives with the resource-server work; until then this
-    /// setting has no effect and nothing is advertised).
+    /// Serve the demo protected API: `GET /api/accounts` (scope `accounts`) on both listeners,
+    /// published in discovery as `portcullis_demo_api`.
     pub enabled: bool,
 }
 

@@ -16,7 +16,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http_body_util::BodyExt;
 use http_body_util::LengthLimitError;
-use portcullis_core::request::{DirectRequest, FormParams, Listener};
+use portcullis_core::request::{DirectRequest, Endpoint, FormParams, Listener};
+use portcullis_core::settings::DEMO_API_SCOPE;
 use portcullis_core::{ErrorCode, OAuthError, Status};
 use serde_json::Value;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -49,6 +50,7 @@ pub fn router(state: Arc<AppState>, body_timeouts: BodyTimeouts, body_budget: Ar
         .route("/userinfo", get(userinfo).post(userinfo).fallback(method_not_allowed))
         .route("/introspect", post(introspect).fallback(method_not_allowed))
         .route("/revoke", post(revoke).fallback(method_not_allowed))
+        .route("/api/accounts", get(accounts).fallback(method_not_allowed))
         .route("/register", post(register).fallback(method_not_allowed))
         .route(
             "/register/{client_id}",
@@ -86,7 +88,8 @@ pub fn router(state: Arc<AppState>, body_timeouts: BodyTimeouts, body_budget: Ar
 }
 
 /// The endpoints published as `mtls_endpoint_aliases` (RFC 8705 §5).
-const MTLS_ALIASED: [&str; 5] = ["/par", "/token", "/userinfo", "/introspect", "/revoke"];
+/// The demo API is on that listener too, for certificate-bound tokens.
+const MTLS_ALIASED: [&str; 6] = ["/par", "/token", "/userinfo", "/introspect", "/revoke", "/api/accounts"];
 
 /// The listener that asks for client certificates serves the aliased endpoints (and discovery
 /// and the JWKS), nothing else: the pages live on the main listener, where no browser is ever
@@ -417,6 +420,19 @@ async fn revoke(State(s): State<Arc<AppState>>, Direct(req): Direct, headers: He
     let req = with_form(&s, req, &headers, &body)?;
     s.provider.revoke(&req).await?;
     Ok(StatusCode::OK.into_response())
+}
+
+/// The demo protected API (INTERFACE.md), when `demo_api.enabled`.
+async fn accounts(State(s): State<Arc<AppState>>, Direct(req): Direct) -> ApiResult {
+    if !s.provider.settings().demo_api {
+        return Ok(not_found().await);
+    }
+    let admitted = s.provider.admit(&req, Endpoint::Accounts, &[DEMO_API_SCOPE]).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        crate::demo::accounts(&admitted.grant.sub),
+        admitted.dpop_nonce.as_deref(),
+    ))
 }
 
 fn bearer_header(headers: &HeaderMap) -> Option<&str> {

@@ -5,6 +5,7 @@ mod app;
 mod config;
 mod connections;
 mod datadir;
+mod demo;
 mod http;
 mod login_failures;
 mod pages;

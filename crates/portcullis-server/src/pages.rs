@@ -78,6 +78,7 @@ fn describe_scope(scope: &str) -> &'static str {
         "profile" => "see your name and basic profile",
         "email" => "see your email address",
         "offline_access" => "keep access while you are not using it",
+        "accounts" => "see your accounts and their balances",
         _ => "use a permission this server does not describe",
     }
 }

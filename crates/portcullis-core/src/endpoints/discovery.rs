@@ -26,7 +26,7 @@ impl Provider {
         let e = &s.endpoints;
         let m = &s.mtls_endpoints;
         let algs: Vec<&str> = Algorithm::ALL.iter().map(|a| a.as_str()).collect();
-        json!({
+        let mut m = json!({
             "issuer": s.issuer,
             "authorization_endpoint": e.authorization,
             "token_endpoint": e.token,
@@ -71,6 +71,15 @@ impl Provider {
             "claims_parameter_supported": false,
             // request_parameter_supported defaults to false (no JAR yet); request_uri_parameter_supported
             // defaults to true, which holds for PAR request_uris (OIDC Discovery §3)
-        })
+        });
+        // where a client finds the demo protected API (INTERFACE.md), on both listeners
+        if s.demo_api {
+            m["portcullis_demo_api"] = json!({
+                "accounts_endpoint": e.accounts,
+                "mtls_accounts_endpoint": s.mtls_endpoints.accounts,
+                "scope": crate::settings::DEMO_API_SCOPE,
+            });
+        }
+        m
     }
 }

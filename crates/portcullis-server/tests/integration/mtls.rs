@@ -205,7 +205,10 @@ impl MtlsRp {
 
     /// PAR at the mTLS alias, the front channel, and the code.
     async fn code(&self, s: &Server) -> (String, Par) {
-        let par = Par::new(&self.rp);
+        self.code_with(s, Par::new(&self.rp)).await
+    }
+
+    async fn code_with(&self, s: &Server, par: Par) -> (String, Par) {
         let params: Vec<(String, String)> = par.params.iter().filter(|(k, _)| k != "client_id").cloned().collect();
         let r = self
             .post(&alias(s, "pushed_authorization_request_endpoint"), params, s, None)
@@ -369,6 +372,17 @@ async fn tls_client_auth_with_certificate_bound_tokens() {
     let (status, error, description) = error_of(r).await;
     assert_eq!((status, error.as_str()), (401, "invalid_client"), "{description}");
     assert!(description.contains("registered subject"), "{description}");
+}
+
+/// A GET over a certificate other than the token's.
+async fn other_client_get(s: &Server, url: &str, token: &str) -> reqwest::Response {
+    ClientCert::self_signed("someone-else")
+        .client(s)
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
 }
 
 fn without_client_id(mut params: Vec<(String, String)>) -> Vec<(String, String)> {
@@ -668,6 +682,18 @@ async fn private_key_jwt_with_certificate_bound_tokens() {
     .await;
     assert_eq!(i["cnf"], json!({ "x5t#S256": cert.x5t() }));
 
+    // the demo API takes the certificate-bound token over the certificate only (its scope was
+    // granted: the client asked for every scope it is registered for)
+    let at = t["access_token"].as_str().unwrap();
+    let api = s.meta["portcullis_demo_api"]["mtls_accounts_endpoint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = rp.http.get(&api).bearer_auth(at).send().await.unwrap();
+    assert_eq!(r.status(), 403, "no accounts scope in this grant");
+    let r = other_client_get(&s, &api, at).await;
+    assert_eq!(r.status(), 401);
+
     // AS-SP-91: a refresh without the certificate is refused (the client did authenticate)
     let rt = t["refresh_token"].as_str().unwrap();
     let refresh = || {
@@ -933,4 +959,39 @@ async fn client_certificates_forwarded_by_a_proxy() {
     let (status, error, description) = error_of(r).await;
     assert_eq!((status, error.as_str()), (401, "invalid_client"));
     assert!(description.contains("no client certificate"), "{description}");
+}
+
+/// The demo API with a certificate-bound token (tls_client_auth): over the certificate only,
+/// with the Bearer scheme only.
+#[tokio::test]
+async fn demo_api_with_certificate_bound_tokens() {
+    let pki = Pki::new("Test client CA");
+    let s = Server::start_with(&[("PORTCULLIS_TLS_CLIENT_CA_FILE", &pki.ca_file)]).await;
+    let cert = pki.issue("client-one", vec![]);
+    let rp = MtlsRp::register(
+        &s,
+        cert.client(&s),
+        json!({
+            "token_endpoint_auth_method": "tls_client_auth",
+            "tls_client_auth_subject_dn": "CN=client-one,O=Portcullis Test",
+            "tls_client_certificate_bound_access_tokens": true,
+            "scope": "openid accounts",
+        }),
+    )
+    .await;
+    let (code, par) = rp.code_with(&s, Par::new(&rp.rp).set("scope", "openid accounts")).await;
+    let t = json(rp.token(&s, code_params(&code, &par.verifier)).await, "token").await;
+    let at = t["access_token"].as_str().unwrap();
+    let api = s.meta["portcullis_demo_api"]["mtls_accounts_endpoint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = rp.http.get(&api).bearer_auth(at).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("date").is_some());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["accounts"].as_array().unwrap().len(), 2);
+    assert_eq!(other_client_get(&s, &api, at).await.status(), 401);
+    let main = s.meta["portcullis_demo_api"]["accounts_endpoint"].as_str().unwrap();
+    assert_eq!(s.http.get(main).bearer_auth(at).send().await.unwrap().status(), 401);
 }

@@ -3,6 +3,7 @@
 
 mod authorize;
 mod client_auth;
+mod demo_api;
 mod happy;
 mod par;
 mod resource;
