@@ -5,13 +5,14 @@
 // Plus the two unhappy front-channel paths: consent denied, wrong password.
 
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 
 import * as jose from 'jose';
 import * as oauth from 'oauth4webapi';
 
 import {
-  FAPI_ALGS, discover, newDpop, pushAuthorizationRequest, registerClient, requestOptions, step, withDpopNonceRetry,
+  FAPI_ALGS, discover, explain, newDpop, pushAuthorizationRequest, registerClient, requestOptions, step, withDpopNonceRetry,
 } from './lib/fapi-client.mjs';
 import { FormBrowser, consentButton, describePage, loginForm } from './lib/form-browser.mjs';
 import { REDIRECT_URI, USER, startServer } from './lib/server.mjs';
@@ -160,7 +161,18 @@ describe('FAPI 2.0 flow with oauth4webapi', () => {
       await oauth.userInfoRequest(as, client, refreshed.access_token, requestOptions(server, { DPoP: dpop2 })))));
     assert.equal(userinfo2.sub, claims.sub);
 
-    // Introspection (RFC 7662) with the binding, then revocation (RFC 7009), both with
+    // The demo protected API (scope accounts) with oauth4webapi's protectedResourceRequest:
+    // DPoP with ath and the resource's nonce; a token without the scope is 403
+    // insufficient_scope (RFC 6750 §3.1).
+    const demo = as.portcullis_demo_api;
+    assert.ok(demo?.accounts_endpoint, 'discovery publishes the demo API (portcullis_demo_api)');
+    const withoutScope = await oauth.protectedResourceRequest(refreshed.access_token, 'GET', new URL(demo.accounts_endpoint), new Headers(), null, requestOptions(server, { DPoP: dpop2 }))
+      .catch((err) => err);
+    const challenged = withoutScope instanceof Response ? withoutScope : withoutScope.response;
+    assert.equal(challenged?.status, 403, `a token without the accounts scope: ${explain(withoutScope)}`);
+    assert.match(challenged.headers.get('www-authenticate') ?? '', /error="insufficient_scope"/);
+
+
     // private_key_jwt: revoking the access token makes it inactive and useless at userinfo;
     // revoking the refresh token ends the grant (AS-OPT-14..20).
     assert.ok(as.revocation_endpoint, 'revocation_endpoint in discovery');
@@ -185,6 +197,37 @@ describe('FAPI 2.0 flow with oauth4webapi', () => {
     // RFC 7009 §2.2: an unknown token is answered 200 as well
     await step('revoke an unknown token', async () => oauth.processRevocationResponse(
       await oauth.revocationRequest(as, client, clientAuth, 'no-such-token', requestOptions(server))));
+  });
+
+  test('the demo API with oauth4webapi: protectedResourceRequest with a DPoP-bound token (scope accounts)', async () => {
+    const { client, clientAuth } = registered;
+    const dpop = await newDpop(client);
+    const { codeVerifier, state, nonce, authorizationUrl } = await step('PAR', () => pushAuthorizationRequest(server, as, registered, dpop, { scope: 'openid accounts' }));
+    const browser = new FormBrowser({ fetch: server.fetch, redirectUri: REDIRECT_URI });
+    const consentPage = await login(browser, authorizationUrl);
+    assert.match(consentPage.text, /accounts/, 'the consent page names the accounts scope');
+    const allow = consentButton(consentPage, 'allow');
+    const callback = await step('consent', () => browser.submit(consentPage, allow.form, { button: allow.button }));
+    const params = await step('callback', () => oauth.validateAuthResponse(as, client, callback.url, state));
+    const tokens = await step('token', () => withDpopNonceRetry(async () => oauth.processAuthorizationCodeResponse(as, client,
+      await oauth.authorizationCodeGrantRequest(as, client, clientAuth, params, REDIRECT_URI, codeVerifier, requestOptions(server, { DPoP: dpop })),
+      { expectedNonce: nonce })));
+    const url = new URL(as.portcullis_demo_api.accounts_endpoint);
+    const interactionId = randomUUID();
+    const res = await step('GET /api/accounts', () => withDpopNonceRetry(async () => {
+      const r = await oauth.protectedResourceRequest(tokens.access_token, 'GET', url, new Headers({ 'x-fapi-interaction-id': interactionId }), null,
+        requestOptions(server, { DPoP: dpop }));
+      if (r.status !== 200) throw new Error(`HTTP ${r.status}: ${r.headers.get('www-authenticate')} ${await r.text()}`);
+      return r;
+    }));
+    assert.equal(res.headers.get('x-fapi-interaction-id'), interactionId, 'the interaction id is echoed');
+    assert.ok(res.headers.get('date'), 'Date on the resource response');
+    const body = await res.json();
+    assert.equal(body.accounts.length, 2);
+    // the token as Bearer (no proof): 401 with a Bearer challenge (RS-SP-09)
+    const bearer = await server.fetch(url, { headers: { authorization: `Bearer ${tokens.access_token}` } });
+    assert.equal(bearer.status, 401);
+    assert.match(bearer.headers.get('www-authenticate') ?? '', /^Bearer error="invalid_token"/);
   });
 
   test('denying consent redirects with access_denied, the pushed state and iss (AS-SP-55)', async () => {
