@@ -17,7 +17,7 @@ pub const DPOP_MAX_AGE: i64 = 300;
 pub const MAX_FUTURE_SKEW: i64 = 60;
 
 /// Server-provided nonces (RFC 9449 §8, §9): the current one, and which are still accepted.
-pub trait NonceSource {
+pub trait NonceSource: Send + Sync {
     /// The nonce to hand out now.
     fn current(&self, now: i64) -> String;
     /// Whether `nonce` is the current one.

@@ -10,10 +10,12 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod admit;
 pub mod binding;
 pub mod dpop;
 
-pub use access::{Presented, ResourceError, ResourceErrorKind, Scheme};
+pub use access::{Presented, ResourceError, ResourceErrorKind, ResourceRequest, Scheme};
+pub use admit::{AdmitError, Admitted, Policy, ReplayGuard, SourceError, TokenInfo, TokenSource, admit};
 pub use binding::{CertificateThumbprint, JwkThumbprint, SenderConstraint};
 pub use dpop::{DpopRequest, NonceSource, ProofError, VerifiedProof};
 

@@ -430,7 +430,7 @@ async fn accounts(State(s): State<Arc<AppState>>, Direct(req): Direct) -> ApiRes
     let admitted = s.provider.admit(&req, Endpoint::Accounts, &[DEMO_API_SCOPE]).await?;
     Ok(json_response(
         StatusCode::OK,
-        crate::demo::accounts(&admitted.grant.sub),
+        crate::demo::accounts(&admitted.token.subject),
         admitted.dpop_nonce.as_deref(),
     ))
 }

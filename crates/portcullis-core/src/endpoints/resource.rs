@@ -4,14 +4,17 @@
 
 use serde_json::{Map, Value, json};
 
-use portcullis_resource::access::{self, ResourceError, ResourceErrorKind};
+use async_trait::async_trait;
+use portcullis_resource::access::{ResourceError, ResourceErrorKind, ResourceRequest};
+use portcullis_resource::{AdmitError, Policy, ReplayGuard, SourceError, TokenInfo, TokenSource, admit};
 
 use crate::client_auth::ClientCredentials;
 use crate::error::{Challenge, ErrorCode, OAuthError, OAuthResult, Status};
-use crate::model::{Grant, TokenKind, TokenRecord};
+use crate::model::TokenKind;
 use crate::provider::Provider;
 use crate::random::hash;
 use crate::request::{DirectRequest, Endpoint};
+use crate::store::Store;
 
 /// The protocol error of a refusal by the resource rules.
 fn resource_error(e: ResourceError) -> OAuthError {
@@ -58,18 +61,52 @@ const PROFILE_CLAIMS: [&str; 14] = [
 ];
 const EMAIL_CLAIMS: [&str; 2] = ["email", "email_verified"];
 
-/// A request admitted to a protected resource: the token's record and grant, and the DPoP
-/// nonce to rotate to (if any).
+/// A request admitted to a protected resource: the token's facts, and the DPoP nonce to
+/// rotate to (if any).
 #[derive(Debug, Clone)]
 pub struct AdmittedRequest {
-    pub token: TokenRecord,
-    pub grant: Grant,
+    pub token: TokenInfo,
     pub dpop_nonce: Option<String>,
 }
 
+/// This server's token store as the resource crate's token source.
+struct StoreTokens<'a>(&'a dyn Store);
+
+#[async_trait]
+impl TokenSource for StoreTokens<'_> {
+    async fn lookup(&self, token: &str, now: i64) -> Result<Option<TokenInfo>, SourceError> {
+        let found = self
+            .0
+            .get_token(&hash(token), TokenKind::Access, now)
+            .await
+            .map_err(|e| SourceError(e.0))?;
+        Ok(found.map(|(record, grant)| TokenInfo {
+            subject: grant.sub,
+            client_id: grant.client_id,
+            scope: record.scope,
+            audience: Vec::new(),
+            expires_at: record.expires_at,
+            binding: record.constraint,
+        }))
+    }
+}
+
+/// This server's replay table as the resource crate's replay guard.
+struct StoreReplay<'a>(&'a dyn Store);
+
+#[async_trait]
+impl ReplayGuard for StoreReplay<'_> {
+    async fn remember_once(&self, key: &str, until: i64, now: i64) -> Result<bool, SourceError> {
+        self.0
+            .remember_once(key, until, now)
+            .await
+            .map_err(|e| SourceError(e.0))
+    }
+}
+
 impl Provider {
-    /// A protected resource of this server (userinfo, the demo API): the resource crate's
-    /// rules (SP 5.3.4, RS-SP-01..15) against this server's token store. Errors carry the
+    /// A protected resource of this server (userinfo, the demo API), admitted by the resource
+    /// crate's rules (SP 5.3.4, RS-SP-01..15) over this server's token store. Errors carry the
     /// challenge of the scheme the request used (RFC 6750 §3, RFC 9449 §7.1).
     pub async fn admit(
         &self,
@@ -82,68 +119,51 @@ impl Provider {
             .first()
             .and_then(|h| h.split_once(' '))
             .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"));
-        self.admit_inner(req, endpoint, scopes)
-            .await
-            .map_err(|e| e.for_resource(bearer))
-    }
-
-    async fn admit_inner(
-        &self,
-        req: &DirectRequest,
-        endpoint: Endpoint,
-        scopes: &[&str],
-    ) -> OAuthResult<AdmittedRequest> {
         let authorization: Vec<&str> = req.authorization.iter().map(String::as_str).collect();
         let dpop: Vec<&str> = req.dpop.iter().map(String::as_str).collect();
-        let certificate = req.certificate.as_deref();
-        let resource_request = access::ResourceRequest {
+        let resource_request = ResourceRequest {
             method: req.method.as_str(),
             url: self.settings.url(req.listener, endpoint),
             authorization: &authorization,
             dpop: &dpop,
-            certificate,
+            certificate: req.certificate.as_deref(),
         };
-        // every check that needs no storage first; a proof's jti is recorded only once the
-        // token is known and bound to it (issue 13 item 4: a made-up token writes nothing)
-        let now = self.now();
-        let pre = access::precheck(&resource_request, now, &self.nonces, self.settings.dpop_nonce_required)
-            .map_err(resource_error)?;
-        let Some((token, grant)) = self
-            .store
-            .get_token(&hash(pre.presented.token), TokenKind::Access, now)
-            .await?
-        else {
-            return Err(resource_error(ResourceError::rejected_token()));
+        let policy = Policy {
+            scopes,
+            audience: None,
+            nonce_required: self.settings.dpop_nonce_required,
         };
-        if !access::binding_holds(token.constraint.as_ref(), &pre, certificate) {
-            return Err(resource_error(ResourceError::rejected_token()));
+        let store = self.store.as_ref();
+        match admit(
+            &resource_request,
+            self.now(),
+            &self.nonces,
+            &StoreTokens(store),
+            &StoreReplay(store),
+            &policy,
+        )
+        .await
+        {
+            Ok(a) => Ok(AdmittedRequest {
+                token: a.token,
+                dpop_nonce: a.fresh_nonce,
+            }),
+            Err(AdmitError::Refused(e)) => Err(resource_error(e).for_resource(bearer)),
+            Err(AdmitError::Source(e)) => Err(OAuthError::server_error(e.0)),
         }
-        access::require_scopes(&token.scope, scopes).map_err(resource_error)?;
-        if let Some(proof) = &pre.proof {
-            self.record_dpop(proof).await?;
-        }
-        Ok(AdmittedRequest {
-            token,
-            grant,
-            dpop_nonce: pre.proof.and_then(|p| p.fresh_nonce),
-        })
     }
 
     /// OIDC Core §5.3 userinfo: a protected resource (AS-SP-103) that releases the user's
     /// claims for the granted scopes.
     pub async fn userinfo(&self, req: &DirectRequest) -> OAuthResult<UserinfoResponse> {
-        let AdmittedRequest {
-            token: record,
-            grant,
-            dpop_nonce,
-        } = self.admit(req, Endpoint::Userinfo, &[]).await?;
+        let AdmittedRequest { token, dpop_nonce } = self.admit(req, Endpoint::Userinfo, &[]).await?;
         // Without `openid` only `sub` is released: userinfo doubles as the protected resource of
         // plain OAuth 2.0 deployments until the demo API exists (conformance plain_oauth variant).
-        let user = self.store.get_user_by_sub(&grant.sub).await?;
+        let user = self.store.get_user_by_sub(&token.subject).await?;
         let mut claims = Map::new();
-        claims.insert("sub".into(), Value::from(grant.sub.as_str()));
+        claims.insert("sub".into(), Value::from(token.subject.as_str()));
         if let Some(user) = user {
-            let has = |s: &str| record.scope.iter().any(|x| x == s);
+            let has = |s: &str| token.scope.iter().any(|x| x == s);
             for (k, v) in &user.claims {
                 let released = (has("profile") && PROFILE_CLAIMS.contains(&k.as_str()))
                     || (has("email") && EMAIL_CLAIMS.contains(&k.as_str()));
