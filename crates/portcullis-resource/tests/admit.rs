@@ -215,10 +215,7 @@ async fn dpop_proof_refusals() {
             "no jti",
             w.key.proof_with(|_, c| drop(c.as_object_mut().unwrap().remove("jti"))),
         ),
-        ("alg none", {
-            let p = w.key.proof_with(|h, _| h["alg"] = json!("none"));
-            p
-        }),
+        ("alg none", w.key.proof_with(|h, _| h["alg"] = json!("none"))),
         ("signature", {
             let p = w.key.proof();
             let (head, _) = p.rsplit_once('.').unwrap();
