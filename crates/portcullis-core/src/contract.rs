@@ -47,6 +47,7 @@ fn grant(id: &str) -> Grant {
         scope: vec!["openid".into()],
         auth_time: 1000,
         created_at: 1000,
+        resources: vec!["https://rs.example/api".into()],
     }
 }
 
@@ -135,6 +136,7 @@ fn pushed(hash: &str, expires_at: i64) -> PushedRequest {
             max_age: None,
             prompt: vec![],
             response_mode: Default::default(),
+            resources: vec![],
         },
         expires_at,
         consumed: false,
@@ -206,6 +208,7 @@ pub async fn revoking_a_grant_revokes_its_tokens(s: Arc<dyn Store>) {
             jkt: JwkThumbprint::from_trusted("j".into()),
         }),
         scope: vec!["openid".into()],
+        audience: vec!["https://rs.example/api".into()],
         issued_at: 1000,
         expires_at: 2000,
     };
@@ -220,6 +223,9 @@ pub async fn revoking_a_grant_revokes_its_tokens(s: Arc<dyn Store>) {
         })
     );
     assert_eq!(g.sub, "u1");
+    // RFC 8707: the token's audience and the grant's resources come back
+    assert_eq!(t.audience, vec!["https://rs.example/api".to_owned()]);
+    assert_eq!(g.resources, vec!["https://rs.example/api".to_owned()]);
     // RFC 8705 §3: a certificate-bound token keeps its thumbprint
     let mtls = SenderConstraint::Mtls {
         x5t_s256: CertificateThumbprint::from_trusted("x".into()),
@@ -409,6 +415,7 @@ fn token(hash: &str, kind: TokenKind, grant_id: &str, expires_at: i64) -> TokenR
         grant_id: grant_id.into(),
         constraint: None,
         scope: vec!["openid".into()],
+        audience: vec![],
         issued_at: 1000,
         expires_at,
     }

@@ -25,6 +25,7 @@ pub enum ErrorCode {
     InvalidRedirectUri,
     LoginRequired,
     ConsentRequired,
+    InvalidTarget,
     ServerError,
 }
 
@@ -48,6 +49,7 @@ impl ErrorCode {
             Self::InvalidRedirectUri => "invalid_redirect_uri",
             Self::LoginRequired => "login_required",
             Self::ConsentRequired => "consent_required",
+            Self::InvalidTarget => "invalid_target",
             Self::ServerError => "server_error",
         }
     }
@@ -171,6 +173,11 @@ impl OAuthError {
     /// RFC 6750 §3.1: 401 `invalid_token`.
     pub fn invalid_token(d: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::InvalidToken, Status::Unauthorized, d)
+    }
+
+    /// RFC 8707 §2: 400 `invalid_target`.
+    pub fn invalid_target(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidTarget, Status::BadRequest, d)
     }
 
     /// RFC 9126 §2.3 / RFC 6749 §4.1.2.1: `invalid_request_uri`.

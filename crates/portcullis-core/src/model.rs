@@ -124,6 +124,9 @@ pub struct AuthorizationRequest {
     pub prompt: Vec<String>,
     #[serde(default)]
     pub response_mode: ResponseMode,
+    /// RFC 8707: the resources the client asked for (empty: the server's default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<String>,
 }
 
 impl AuthorizationRequest {
@@ -160,6 +163,9 @@ pub struct Grant {
     pub scope: Vec<String>,
     pub auth_time: i64,
     pub created_at: i64,
+    /// RFC 8707: the resources the grant's access tokens may be for.
+    #[serde(default)]
+    pub resources: Vec<String>,
 }
 
 /// A stored authorization code (hash only).
@@ -215,6 +221,8 @@ pub struct TokenRecord {
     /// bound to the client, not to a key (RFC 9449 §5, AS-SP-85).
     pub constraint: Option<SenderConstraint>,
     pub scope: Vec<String>,
+    /// Access tokens: the resources they are for (RFC 8707 `aud`); empty for refresh tokens.
+    pub audience: Vec<String>,
     pub issued_at: i64,
     pub expires_at: i64,
 }

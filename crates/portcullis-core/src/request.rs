@@ -117,6 +117,9 @@ impl DirectRequest {
     }
 }
 
+/// The parameters that may be sent more than once: RFC 8707 §2 `resource` (one per resource).
+const REPEATABLE: [&str; 1] = ["resource"];
+
 /// Form parameters as received; a parameter sent twice is an error (RFC 6749 §3.1, §3.2).
 pub struct Params<'a> {
     pairs: &'a [(String, String)],
@@ -132,7 +135,7 @@ impl<'a> Params<'a> {
         }
         let mut seen = HashSet::with_capacity(pairs.len());
         for (k, _) in pairs {
-            if !seen.insert(k.as_str()) {
+            if !seen.insert(k.as_str()) && !REPEATABLE.contains(&k.as_str()) {
                 return Err(OAuthError::invalid_request(format!(
                     "the parameter {} was sent more than once",
                     printable(k)
@@ -157,6 +160,15 @@ impl<'a> Params<'a> {
 
     pub fn has(&self, name: &str) -> bool {
         self.pairs.iter().any(|(k, _)| k == name)
+    }
+
+    /// Every non-empty value of a parameter that may repeat (RFC 8707 `resource`).
+    pub fn get_all(&self, name: &str) -> Vec<&'a str> {
+        self.pairs
+            .iter()
+            .filter(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     pub fn require(&self, name: &str) -> OAuthResult<&'a str> {

@@ -105,6 +105,9 @@ pub struct Settings {
     pub registration_token_lifetime: i64,
     /// Whether the demo protected API (`/api/accounts`, scope `accounts`) is served.
     pub demo_api: bool,
+    /// RFC 8707: the resource identifiers this server issues access tokens for (a token's
+    /// audience is the ones requested, or all of them).
+    pub resources: Vec<String>,
     /// Hosts whose `jwks_uri` may point at non-public addresses (issue 13 item 9).
     pub jwks_uri_allowed_hosts: crate::address_policy::AllowedHosts,
 }
@@ -132,6 +135,7 @@ impl Settings {
             registration_token_lifetime: 30 * 86_400,
             jwks_uri_allowed_hosts: Default::default(),
             demo_api: false,
+            resources: Vec::new(),
         }
     }
 
@@ -154,9 +158,18 @@ impl Settings {
     /// Serves the demo API: its scope becomes known.
     pub fn enable_demo_api(&mut self) {
         self.demo_api = true;
+        let resource = self.demo_api_resource();
+        if !self.resources.contains(&resource) {
+            self.resources.push(resource);
+        }
         if !self.scopes_supported.iter().any(|s| s == DEMO_API_SCOPE) {
             self.scopes_supported.push(DEMO_API_SCOPE.to_owned());
         }
+    }
+
+    /// The demo API's resource identifier (RFC 8707): its base URL under the issuer.
+    pub fn demo_api_resource(&self) -> String {
+        format!("{}/api", self.issuer.trim_end_matches('/'))
     }
 
     /// Sets the mTLS listener's public base URL.

@@ -107,6 +107,7 @@ pub fn settings(config: &Config) -> Result<Settings, String> {
     s.jwks_refresh_interval = config.limits.jwks_refresh_interval;
     s.registration_token_lifetime = config.clients.registration_token_lifetime;
     s.jwks_uri_allowed_hosts = AllowedHosts::new(&config.clients.jwks_uri_allowed_hosts);
+    s.resources = config.tokens.resources.clone();
     if config.demo_api.enabled {
         s.enable_demo_api();
     }

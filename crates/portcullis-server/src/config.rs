@@ -139,6 +139,11 @@ pub struct TokenConfig {
     pub id_token_lifetime: i64,
     /// Login sessions.
     pub session_lifetime: i64,
+    /// RFC 8707: the resource identifiers (absolute URIs) access tokens may be issued for, beside
+    /// the demo API's; a client asks with `resource`, and a token's audience is what it asked
+    /// for, or all of them. From the environment: comma-separated.
+    #[serde(deserialize_with = "string_or_list")]
+    pub resources: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -200,6 +205,7 @@ impl Default for TokenConfig {
             refresh_token_lifetime: d.refresh_token_lifetime,
             id_token_lifetime: d.id_token_lifetime,
             session_lifetime: d.session_lifetime,
+            resources: Vec::new(),
         }
     }
 }
@@ -368,6 +374,14 @@ impl Config {
             ));
         }
         self.validate_tls()?;
+        for r in &self.tokens.resources {
+            let ok = url::Url::parse(r).is_ok_and(|u| u.fragment().is_none() && u.scheme() == "https");
+            if !ok {
+                return Err(format!(
+                    "tokens.resources: {r:?} is not an https URI without a fragment"
+                ));
+            }
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err("log.format must be text or json".into());
         }

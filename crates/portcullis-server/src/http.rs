@@ -427,7 +427,11 @@ async fn accounts(State(s): State<Arc<AppState>>, Direct(req): Direct) -> ApiRes
     if !s.provider.settings().demo_api {
         return Ok(not_found().await);
     }
-    let admitted = s.provider.admit(&req, Endpoint::Accounts, &[DEMO_API_SCOPE]).await?;
+    let resource = s.provider.settings().demo_api_resource();
+    let admitted = s
+        .provider
+        .admit(&req, Endpoint::Accounts, &[DEMO_API_SCOPE], Some(&resource))
+        .await?;
     Ok(json_response(
         StatusCode::OK,
         crate::demo::accounts(&admitted.token.subject),

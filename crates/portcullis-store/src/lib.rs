@@ -24,7 +24,7 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// The version `schema.sql` describes.
 const BASE_VERSION: i64 = 1;
 /// Each later version's change, applied in order to a database at an older version.
-const MIGRATIONS: [(i64, &[&str]); 2] = [
+const MIGRATIONS: [(i64, &[&str]); 3] = [
     // issue 13 item 14: registration access tokens expire; tokens issued before get the
     // default lifetime (30 days) from the upgrade on
     (
@@ -37,9 +37,18 @@ const MIGRATIONS: [(i64, &[&str]); 2] = [
     ),
     // issue 13 item 6: a session remembers the request its login was made for
     (3, &["ALTER TABLE sessions ADD COLUMN login_request TEXT"]),
+    // issue 15: resource indicators (RFC 8707) on grants and codes, audiences on tokens
+    (
+        4,
+        &[
+            "ALTER TABLE grants ADD COLUMN resources TEXT",
+            "ALTER TABLE codes ADD COLUMN resources TEXT",
+            "ALTER TABLE tokens ADD COLUMN audience TEXT",
+        ],
+    ),
 ];
 /// The version this binary writes.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -260,6 +269,11 @@ fn user_from_row(row: &SqliteRow) -> StoreResult<User> {
         password_hash: row.try_get("password_hash").map_err(err)?,
         claims: serde_json::from_str(&claims).map_err(err)?,
     })
+}
+
+/// A space-separated list column (NULL in rows written before the column existed).
+fn split_list(v: Option<String>) -> Vec<String> {
+    v.as_deref().map(split_scope).unwrap_or_default()
 }
 
 fn split_scope(s: &str) -> Vec<String> {
@@ -493,7 +507,8 @@ impl Store for SqliteStore {
         let g = &code.grant;
         let mut tx = self.pool.begin().await.map_err(err)?;
         sqlx::query(
-            "INSERT INTO grants (grant_id, client_id, sub, scope, auth_time, created_at, revoked) VALUES (?, ?, ?, ?, ?, ?, 0)",
+            "INSERT INTO grants (grant_id, client_id, sub, scope, auth_time, created_at, revoked, resources) \
+             VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
         )
         .bind(&g.grant_id)
         .bind(&g.client_id)
@@ -501,12 +516,13 @@ impl Store for SqliteStore {
         .bind(g.scope.join(" "))
         .bind(g.auth_time)
         .bind(g.created_at)
+        .bind(g.resources.join(" "))
         .execute(&mut *tx)
         .await
         .map_err(err)?;
         sqlx::query(
             "INSERT INTO codes (code_hash, grant_id, client_id, sub, scope, auth_time, created_at, redirect_uri, \
-             code_challenge, dpop_jkt, nonce, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             code_challenge, dpop_jkt, nonce, expires_at, resources) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&code.code_hash)
         .bind(&g.grant_id)
@@ -520,6 +536,7 @@ impl Store for SqliteStore {
         .bind(code.dpop_jkt.as_ref().map(JwkThumbprint::as_str))
         .bind(&code.nonce)
         .bind(code.expires_at)
+        .bind(g.resources.join(" "))
         .execute(&mut *tx)
         .await
         .map_err(err)?;
@@ -534,7 +551,7 @@ impl Store for SqliteStore {
             "UPDATE codes SET consumed_at = ? \
              WHERE code_hash = ? AND client_id = ? AND consumed_at IS NULL AND expires_at > ? \
              RETURNING grant_id, client_id, sub, scope, auth_time, created_at, redirect_uri, code_challenge, \
-             dpop_jkt, nonce, expires_at",
+             dpop_jkt, nonce, expires_at, resources",
         )
         .bind(now)
         .bind(code_hash)
@@ -554,6 +571,7 @@ impl Store for SqliteStore {
                     scope: split_scope(&scope),
                     auth_time: row.try_get("auth_time").map_err(err)?,
                     created_at: row.try_get("created_at").map_err(err)?,
+                    resources: split_list(row.try_get("resources").map_err(err)?),
                 },
                 redirect_uri: row.try_get("redirect_uri").map_err(err)?,
                 code_challenge: PkceChallenge::from_trusted(row.try_get("code_challenge").map_err(err)?),
@@ -593,10 +611,10 @@ impl Store for SqliteStore {
     async fn insert_tokens(&self, tokens: &[TokenRecord]) -> StoreResult<()> {
         // one statement for the one or two tokens of a grant: atomic without a transaction, and
         // one round trip to the database thread instead of four
-        const ONE: &str = "INSERT INTO tokens (token_hash, kind, grant_id, sender_constraint, scope, issued_at, expires_at) \
-                           VALUES (?, ?, ?, ?, ?, ?, ?)";
-        const TWO: &str = "INSERT INTO tokens (token_hash, kind, grant_id, sender_constraint, scope, issued_at, expires_at) \
-                           VALUES (?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?)";
+        const ONE: &str = "INSERT INTO tokens (token_hash, kind, grant_id, sender_constraint, scope, issued_at, \
+                           expires_at, audience) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+        const TWO: &str = "INSERT INTO tokens (token_hash, kind, grant_id, sender_constraint, scope, issued_at, \
+                           expires_at, audience) VALUES (?, ?, ?, ?, ?, ?, ?, ?), (?, ?, ?, ?, ?, ?, ?, ?)";
         for chunk in tokens.chunks(2) {
             let mut q = sqlx::query(if chunk.len() == 2 { TWO } else { ONE });
             for t in chunk {
@@ -613,7 +631,8 @@ impl Store for SqliteStore {
                     .bind(constraint)
                     .bind(t.scope.join(" "))
                     .bind(t.issued_at)
-                    .bind(t.expires_at);
+                    .bind(t.expires_at)
+                    .bind(t.audience.join(" "));
             }
             q.execute(&self.pool).await.map_err(err)?;
         }
@@ -627,8 +646,8 @@ impl Store for SqliteStore {
         now: i64,
     ) -> StoreResult<Option<(TokenRecord, Grant)>> {
         let row = sqlx::query(
-            "SELECT t.grant_id, t.sender_constraint, t.scope AS token_scope, t.issued_at, t.expires_at, \
-                    g.client_id, g.sub, g.scope AS grant_scope, g.auth_time, g.created_at \
+            "SELECT t.grant_id, t.sender_constraint, t.scope AS token_scope, t.issued_at, t.expires_at, t.audience, \
+                    g.client_id, g.sub, g.scope AS grant_scope, g.auth_time, g.created_at, g.resources \
              FROM tokens t JOIN grants g ON g.grant_id = t.grant_id \
              WHERE t.token_hash = ? AND t.kind = ? AND t.expires_at > ? AND g.revoked = 0",
         )
@@ -649,6 +668,7 @@ impl Store for SqliteStore {
             grant_id: grant_id.clone(),
             constraint: constraint.map(|c| serde_json::from_str(&c)).transpose().map_err(err)?,
             scope: split_scope(&token_scope),
+            audience: split_list(row.try_get("audience").map_err(err)?),
             issued_at: row.try_get("issued_at").map_err(err)?,
             expires_at: row.try_get("expires_at").map_err(err)?,
         };
@@ -659,6 +679,7 @@ impl Store for SqliteStore {
             scope: split_scope(&grant_scope),
             auth_time: row.try_get("auth_time").map_err(err)?,
             created_at: row.try_get("created_at").map_err(err)?,
+            resources: split_list(row.try_get("resources").map_err(err)?),
         };
         Ok(Some((record, grant)))
     }

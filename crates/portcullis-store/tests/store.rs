@@ -81,6 +81,42 @@ async fn version_1_databases_are_migrated() {
     SqliteStore::open(&path).await.unwrap().close().await;
 }
 
+/// Issue 15: grants and tokens written before resource indicators (RFC 8707) read back with no
+/// resources and no audience after the upgrade.
+#[tokio::test]
+async fn rows_from_before_resource_indicators_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", path.display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql(include_str!("../src/schema.sql"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO schema_version (version) VALUES (1); \
+         INSERT INTO grants (grant_id, client_id, sub, scope, auth_time, created_at, revoked) \
+         VALUES ('g1', 'c1', 'u1', 'openid', 1, 1, 0); \
+         INSERT INTO tokens (token_hash, kind, grant_id, sender_constraint, scope, issued_at, expires_at) \
+         VALUES ('h1', 'access', 'g1', NULL, 'openid', 1, 4000000000);",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let store = SqliteStore::open(&path).await.unwrap();
+    let (token, grant) = store
+        .get_token("h1", portcullis_core::model::TokenKind::Access, 2)
+        .await
+        .unwrap()
+        .expect("the old token");
+    assert!(token.audience.is_empty());
+    assert!(grant.resources.is_empty());
+    assert_eq!(grant.scope, vec!["openid".to_owned()]);
+    store.close().await;
+}
+
 /// Another process holding a new database: a connection in the middle of a read on a database
 /// still in rollback-journal mode (as a second server creating it at the same moment is).
 async fn hold_database(path: &std::path::Path) -> sqlx::pool::PoolConnection<sqlx::Sqlite> {

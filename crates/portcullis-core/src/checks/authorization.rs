@@ -19,6 +19,8 @@ pub trait AuthorizationParameters: Sync {
     fn get(&self, name: &str) -> Option<&str>;
     /// Whether the parameter was sent at all.
     fn has(&self, name: &str) -> bool;
+    /// Every value of a parameter that may repeat (RFC 8707 `resource`).
+    fn get_all(&self, name: &str) -> Vec<&str>;
 }
 
 impl AuthorizationParameters for Params<'_> {
@@ -27,6 +29,9 @@ impl AuthorizationParameters for Params<'_> {
     }
     fn has(&self, name: &str) -> bool {
         Params::has(self, name)
+    }
+    fn get_all(&self, name: &str) -> Vec<&str> {
+        Params::get_all(self, name)
     }
 }
 
@@ -189,4 +194,35 @@ pub fn dpop_jkt(p: &dyn AuthorizationParameters) -> OAuthResult<Option<JwkThumbp
             "dpop_jkt must be a base64url SHA-256 JWK thumbprint",
         )),
     }
+}
+
+/// The most resources one request may name.
+pub const MAX_RESOURCES: usize = 10;
+
+/// RFC 8707 §2: every `resource` is an absolute URI without a fragment, and one this server
+/// issues tokens for; else 400 `invalid_target`. None means the server's default.
+pub fn resources(values: &[&str], settings: &Settings) -> OAuthResult<Vec<String>> {
+    if values.len() > MAX_RESOURCES {
+        return Err(OAuthError::invalid_target(format!(
+            "at most {MAX_RESOURCES} resource parameters may be sent"
+        )));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(values.len());
+    for v in values {
+        let absolute = url::Url::parse(v).is_ok_and(|u| u.fragment().is_none() && !v.contains('#'));
+        if !absolute {
+            return Err(OAuthError::invalid_target(format!(
+                "resource {v} is not an absolute URI without a fragment"
+            )));
+        }
+        if !settings.resources.iter().any(|r| r == v) {
+            return Err(OAuthError::invalid_target(format!(
+                "resource {v} is not one this server issues tokens for"
+            )));
+        }
+        if !out.iter().any(|o| o == v) {
+            out.push((*v).to_owned());
+        }
+    }
+    Ok(out)
 }

@@ -193,6 +193,7 @@ impl Provider {
                 scope: req.scope.clone(),
                 auth_time,
                 created_at: now,
+                resources: req.resources.clone(),
             },
             redirect_uri: req.redirect_uri.clone(),
             code_challenge: req.code_challenge.clone(),

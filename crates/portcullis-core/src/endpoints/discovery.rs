@@ -78,6 +78,7 @@ impl Provider {
                 "accounts_endpoint": e.accounts,
                 "mtls_accounts_endpoint": s.mtls_endpoints.accounts,
                 "scope": crate::settings::DEMO_API_SCOPE,
+                "resource": s.demo_api_resource(),
             });
         }
         m

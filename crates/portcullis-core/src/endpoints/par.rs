@@ -113,6 +113,12 @@ pub const PAR_CHECKS: &[Check<ParContext>] = &[
         run: Run::Sync(scope),
     },
     Check {
+        name: "`resource`",
+        rule: "absolute URIs this server issues tokens for (else `invalid_target`); repeatable",
+        source: "RFC 8707 §2",
+        run: Run::Sync(resource),
+    },
+    Check {
         name: "`state`, `nonce`",
         rule: "kept byte-exact, bounded",
         source: "AS-SP-56, AS-SP-57",
@@ -196,6 +202,7 @@ fn client_authentication<'a>(p: &'a Provider, c: &'a mut ParContext) -> CheckFut
             max_age: None,
             prompt: Vec::new(),
             response_mode: Default::default(),
+            resources: Vec::new(),
         });
         c.client = Some(client);
         Ok(())
@@ -261,6 +268,12 @@ fn scope(p: &Provider, c: &mut ParContext) -> OAuthResult<()> {
     let client = c.client()?.clone();
     let scope = rules::scope(&c.authorization(), &p.settings, &client.client.metadata)?;
     c.request()?.scope = scope;
+    Ok(())
+}
+
+fn resource(p: &Provider, c: &mut ParContext) -> OAuthResult<()> {
+    let resources = rules::resources(&c.authorization().get_all("resource"), &p.settings)?;
+    c.request()?.resources = resources;
     Ok(())
 }
 

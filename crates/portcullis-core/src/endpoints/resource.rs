@@ -84,7 +84,7 @@ impl TokenSource for StoreTokens<'_> {
             subject: grant.sub,
             client_id: grant.client_id,
             scope: record.scope,
-            audience: Vec::new(),
+            audience: record.audience,
             expires_at: record.expires_at,
             binding: record.constraint,
         }))
@@ -113,6 +113,7 @@ impl Provider {
         req: &DirectRequest,
         endpoint: Endpoint,
         scopes: &[&str],
+        audience: Option<&str>,
     ) -> OAuthResult<AdmittedRequest> {
         let bearer = req
             .authorization
@@ -130,7 +131,7 @@ impl Provider {
         };
         let policy = Policy {
             scopes,
-            audience: None,
+            audience,
             nonce_required: self.settings.dpop_nonce_required,
         };
         let store = self.store.as_ref();
@@ -156,7 +157,8 @@ impl Provider {
     /// OIDC Core §5.3 userinfo: a protected resource (AS-SP-103) that releases the user's
     /// claims for the granted scopes.
     pub async fn userinfo(&self, req: &DirectRequest) -> OAuthResult<UserinfoResponse> {
-        let AdmittedRequest { token, dpop_nonce } = self.admit(req, Endpoint::Userinfo, &[]).await?;
+        // userinfo is the authorization server's own resource: any audience
+        let AdmittedRequest { token, dpop_nonce } = self.admit(req, Endpoint::Userinfo, &[], None).await?;
         // Without `openid` only `sub` is released: userinfo doubles as the protected resource of
         // plain OAuth 2.0 deployments until the demo API exists (conformance plain_oauth variant).
         let user = self.store.get_user_by_sub(&token.subject).await?;
@@ -206,6 +208,10 @@ impl Provider {
                     "iat": record.issued_at,
                     "exp": record.expires_at,
                 });
+                // RFC 7662 §2.2, RFC 8707: the resources an access token is for
+                if !record.audience.is_empty() {
+                    out["aud"] = json!(record.audience);
+                }
                 // RFC 9449 §6.2, RFC 8705 §3.2: the binding, and the token type it implies
                 if let Some(constraint) = &record.constraint {
                     out["token_type"] = json!(constraint.token_type());

@@ -36,6 +36,17 @@ pub struct TokenResponse {
     pub dpop_nonce: Option<String>,
 }
 
+/// What a token response carries beside the binding.
+struct Issuance<'a> {
+    scope: &'a [String],
+    /// RFC 8707: the access token's audience.
+    audience: &'a [String],
+    /// OIDC Core §3.1.3.6: the authorization request's `nonce`, for the id_token.
+    nonce: Option<&'a str>,
+    /// A refresh token too (the code grant, for clients with the refresh_token grant).
+    with_refresh: bool,
+}
+
 /// What the token checks work on and fill in.
 pub struct TokenContext {
     req: DirectRequest,
@@ -49,6 +60,8 @@ pub struct TokenContext {
     /// refresh_token: the grant and the scope asked for.
     grant: Option<Grant>,
     scope: Vec<String>,
+    /// RFC 8707: the access token's audience.
+    audience: Vec<String>,
 }
 
 impl TokenContext {
@@ -99,6 +112,12 @@ const SENDER_CONSTRAINT: Check<TokenContext> = Check {
     source: "AS-SP-72, AS-SP-79, AS-SP-87, AS-SP-91; RFC 9449 §5; RFC 8705 §3",
     run: Run::Sync(sender_constraint),
 };
+const RESOURCE: Check<TokenContext> = Check {
+    name: "`resource`",
+    rule: "within the grant's resources (else `invalid_target`); the access token's audience",
+    source: "RFC 8707 §2.2",
+    run: Run::Sync(resource),
+};
 const DPOP_REPLAY: Check<TokenContext> = Check {
     name: "DPoP proof replay",
     rule: "the proof's `jti` is recorded, once everything else held",
@@ -137,6 +156,7 @@ pub const CODE_CHECKS: &[Check<TokenContext>] = &[
         source: "AS-SP-67; RFC 9449 §10",
         run: Run::Sync(code_dpop_binding),
     },
+    RESOURCE,
     DPOP_REPLAY,
 ];
 
@@ -159,6 +179,7 @@ pub const REFRESH_CHECKS: &[Check<TokenContext>] = &[
         source: "AS-SP-92; RFC 6749 §6",
         run: Run::Sync(refresh_scope),
     },
+    RESOURCE,
     DPOP_REPLAY,
 ];
 
@@ -174,6 +195,7 @@ impl Provider {
             code: None,
             grant: None,
             scope: Vec::new(),
+            audience: Vec::new(),
         };
         let table = if refresh { REFRESH_CHECKS } else { CODE_CHECKS };
         checks::run(self, table, &mut ctx).await?;
@@ -188,18 +210,22 @@ impl Provider {
                 .take()
                 .ok_or_else(|| OAuthError::server_error("token check table: no grant"))?;
             // SP 5.3.2.1-9 (AS-SP-89): the refresh token is not rotated
-            self.issue(&client, &grant, &ctx.scope, binding, None, false).await?
+            let what = Issuance {
+                scope: &ctx.scope,
+                audience: &ctx.audience,
+                nonce: None,
+                with_refresh: false,
+            };
+            self.issue(&client, &grant, what, binding).await?
         } else {
             let code = ctx.code()?;
-            self.issue(
-                &client,
-                &code.grant,
-                &code.grant.scope,
-                binding,
-                code.nonce.as_deref(),
-                true,
-            )
-            .await?
+            let what = Issuance {
+                scope: &code.grant.scope,
+                audience: &ctx.audience,
+                nonce: code.nonce.as_deref(),
+                with_refresh: true,
+            };
+            self.issue(&client, &code.grant, what, binding).await?
         };
         response.dpop_nonce = ctx.proof.and_then(|p| p.fresh_nonce);
         Ok(response)
@@ -209,11 +235,15 @@ impl Provider {
         &self,
         client: &ParsedClient,
         grant: &Grant,
-        scope: &[String],
+        what: Issuance<'_>,
         binding: SenderConstraint,
-        nonce: Option<&str>,
-        with_refresh: bool,
     ) -> OAuthResult<TokenResponse> {
+        let Issuance {
+            scope,
+            audience,
+            nonce,
+            with_refresh,
+        } = what;
         let now = self.now();
         let access_token = credential();
         let mut records = vec![TokenRecord {
@@ -222,6 +252,7 @@ impl Provider {
             grant_id: grant.grant_id.clone(),
             constraint: Some(binding.clone()),
             scope: scope.to_vec(),
+            audience: audience.to_vec(),
             issued_at: now,
             expires_at: now + self.settings.access_token_lifetime,
         }];
@@ -234,6 +265,7 @@ impl Provider {
                 grant_id: grant.grant_id.clone(),
                 constraint: None,
                 scope: grant.scope.clone(),
+                audience: Vec::new(),
                 issued_at: now,
                 expires_at: now + self.settings.refresh_token_lifetime,
             });
@@ -470,6 +502,43 @@ fn refresh_scope(_: &Provider, c: &mut TokenContext) -> OAuthResult<()> {
         }
     };
     c.scope = scope;
+    Ok(())
+}
+
+/// RFC 8707 §2.2: `resource` at the token endpoint narrows the audience to resources the grant
+/// covers (the ones asked for at PAR, or all this server's when none were); without it the
+/// access token is for all of the grant's.
+fn resource(p: &Provider, c: &mut TokenContext) -> OAuthResult<()> {
+    let granted = match (&c.code, &c.grant) {
+        (Some(code), _) => &code.grant.resources,
+        (None, Some(grant)) => &grant.resources,
+        (None, None) => return Err(OAuthError::server_error("token check table: no grant for resource")),
+    };
+    let allowed: &[String] = if granted.is_empty() {
+        &p.settings.resources
+    } else {
+        granted
+    };
+    let asked = c.params().get_all("resource");
+    if asked.len() > crate::checks::authorization::MAX_RESOURCES {
+        return Err(OAuthError::invalid_target("too many resource parameters"));
+    }
+    let mut audience: Vec<String> = Vec::with_capacity(asked.len());
+    for r in asked {
+        if !allowed.iter().any(|a| a == r) {
+            return Err(OAuthError::invalid_target(format!(
+                "resource {r} is not covered by the grant"
+            )));
+        }
+        if !audience.iter().any(|a| a == r) {
+            audience.push(r.to_owned());
+        }
+    }
+    c.audience = if audience.is_empty() {
+        allowed.to_vec()
+    } else {
+        audience
+    };
     Ok(())
 }
 

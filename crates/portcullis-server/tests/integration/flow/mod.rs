@@ -7,6 +7,7 @@ mod demo_api;
 mod happy;
 mod par;
 mod resource;
+mod resources;
 mod revocation;
 mod token;
 

@@ -1,0 +1,127 @@
+//! Resource indicators (RFC 8707): `resource` at PAR and token, the access token's audience,
+//! `invalid_target`, and a resource refusing a token for another one.
+
+use super::*;
+
+const RS1: &str = "https://rs1.example/api";
+const RS2: &str = "https://rs2.example/api";
+
+async fn introspect(s: &Server, rp: &Rp, token: &str) -> Value {
+    let mut params = vec![("token".to_owned(), token.to_owned())];
+    params.extend(rp.auth(s));
+    s.post_form(&s.endpoint("introspection_endpoint"), &params, &[])
+        .await
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The flow with `extra` PAR parameters and `token_extra` token parameters.
+async fn flow(s: &Server, rp: &Rp, key: &DpopKey, par: Par, token_extra: &[(&str, &str)]) -> reqwest::Response {
+    let (code, par) = authorize(s, rp, par).await;
+    let mut params = code_params(&code, &par.verifier);
+    params.extend(token_extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    token_request(s, rp, key, params).await
+}
+
+fn with_resources(mut par: Par, resources: &[&str]) -> Par {
+    par.params.retain(|(k, _)| k != "resource");
+    par.params
+        .extend(resources.iter().map(|r| ("resource".to_owned(), r.to_string())));
+    par
+}
+
+#[tokio::test]
+async fn rfc8707_resource_indicators() {
+    let s = Server::start_with(&[("PORTCULLIS_TOKENS_RESOURCES", &format!("{RS1},{RS2}"))]).await;
+    let demo = s.meta["portcullis_demo_api"]["resource"].as_str().unwrap().to_owned();
+    assert_eq!(demo, format!("{}/api", s.issuer));
+    let rp = Rp::register(&s).await;
+    let key = DpopKey::new();
+
+    // PAR: unknown, relative or fragment-carrying resources are invalid_target
+    for bad in ["https://unknown.example/api", "/api", "https://rs1.example/api#x"] {
+        let r = with_resources(Par::new(&rp), &[bad]).send(&s, &rp, None).await;
+        let d = expect_error(r, 400, &["invalid_target"]).await;
+        assert!(d.contains("resource"), "{bad}: {d}");
+    }
+
+    // one resource: the token is for it alone, and the demo API refuses it
+    let par = with_resources(Par::new(&rp).set("scope", "openid accounts"), &[RS1]);
+    let t: Value = flow(&s, &rp, &key, par, &[]).await.json().await.unwrap();
+    let at = t["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(introspect(&s, &rp, &at).await["aud"], json!([RS1]));
+    let url = s.meta["portcullis_demo_api"]["accounts_endpoint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let nonce = dpop_nonce(&s, &rp).await;
+    let r = s
+        .http
+        .get(&url)
+        .header("authorization", format!("DPoP {at}"))
+        .header("dpop", key.proof("GET", &url, Some(&nonce), Some(&at)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let (_, error, description) = error_of(r).await;
+    assert_eq!(error, "invalid_token");
+    assert!(description.contains("not for this resource"), "{description}");
+
+    // two resources (the parameter repeats); the token narrows to one; outside the grant is
+    // invalid_target (and the code is spent on that refusal, as with any token error)
+    let par = with_resources(Par::new(&rp), &[RS1, RS2]);
+    let t: Value = flow(&s, &rp, &key, par, &[("resource", RS2)])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        introspect(&s, &rp, t["access_token"].as_str().unwrap()).await["aud"],
+        json!([RS2])
+    );
+    let rt = t["refresh_token"].as_str().unwrap().to_owned();
+    let par = with_resources(Par::new(&rp), &[RS1]);
+    let r = flow(&s, &rp, &key, par, &[("resource", &demo)]).await;
+    expect_error(r, 400, &["invalid_target"]).await;
+    // refresh: narrowed within the grant, or refused outside it
+    let refresh = |resource: &'static str| {
+        let (s, rp, rt) = (&s, &rp, rt.clone());
+        async move {
+            let mut params = vec![
+                ("grant_type".to_owned(), "refresh_token".to_owned()),
+                ("refresh_token".to_owned(), rt),
+            ];
+            params.push(("resource".into(), resource.into()));
+            token_request(s, rp, &DpopKey::new(), params).await
+        }
+    };
+    let t: Value = refresh(RS1).await.json().await.unwrap();
+    assert_eq!(
+        introspect(&s, &rp, t["access_token"].as_str().unwrap()).await["aud"],
+        json!([RS1])
+    );
+    expect_error(refresh("https://unknown.example/api").await, 400, &["invalid_target"]).await;
+
+    // no resource: the token is for every resource of this server, the demo API included
+    let t: Value = flow(&s, &rp, &key, Par::new(&rp).set("scope", "openid accounts"), &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let at = t["access_token"].as_str().unwrap().to_owned();
+    let aud = introspect(&s, &rp, &at).await["aud"].clone();
+    for r in [RS1, RS2, demo.as_str()] {
+        assert!(aud.as_array().unwrap().contains(&json!(r)), "{aud}");
+    }
+    let r = s
+        .http
+        .get(&url)
+        .header("authorization", format!("DPoP {at}"))
+        .header("dpop", key.proof("GET", &url, Some(&nonce), Some(&at)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
