@@ -65,6 +65,14 @@ impl ClientMetadata {
         }
     }
 
+    /// The resource identifier of a resource server registered by the operator (it may
+    /// introspect the access tokens issued for that resource).
+    pub fn resource_server(&self) -> Option<&str> {
+        self.extra
+            .get(crate::registration::RESOURCE_SERVER)
+            .and_then(Value::as_str)
+    }
+
     pub fn allows_grant(&self, grant_type: &str) -> bool {
         self.grant_types.iter().any(|g| g == grant_type)
     }

@@ -22,7 +22,7 @@ use clap::{Args, Parser, Subcommand};
 use portcullis_core::keyring::{SERVER_ALGORITHMS, generate_stored_key};
 use portcullis_core::model::{Client, User};
 use portcullis_core::random::{credential, hash};
-use portcullis_core::registration::{auth_method_available, validate_metadata};
+use portcullis_core::registration::{auth_method_available, validate_metadata, validate_resource_server_metadata};
 use portcullis_core::request::Listener;
 use portcullis_core::{KeyRing, Store};
 use serde_json::{Map, Value, json};
@@ -79,7 +79,7 @@ enum UserCommand {
 #[derive(Subcommand)]
 enum ClientCommand {
     /// Register a client; prints its metadata as JSON
-    Add(ClientAdd),
+    Add(Box<ClientAdd>),
     /// List clients
     List,
     /// Show one client
@@ -95,8 +95,12 @@ struct ClientAdd {
     /// private_key_jwt, tls_client_auth or self_signed_tls_client_auth
     #[arg(long)]
     auth: String,
-    #[arg(long = "redirect-uri", required = true)]
+    #[arg(long = "redirect-uri", required_unless_present = "resource_server")]
     redirect_uris: Vec<String>,
+    /// Register a resource server for this resource identifier (one of tokens.resources): it
+    /// may introspect the access tokens issued for it, and nothing else
+    #[arg(long, conflicts_with_all = ["redirect_uris", "no_refresh", "scope"])]
+    resource_server: Option<String>,
     #[arg(long, conflicts_with = "jwks_uri")]
     jwks_file: Option<PathBuf>,
     #[arg(long)]
@@ -522,9 +526,12 @@ async fn client_command(config: &Config, command: ClientCommand) -> Result<(), F
                     )));
                 }
             }
-            let metadata = validate_metadata(&meta, &settings.scopes_supported)
-                .and_then(|m| auth_method_available(&m, &settings).map(|()| m))
-                .map_err(|e| Failure::Usage(e.description.to_string()))?;
+            let metadata = match &a.resource_server {
+                Some(resource) => validate_resource_server_metadata(&meta, resource, &settings),
+                None => validate_metadata(&meta, &settings.scopes_supported),
+            }
+            .and_then(|m| auth_method_available(&m, &settings).map(|()| m))
+            .map_err(|e| Failure::Usage(e.description.to_string()))?;
             let client = Client {
                 client_id: credential(),
                 issued_at: now(),

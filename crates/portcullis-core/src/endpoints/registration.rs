@@ -154,6 +154,32 @@ fn check_https_uri(field: &str, value: &str) -> OAuthResult<()> {
 /// Issue 13 item 11: every string is bounded (the `MAX_*` constants of this module), free of
 /// control and bidirectional formatting characters, and every URL is https.
 pub fn validate_metadata(input: &Value, scopes_supported: &[String]) -> OAuthResult<ClientMetadata> {
+    validate(input, scopes_supported, None)
+}
+
+/// The metadata of a resource server registered by the operator (`portcullis client add
+/// --resource-server URI`): a client that only authenticates, to introspect the access tokens
+/// issued for its resource (RFC 7662 §2.1); no redirect URIs, no grants. The role is never
+/// taken from a registration request (DCR drops the member), and the resource must be one this
+/// server issues tokens for.
+pub fn validate_resource_server_metadata(
+    input: &Value,
+    resource: &str,
+    settings: &Settings,
+) -> OAuthResult<ClientMetadata> {
+    if !settings.resources.iter().any(|r| r == resource) {
+        return Err(bad(
+            RESOURCE_SERVER,
+            &format!("{resource} is not one of this server's resources (tokens.resources)"),
+        ));
+    }
+    validate(input, &settings.scopes_supported, Some(resource))
+}
+
+/// The client metadata member that marks a resource server, with its resource identifier.
+pub const RESOURCE_SERVER: &str = "portcullis_resource_server";
+
+fn validate(input: &Value, scopes_supported: &[String], resource_server: Option<&str>) -> OAuthResult<ClientMetadata> {
     let obj = input
         .as_object()
         .ok_or_else(|| OAuthError::invalid_client_metadata("the registration request must be a JSON object"))?;
@@ -213,66 +239,71 @@ pub fn validate_metadata(input: &Value, scopes_supported: &[String]) -> OAuthRes
             .transpose()
     };
 
-    // RFC 7591 §2; SP 5.3.2.2-8 (AS-SP-38): https only, exact strings, no fragment
-    let redirect_uris = bounded_list("redirect_uris", MAX_REDIRECT_URIS)?.unwrap_or_default();
-    if redirect_uris.is_empty() {
-        return Err(OAuthError::invalid_redirect_uri(
-            "redirect_uris: at least one redirect URI is required",
-        ));
-    }
-    for r in &redirect_uris {
-        // Issue 13 item 11: bounded, and no control characters or whitespace (which the URL
-        // parser would silently drop, so the stored string would not be the URL it parsed)
-        if r.chars().nth(MAX_URI_CHARS).is_some() {
-            return Err(OAuthError::invalid_redirect_uri(format!(
-                "redirect_uris: a redirect URI must be at most {MAX_URI_CHARS} characters"
-            )));
-        }
-        if r.chars().any(|c| is_forbidden_char(c) || c.is_whitespace()) {
+    let (redirect_uris, response_types, grant_types) = if resource_server.is_some() {
+        (Vec::new(), Vec::new(), Vec::new())
+    } else {
+        // RFC 7591 §2; SP 5.3.2.2-8 (AS-SP-38): https only, exact strings, no fragment
+        let redirect_uris = bounded_list("redirect_uris", MAX_REDIRECT_URIS)?.unwrap_or_default();
+        if redirect_uris.is_empty() {
             return Err(OAuthError::invalid_redirect_uri(
-                "redirect_uris: a redirect URI must not contain whitespace, control or bidirectional formatting characters",
+                "redirect_uris: at least one redirect URI is required",
             ));
         }
-        let Ok(u) = url::Url::parse(r) else {
-            return Err(OAuthError::invalid_redirect_uri(format!(
-                "redirect_uris: {r} is not an absolute URI"
-            )));
-        };
-        if u.scheme() != "https" {
-            return Err(OAuthError::invalid_redirect_uri(format!(
-                "redirect_uris: {r} must use https"
-            )));
+        for r in &redirect_uris {
+            // Issue 13 item 11: bounded, and no control characters or whitespace (which the URL
+            // parser would silently drop, so the stored string would not be the URL it parsed)
+            if r.chars().nth(MAX_URI_CHARS).is_some() {
+                return Err(OAuthError::invalid_redirect_uri(format!(
+                    "redirect_uris: a redirect URI must be at most {MAX_URI_CHARS} characters"
+                )));
+            }
+            if r.chars().any(|c| is_forbidden_char(c) || c.is_whitespace()) {
+                return Err(OAuthError::invalid_redirect_uri(
+                    "redirect_uris: a redirect URI must not contain whitespace, control or bidirectional formatting characters",
+                ));
+            }
+            let Ok(u) = url::Url::parse(r) else {
+                return Err(OAuthError::invalid_redirect_uri(format!(
+                    "redirect_uris: {r} is not an absolute URI"
+                )));
+            };
+            if u.scheme() != "https" {
+                return Err(OAuthError::invalid_redirect_uri(format!(
+                    "redirect_uris: {r} must use https"
+                )));
+            }
+            if u.fragment().is_some() || r.contains('#') {
+                return Err(OAuthError::invalid_redirect_uri(format!(
+                    "redirect_uris: {r} must not contain a fragment"
+                )));
+            }
+            if u.host_str().is_none_or(str::is_empty) {
+                return Err(OAuthError::invalid_redirect_uri(format!(
+                    "redirect_uris: {r} has no host"
+                )));
+            }
         }
-        if u.fragment().is_some() || r.contains('#') {
-            return Err(OAuthError::invalid_redirect_uri(format!(
-                "redirect_uris: {r} must not contain a fragment"
-            )));
+        // SP 5.3.2.2-1: code only
+        let response_types = bounded_list("response_types", MAX_TYPE_ENTRIES)?.unwrap_or_else(|| vec!["code".into()]);
+        if response_types != ["code"] {
+            return Err(bad("response_types", "only code is allowed"));
         }
-        if u.host_str().is_none_or(str::is_empty) {
-            return Err(OAuthError::invalid_redirect_uri(format!(
-                "redirect_uris: {r} has no host"
-            )));
+        let grant_types =
+            bounded_list("grant_types", MAX_TYPE_ENTRIES)?.unwrap_or_else(|| vec!["authorization_code".into()]);
+        if let Some(g) = grant_types
+            .iter()
+            .find(|g| !matches!(g.as_str(), "authorization_code" | "refresh_token"))
+        {
+            return Err(bad(
+                "grant_types",
+                &format!("{g} is not allowed (authorization_code and refresh_token only)"),
+            ));
         }
-    }
-    // SP 5.3.2.2-1: code only
-    let response_types = bounded_list("response_types", MAX_TYPE_ENTRIES)?.unwrap_or_else(|| vec!["code".into()]);
-    if response_types != ["code"] {
-        return Err(bad("response_types", "only code is allowed"));
-    }
-    let grant_types =
-        bounded_list("grant_types", MAX_TYPE_ENTRIES)?.unwrap_or_else(|| vec!["authorization_code".into()]);
-    if let Some(g) = grant_types
-        .iter()
-        .find(|g| !matches!(g.as_str(), "authorization_code" | "refresh_token"))
-    {
-        return Err(bad(
-            "grant_types",
-            &format!("{g} is not allowed (authorization_code and refresh_token only)"),
-        ));
-    }
-    if !grant_types.iter().any(|g| g == "authorization_code") {
-        return Err(bad("grant_types", "must include authorization_code"));
-    }
+        if !grant_types.iter().any(|g| g == "authorization_code") {
+            return Err(bad("grant_types", "must include authorization_code"));
+        }
+        (redirect_uris, response_types, grant_types)
+    };
     // SP 5.3.2.1-6 (AS-SP-23/24): confidential clients with strong authentication only
     let method = match opt_string("token_endpoint_auth_method")?.as_deref() {
         None | Some("private_key_jwt") => ClientAuthMethod::PrivateKeyJwt,
@@ -418,6 +449,9 @@ pub fn validate_metadata(input: &Value, scopes_supported: &[String]) -> OAuthRes
         extra.insert("contacts".into(), json!(contacts));
     }
     let client_name = opt_text("client_name", MAX_CLIENT_NAME_CHARS)?;
+    if let Some(r) = resource_server {
+        extra.insert(RESOURCE_SERVER.to_owned(), Value::String(r.to_owned()));
+    }
     Ok(ClientMetadata {
         redirect_uris,
         token_endpoint_auth_method: method,

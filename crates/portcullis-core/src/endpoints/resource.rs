@@ -180,8 +180,9 @@ impl Provider {
         })
     }
 
-    /// RFC 7662: a client may introspect the tokens issued to itself; anything else is
-    /// `{"active": false}`.
+    /// RFC 7662: a client may introspect the tokens issued to itself, and a resource server
+    /// (registered by the operator for a resource) the access tokens issued for its resource;
+    /// anything else is `{"active": false}`.
     pub async fn introspect(&self, req: &DirectRequest) -> OAuthResult<Value> {
         let client = self
             .authenticate_client(&ClientCredentials::from_request(self, req)?)
@@ -194,9 +195,15 @@ impl Provider {
             Some("refresh_token") => [TokenKind::Refresh, TokenKind::Access],
             _ => [TokenKind::Access, TokenKind::Refresh],
         };
+        let resource_server = client.client.metadata.resource_server();
         for kind in kinds {
             if let Some((record, grant)) = self.store.get_token(&h, kind, now).await? {
-                if grant.client_id != client.client.client_id {
+                // RFC 7662 §2.1: a client's own tokens, and a resource server's the access
+                // tokens issued for its resource; to anyone else a token is not active
+                let own = grant.client_id == client.client.client_id;
+                let for_this_resource = kind == TokenKind::Access
+                    && resource_server.is_some_and(|r| record.audience.iter().any(|a| a == r));
+                if !own && !for_this_resource {
                     break;
                 }
                 let mut out = json!({

@@ -125,3 +125,78 @@ async fn rfc8707_resource_indicators() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// RFC 7662 §2.1 with RFC 8707: a resource server registered by the operator introspects the
+/// access tokens issued for its resource, and nothing else; it cannot run a flow.
+#[tokio::test]
+async fn rfc7662_resource_servers_introspect_their_tokens() {
+    let s = Server::start_with(&[("PORTCULLIS_TOKENS_RESOURCES", &format!("{RS1},{RS2}"))]).await;
+    let rs_key = SigningKey::generate(Algorithm::Es256).unwrap();
+    let jwks = s.dir.join("rs-jwks.json");
+    std::fs::write(&jwks, json!({"keys": [rs_key.public_jwk().to_json()]}).to_string()).unwrap();
+    let add = |resource: &str| {
+        s.cli(
+            &[
+                "client",
+                "add",
+                "--name",
+                "Accounts API",
+                "--auth",
+                "private_key_jwt",
+                "--jwks-file",
+                jwks.to_str().unwrap(),
+                "--resource-server",
+                resource,
+            ],
+            None,
+        )
+    };
+    let out = add("https://unknown.example/api");
+    assert_eq!(out.status.code(), Some(2), "an unknown resource is refused");
+    let out = add(RS1);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reg: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(reg["portcullis_resource_server"], RS1);
+    assert_eq!(reg["redirect_uris"], json!([]));
+    let rs = Rp {
+        client_id: reg["client_id"].as_str().unwrap().to_owned(),
+        key: rs_key,
+        registration: reg,
+    };
+
+    let rp = Rp::register(&s).await;
+    let key = DpopKey::new();
+    let for_rs1: Value = flow(&s, &rp, &key, with_resources(Par::new(&rp), &[RS1]), &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let for_rs2: Value = flow(&s, &rp, &key, with_resources(Par::new(&rp), &[RS2]), &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let i = introspect(&s, &rs, for_rs1["access_token"].as_str().unwrap()).await;
+    assert_eq!(i["active"], true);
+    assert_eq!(i["aud"], json!([RS1]));
+    assert_eq!(i["client_id"], json!(rp.client_id));
+    assert!(i["cnf"]["jkt"].is_string());
+    // another resource's token, and any refresh token: not active for this caller
+    assert_eq!(
+        introspect(&s, &rs, for_rs2["access_token"].as_str().unwrap()).await,
+        json!({"active": false})
+    );
+    assert_eq!(
+        introspect(&s, &rs, for_rs1["refresh_token"].as_str().unwrap()).await,
+        json!({"active": false})
+    );
+    // another (ordinary) client sees nothing of them
+    let other = Rp::register(&s).await;
+    assert_eq!(
+        introspect(&s, &other, for_rs1["access_token"].as_str().unwrap()).await,
+        json!({"active": false})
+    );
+    // the resource server cannot push an authorization request
+    let r = Par::new(&rs).send(&s, &rs, None).await;
+    assert_eq!(r.status(), 400);
+}
