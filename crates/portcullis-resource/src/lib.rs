@@ -13,6 +13,8 @@ pub mod access;
 pub mod admit;
 pub mod binding;
 pub mod dpop;
+#[cfg(feature = "service")]
+pub mod service;
 
 pub use access::{Presented, ResourceError, ResourceErrorKind, ResourceRequest, Scheme};
 pub use admit::{AdmitError, Admitted, Policy, ReplayGuard, SourceError, TokenInfo, TokenSource, admit};

@@ -7,3 +7,4 @@ mod flow;
 mod foundation;
 mod hardening;
 mod mtls;
+mod resource_crate;

@@ -1,0 +1,473 @@
+//! A standalone resource server's parts (feature `service`): token facts by introspection
+//! (RFC 7662) at a remote Portcullis, authenticated with `private_key_jwt`; resource-server DPoP
+//! nonces (RFC 9449 §9) and a replay cache kept in memory; and an axum extractor that admits a
+//! request or answers with the RFC 6750 / RFC 9449 refusal, challenge included.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use aws_lc_rs::hmac;
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use portcullis_cert::ClientCertificate;
+use portcullis_jose::{SigningKey, b64url, b64url_decode, sha256_b64url};
+use serde_json::{Value, json};
+
+use crate::access::{ResourceError, ResourceErrorKind, ResourceRequest, Scheme};
+use crate::admit::{AdmitError, Policy, ReplayGuard, SourceError, TokenInfo, TokenSource, admit};
+use crate::binding::SenderConstraint;
+use crate::dpop::NonceSource;
+use crate::{DPOP_ALGS, secure_eq};
+
+/// The nonce time step: a nonce is accepted in its step and the next (60 to 120 s).
+const NONCE_STEP: i64 = 60;
+
+/// Resource-server nonces (RFC 9449 §9): an HMAC of the time step under a key made at start.
+pub struct LocalNonces {
+    key: hmac::Key,
+}
+
+impl LocalNonces {
+    pub fn new() -> Result<Self, SourceError> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        let key =
+            hmac::Key::generate(hmac::HMAC_SHA256, &rng).map_err(|_| SourceError("cannot make a nonce key".into()))?;
+        Ok(Self { key })
+    }
+
+    fn at(&self, step: i64) -> String {
+        b64url(hmac::sign(&self.key, &step.to_be_bytes()).as_ref())
+    }
+}
+
+impl NonceSource for LocalNonces {
+    fn current(&self, now: i64) -> String {
+        self.at(now.div_euclid(NONCE_STEP))
+    }
+    fn is_current(&self, nonce: &str, now: i64) -> bool {
+        secure_eq(self.current(now).as_bytes(), nonce.as_bytes())
+    }
+    fn is_valid(&self, nonce: &str, now: i64) -> bool {
+        let Ok(tag) = b64url_decode(nonce) else {
+            return false;
+        };
+        let step = now.div_euclid(NONCE_STEP);
+        [step, step - 1]
+            .iter()
+            .any(|s| hmac::verify(&self.key, &s.to_be_bytes(), &tag).is_ok())
+    }
+}
+
+/// A bounded in-memory replay cache (RFC 9449 §11.1) for one resource-server process.
+pub struct MemoryReplay {
+    seen: Mutex<HashMap<String, i64>>,
+    max: usize,
+}
+
+impl MemoryReplay {
+    pub fn new(max: usize) -> Self {
+        Self {
+            seen: Mutex::new(HashMap::new()),
+            max,
+        }
+    }
+}
+
+#[async_trait]
+impl ReplayGuard for MemoryReplay {
+    async fn remember_once(&self, key: &str, until: i64, now: i64) -> Result<bool, SourceError> {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.get(key).is_some_and(|u| *u > now) {
+            return Ok(false);
+        }
+        if seen.len() >= self.max {
+            seen.retain(|_, u| *u > now);
+            if seen.len() >= self.max {
+                // every entry is live: refusing is safer than forgetting one
+                return Err(SourceError("the DPoP replay cache is full".into()));
+            }
+        }
+        seen.insert(key.to_owned(), until);
+        Ok(true)
+    }
+}
+
+/// How long an introspection answer is reused (never past the token's `exp`).
+const INTROSPECTION_CACHE_SECONDS: i64 = 10;
+/// The most answers kept.
+const INTROSPECTION_CACHE_ENTRIES: usize = 10_000;
+
+/// Token facts by introspection (RFC 7662) at the issuer, the resource server authenticating
+/// with `private_key_jwt` (RFC 7523, FAPI 2.0: `aud` the issuer). Active answers are cached
+/// briefly, never past the token's `exp`; inactive ones are not cached.
+pub struct Introspection {
+    http: reqwest::Client,
+    issuer: String,
+    endpoint: String,
+    client_id: String,
+    key: SigningKey,
+    cache: Mutex<HashMap<String, (TokenInfo, i64)>>,
+}
+
+impl Introspection {
+    /// `http` must trust the issuer's TLS certificate.
+    pub fn new(http: reqwest::Client, issuer: &str, endpoint: &str, client_id: &str, key: SigningKey) -> Self {
+        Self {
+            http,
+            issuer: issuer.to_owned(),
+            endpoint: endpoint.to_owned(),
+            client_id: client_id.to_owned(),
+            key,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The issuer's `introspection_endpoint` from its discovery document.
+    pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<String, SourceError> {
+        let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+        let meta: Value = http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| SourceError(format!("discovery: {e}")))?
+            .json()
+            .await
+            .map_err(|e| SourceError(format!("discovery: {e}")))?;
+        if meta["issuer"] != issuer {
+            return Err(SourceError("discovery: the issuer does not match".into()));
+        }
+        meta["introspection_endpoint"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| SourceError("discovery: no introspection_endpoint".into()))
+    }
+
+    fn assertion(&self, now: i64) -> Result<String, SourceError> {
+        let mut jti = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut jti).map_err(|_| SourceError("no randomness".into()))?;
+        let claims = json!({
+            "iss": self.client_id, "sub": self.client_id, "aud": self.issuer,
+            "iat": now, "exp": now + 60, "jti": b64url(jti),
+        });
+        self.key
+            .sign_jwt(self.key.algorithm(), None, &claims)
+            .map_err(|e| SourceError(format!("cannot sign the client assertion: {e}")))
+    }
+}
+
+/// An introspection answer as token facts; `None` unless active, complete and bound.
+fn token_info(v: &Value) -> Option<TokenInfo> {
+    if v["active"] != true {
+        return None;
+    }
+    let audience = match &v["aud"] {
+        Value::String(a) => vec![a.clone()],
+        Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+        _ => Vec::new(),
+    };
+    Some(TokenInfo {
+        subject: v["sub"].as_str()?.to_owned(),
+        client_id: v["client_id"].as_str()?.to_owned(),
+        scope: v["scope"]
+            .as_str()
+            .unwrap_or("")
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        audience,
+        expires_at: v["exp"].as_i64()?,
+        binding: Some(SenderConstraint::from_cnf(&v["cnf"])?),
+    })
+}
+
+#[async_trait]
+impl TokenSource for Introspection {
+    async fn lookup(&self, token: &str, now: i64) -> Result<Option<TokenInfo>, SourceError> {
+        let key = sha256_b64url(token);
+        {
+            let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((info, until)) = cache.get(&key)
+                && *until > now
+            {
+                return Ok(Some(info.clone()));
+            }
+        }
+        let form = [
+            ("token", token.to_owned()),
+            ("token_type_hint", "access_token".to_owned()),
+            (
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+            ),
+            ("client_assertion", self.assertion(now)?),
+        ];
+        let res = self
+            .http
+            .post(&self.endpoint)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| SourceError(format!("introspection: {e}")))?;
+        if !res.status().is_success() {
+            return Err(SourceError(format!("introspection answered {}", res.status())));
+        }
+        let body: Value = res
+            .json()
+            .await
+            .map_err(|e| SourceError(format!("introspection: {e}")))?;
+        let Some(info) = token_info(&body) else {
+            return Ok(None);
+        };
+        let until = (now + INTROSPECTION_CACHE_SECONDS).min(info.expires_at);
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= INTROSPECTION_CACHE_ENTRIES {
+            cache.retain(|_, (_, u)| *u > now);
+            if cache.len() >= INTROSPECTION_CACHE_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(key, (info.clone(), until));
+        Ok(Some(info))
+    }
+}
+
+/// One protected resource: its public URL (for `htu`), what it asks of tokens, and where it
+/// learns about them.
+pub struct ProtectedResource {
+    /// The URL clients call (configured, never taken from `Host`).
+    pub url: String,
+    /// The resource's identifier (RFC 8707), which a token's audience must contain.
+    pub audience: Option<String>,
+    pub scopes: Vec<String>,
+    pub nonce_required: bool,
+    pub source: Arc<dyn TokenSource>,
+    pub nonces: Arc<dyn NonceSource>,
+    pub replay: Arc<dyn ReplayGuard>,
+}
+
+impl ProtectedResource {
+    /// Admits a request given as its method, headers and client certificate.
+    pub async fn admit(
+        &self,
+        method: &str,
+        headers: &HeaderMap,
+        certificate: Option<&ClientCertificate>,
+        now: i64,
+    ) -> Result<TokenInfo, Refusal> {
+        let all = |name: header::HeaderName| -> Vec<&str> {
+            headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap_or("\u{0}"))
+                .collect()
+        };
+        let authorization = all(header::AUTHORIZATION);
+        let dpop = all(header::HeaderName::from_static("dpop"));
+        let scheme = authorization
+            .first()
+            .and_then(|h| h.split_once(' '))
+            .filter(|(s, _)| s.eq_ignore_ascii_case("Bearer"))
+            .map_or(Scheme::Dpop, |_| Scheme::Bearer);
+        let scopes: Vec<&str> = self.scopes.iter().map(String::as_str).collect();
+        let req = ResourceRequest {
+            method,
+            url: &self.url,
+            authorization: &authorization,
+            dpop: &dpop,
+            certificate,
+        };
+        let policy = Policy {
+            scopes: &scopes,
+            audience: self.audience.as_deref(),
+            nonce_required: self.nonce_required,
+        };
+        let nonce_now = self.nonces.current(now);
+        admit(
+            &req,
+            now,
+            self.nonces.as_ref(),
+            self.source.as_ref(),
+            self.replay.as_ref(),
+            &policy,
+        )
+        .await
+        .map(|a| a.token)
+        .map_err(|error| Refusal {
+            error,
+            scheme,
+            nonce: nonce_now,
+        })
+    }
+}
+
+/// A refusal as an HTTP response: the RFC status, a JSON body, the `WWW-Authenticate`
+/// challenge of the scheme used (RFC 6750 §3, RFC 9449 §7.1), `DPoP-Nonce` when one is asked
+/// for (§9), and `Cache-Control: no-store`.
+#[derive(Debug)]
+pub struct Refusal {
+    pub error: AdmitError,
+    pub scheme: Scheme,
+    nonce: String,
+}
+
+/// `error_description` in the RFC 6749 §5.2 character set, bounded.
+fn printable(d: &str) -> String {
+    d.chars()
+        .take(300)
+        .map(|c| {
+            if matches!(c, ' '..='~') && c != '"' && c != '\\' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect()
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let e = match self.error {
+            AdmitError::Refused(e) => e,
+            AdmitError::Source(_) => {
+                let body = json!({"error": "server_error", "error_description": "the token could not be checked"});
+                let mut res = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+                res.headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                return res;
+            }
+        };
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+        let description = printable(&e.description);
+        let body = json!({"error": e.code(), "error_description": description});
+        let mut res = (status, axum::Json(body)).into_response();
+        let h = res.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let challenge = challenge(&e, self.scheme, &description);
+        if let Some(v) = challenge.and_then(|c| HeaderValue::from_str(&c).ok()) {
+            h.insert(header::WWW_AUTHENTICATE, v);
+        }
+        if let ResourceErrorKind::UseDpopNonce(n) = &e.kind
+            && let Ok(v) = HeaderValue::from_str(n)
+        {
+            h.insert("dpop-nonce", v);
+        } else if let Ok(v) = HeaderValue::from_str(&self.nonce)
+            && self.scheme == Scheme::Dpop
+            && e.status() == 401
+        {
+            // a client that got no nonce yet learns the current one with any DPoP refusal
+            h.insert("dpop-nonce", v);
+        }
+        res
+    }
+}
+
+fn challenge(e: &ResourceError, scheme: Scheme, description: &str) -> Option<String> {
+    if e.status() == 400 {
+        return None;
+    }
+    if e.without_credentials {
+        return Some(format!("DPoP algs=\"{DPOP_ALGS}\", Bearer"));
+    }
+    Some(match scheme {
+        Scheme::Dpop => format!(
+            "DPoP error=\"{}\", error_description=\"{description}\", algs=\"{DPOP_ALGS}\"",
+            e.code()
+        ),
+        Scheme::Bearer => format!("Bearer error=\"{}\", error_description=\"{description}\"", e.code()),
+    })
+}
+
+/// The client certificate of a request, put in its extensions by the server's accept loop (or
+/// its proxy handling); absent when the connection presented none.
+#[derive(Clone, Debug)]
+pub struct PresentedCertificate(pub Arc<ClientCertificate>);
+
+/// An axum extractor: the verified token of an admitted request, or the refusal.
+pub struct Verified(pub TokenInfo);
+
+impl<S> FromRequestParts<S> for Verified
+where
+    Arc<ProtectedResource>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Refusal;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Refusal> {
+        let resource = Arc::<ProtectedResource>::from_ref(state);
+        let certificate = parts.extensions.get::<PresentedCertificate>().cloned();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        resource
+            .admit(
+                parts.method.as_str(),
+                &parts.headers,
+                certificate.as_ref().map(|c| c.0.as_ref()),
+                now,
+            )
+            .await
+            .map(Verified)
+    }
+}
+
+/// FAPI 2.0 Implementation Advice (IA 2.2.1): echo `x-fapi-interaction-id` (or mint one), and
+/// `Cache-Control: no-store` on every response; for `axum::middleware::from_fn`.
+pub async fn fapi_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-fapi-interaction-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        h.insert("x-fapi-interaction-id", v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_nonces_rotate() {
+        let n = LocalNonces::new().unwrap();
+        let t = 1_800_000_000;
+        let cur = n.current(t);
+        assert!(n.is_current(&cur, t) && n.is_valid(&cur, t + NONCE_STEP));
+        assert!(!n.is_valid(&cur, t + 3 * NONCE_STEP));
+        assert!(!LocalNonces::new().unwrap().is_valid(&cur, t));
+    }
+
+    #[tokio::test]
+    async fn replay_cache_is_bounded() {
+        let r = MemoryReplay::new(2);
+        assert!(r.remember_once("a", 100, 0).await.unwrap());
+        assert!(!r.remember_once("a", 100, 50).await.unwrap());
+        assert!(r.remember_once("b", 100, 0).await.unwrap());
+        assert!(r.remember_once("c", 100, 0).await.is_err(), "full of live entries");
+        assert!(r.remember_once("c", 200, 150).await.unwrap(), "expired ones make room");
+    }
+
+    #[test]
+    fn introspection_answers() {
+        let jkt = "a".repeat(43);
+        let good = json!({"active": true, "sub": "u", "client_id": "c", "scope": "a b", "aud": "https://rs",
+            "exp": 10, "cnf": {"jkt": jkt}});
+        let info = token_info(&good).unwrap();
+        assert_eq!(info.audience, vec!["https://rs".to_owned()]);
+        assert_eq!(info.scope.len(), 2);
+        assert!(token_info(&json!({"active": false})).is_none());
+        let mut unbound = good.clone();
+        unbound.as_object_mut().unwrap().remove("cnf");
+        assert!(token_info(&unbound).is_none(), "an unbound token is never admitted");
+    }
+}

@@ -1,0 +1,183 @@
+//! The resource crate as a standalone resource server (issue 15): an axum API elsewhere,
+//! protected by `portcullis_resource::service`, learning about tokens by introspection at this
+//! server as a resource server registered by the operator.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::get;
+use portcullis_jose::{Algorithm, SigningKey};
+use portcullis_resource::service::{
+    Introspection, LocalNonces, MemoryReplay, ProtectedResource, Verified, fapi_headers,
+};
+use serde_json::{Value, json};
+
+use crate::harness::*;
+
+const RS: &str = "https://rs.example/api";
+
+/// Starts the API on an ephemeral port; returns its URL.
+async fn start_api(s: &Server, client_id: &str, key: SigningKey) -> String {
+    let ca = std::fs::read(s.ca_path()).unwrap();
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
+        .build()
+        .unwrap();
+    let endpoint = Introspection::discover(&http, &s.issuer).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://127.0.0.1:{}/api/data", listener.local_addr().unwrap().port());
+    let resource = Arc::new(ProtectedResource {
+        url: url.clone(),
+        audience: Some(RS.into()),
+        scopes: vec!["accounts".into()],
+        nonce_required: true,
+        source: Arc::new(Introspection::new(http, &s.issuer, &endpoint, client_id, key)),
+        nonces: Arc::new(LocalNonces::new().unwrap()),
+        replay: Arc::new(MemoryReplay::new(10_000)),
+    });
+    let app = Router::new()
+        .route(
+            "/api/data",
+            get(|Verified(token): Verified| async move {
+                axum::Json(json!({"sub": token.subject, "client": token.client_id}))
+            }),
+        )
+        .layer(axum::middleware::from_fn(fapi_headers))
+        .with_state(resource);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test]
+async fn the_resource_crate_protects_another_service() {
+    let s = Server::start_with(&[("PORTCULLIS_TOKENS_RESOURCES", RS)]).await;
+    // the operator registers the API as a resource server
+    let rs_key = SigningKey::generate(Algorithm::Es256).unwrap();
+    let jwks = s.dir.join("api-jwks.json");
+    std::fs::write(&jwks, json!({"keys": [rs_key.public_jwk().to_json()]}).to_string()).unwrap();
+    let out = s.cli(
+        &[
+            "client",
+            "add",
+            "--auth",
+            "private_key_jwt",
+            "--jwks-file",
+            jwks.to_str().unwrap(),
+            "--resource-server",
+            RS,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reg: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let api = start_api(&s, reg["client_id"].as_str().unwrap(), rs_key).await;
+
+    // a client gets a DPoP-bound token for the API's resource
+    let rp = Rp::register(&s).await;
+    let key = DpopKey::new();
+    let mut par = Par::new(&rp).set("scope", "openid accounts");
+    par.params.push(("resource".into(), RS.into()));
+    let (code, par) = authorize(&s, &rp, par).await;
+    let t: Value = token_request(&s, &rp, &key, code_params(&code, &par.verifier))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let at = t["access_token"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    let call = |proof: Option<String>, scheme: &str, token: &str| {
+        let mut req = http
+            .get(&api)
+            .header("authorization", format!("{scheme} {token}"))
+            .header("x-fapi-interaction-id", "0D4E8B1A-1A2B-4C3D-8E9F-001122334455");
+        if let Some(p) = proof {
+            req = req.header("dpop", p);
+        }
+        req.send()
+    };
+    // the API's own nonce (RFC 9449 §9): 401 use_dpop_nonce, then admitted
+    let r = call(Some(key.proof("GET", &api, None, Some(&at))), "DPoP", &at)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let w = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(w.starts_with("DPoP error=\"use_dpop_nonce\""), "{w}");
+    let nonce = r.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    let r = call(Some(key.proof("GET", &api, Some(&nonce), Some(&at))), "DPoP", &at)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let h = r.headers().clone();
+    assert_eq!(h["x-fapi-interaction-id"], "0D4E8B1A-1A2B-4C3D-8E9F-001122334455");
+    assert_eq!(h["cache-control"], "no-store");
+    assert!(h.get("date").is_some());
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["client"], json!(rp.client_id));
+    // the same token as Bearer, or with another key: refused with the scheme's challenge
+    let r = call(None, "Bearer", &at).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer error=\"invalid_token\"")
+    );
+    let other = DpopKey::new();
+    let r = call(Some(other.proof("GET", &api, Some(&nonce), Some(&at))), "DPoP", &at)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // a token without the scope (no resource asked: it is for every resource, this one too)
+    // is 403 insufficient_scope
+    let (t2, _) = tokens(&s, &rp, &key).await;
+    let at2 = t2["access_token"].as_str().unwrap().to_owned();
+    let r = call(Some(key.proof("GET", &api, Some(&nonce), Some(&at2))), "DPoP", &at2)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope")
+    );
+    // a token for another resource (the demo API's) is not admitted: introspection does not
+    // even show it to this resource server
+    let mut par = Par::new(&rp).set("scope", "openid accounts");
+    par.params.push(("resource".into(), format!("{}/api", s.issuer)));
+    let (code, par) = authorize(&s, &rp, par).await;
+    let t3: Value = token_request(&s, &rp, &key, code_params(&code, &par.verifier))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let at3 = t3["access_token"].as_str().unwrap().to_owned();
+    let r = call(Some(key.proof("GET", &api, Some(&nonce), Some(&at3))), "DPoP", &at3)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // a revoked token (never seen by the API before) is refused at once
+    let mut par = Par::new(&rp).set("scope", "openid accounts");
+    par.params.push(("resource".into(), RS.into()));
+    let (code, par) = authorize(&s, &rp, par).await;
+    let t4: Value = token_request(&s, &rp, &key, code_params(&code, &par.verifier))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let at4 = t4["access_token"].as_str().unwrap().to_owned();
+    let mut params = vec![("token".to_owned(), at4.clone())];
+    params.extend(rp.auth(&s));
+    assert_eq!(
+        s.post_form(&s.endpoint("revocation_endpoint"), &params, &[])
+            .await
+            .status(),
+        200
+    );
+    let r = call(Some(key.proof("GET", &api, Some(&nonce), Some(&at4))), "DPoP", &at4)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
