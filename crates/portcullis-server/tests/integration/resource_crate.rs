@@ -181,3 +181,102 @@ async fn the_resource_crate_protects_another_service() {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
+
+/// The example service (`crates/portcullis-resource/examples/accounts_api.rs`) run as its
+/// README says, against this server.
+#[tokio::test]
+async fn the_example_service_runs_as_its_readme_says() {
+    let example = std::path::Path::new(BIN)
+        .parent()
+        .unwrap()
+        .join("examples/accounts_api");
+    assert!(
+        example.exists(),
+        "{} is missing: build it with cargo build --workspace --all-targets",
+        example.display()
+    );
+    let s = Server::start_with(&[("PORTCULLIS_TOKENS_RESOURCES", RS)]).await;
+    let keys = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(&example)
+        .args(["keygen", keys.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let jwks = keys.path().join("api-jwks.json");
+    let out = s.cli(
+        &[
+            "client",
+            "add",
+            "--auth",
+            "private_key_jwt",
+            "--jwks-file",
+            jwks.to_str().unwrap(),
+            "--resource-server",
+            RS,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reg: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let api = format!("http://127.0.0.1:{port}/api/accounts");
+    let mut child = std::process::Command::new(&example)
+        .arg("serve")
+        .env("ISSUER", &s.issuer)
+        .env("CA_FILE", s.ca_path())
+        .env("CLIENT_ID", reg["client_id"].as_str().unwrap())
+        .env("KEY_DIR", keys.path())
+        .env("RESOURCE", RS)
+        .env("LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if http.get(&api).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(up, "the example did not start");
+
+    let rp = Rp::register(&s).await;
+    let key = DpopKey::new();
+    let mut par = Par::new(&rp).set("scope", "openid accounts");
+    par.params.push(("resource".into(), RS.into()));
+    let (code, par) = authorize(&s, &rp, par).await;
+    let t: Value = token_request(&s, &rp, &key, code_params(&code, &par.verifier))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let at = t["access_token"].as_str().unwrap().to_owned();
+    let r = http
+        .get(&api)
+        .header("authorization", format!("DPoP {at}"))
+        .header("dpop", key.proof("GET", &api, None, Some(&at)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let nonce = r.headers()["dpop-nonce"].to_str().unwrap().to_owned();
+    let r = http
+        .get(&api)
+        .header("authorization", format!("DPoP {at}"))
+        .header("dpop", key.proof("GET", &api, Some(&nonce), Some(&at)))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(status, 200, "{body}");
+    assert!(body["owner"].is_string());
+}
