@@ -65,6 +65,14 @@ impl ClientMetadata {
         }
     }
 
+    /// The client's own access token format (`access_token_format`), if it registered one.
+    pub fn access_token_format(&self) -> Option<crate::settings::AccessTokenFormat> {
+        self.extra
+            .get("access_token_format")
+            .and_then(Value::as_str)
+            .and_then(crate::settings::AccessTokenFormat::parse)
+    }
+
     /// The resource identifier of a resource server registered by the operator (it may
     /// introspect the access tokens issued for that resource).
     pub fn resource_server(&self) -> Option<&str> {

@@ -27,6 +27,28 @@ pub fn default_mtls_base(issuer: &str) -> String {
     }
 }
 
+/// What an access token looks like (`tokens.access_token_format`, per client
+/// `access_token_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessTokenFormat {
+    /// 32 random bytes; resources introspect it.
+    #[default]
+    Opaque,
+    /// RFC 9068: a JWT (`typ: at+jwt`) resources can validate themselves.
+    Jwt,
+}
+
+impl AccessTokenFormat {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "opaque" => Some(Self::Opaque),
+            "jwt" => Some(Self::Jwt),
+            _ => None,
+        }
+    }
+}
+
 /// The scope of the demo API.
 pub const DEMO_API_SCOPE: &str = "accounts";
 
@@ -108,6 +130,8 @@ pub struct Settings {
     /// RFC 8707: the resource identifiers this server issues access tokens for (a token's
     /// audience is the ones requested, or all of them).
     pub resources: Vec<String>,
+    /// The server's access token format; a client may register its own.
+    pub access_token_format: AccessTokenFormat,
     /// Hosts whose `jwks_uri` may point at non-public addresses (issue 13 item 9).
     pub jwks_uri_allowed_hosts: crate::address_policy::AllowedHosts,
 }
@@ -136,6 +160,7 @@ impl Settings {
             jwks_uri_allowed_hosts: Default::default(),
             demo_api: false,
             resources: Vec::new(),
+            access_token_format: AccessTokenFormat::Opaque,
         }
     }
 

@@ -235,6 +235,132 @@ impl TokenSource for Introspection {
     }
 }
 
+/// How often the issuer's JWKS may be fetched again for an unknown `kid`.
+const JWKS_REFRESH_SECONDS: i64 = 60;
+/// How long a fetched JWKS is used before it is fetched again.
+const JWKS_CACHE_SECONDS: i64 = 300;
+
+/// Token facts from RFC 9068 JWT access tokens, validated here against the issuer's JWKS
+/// (from its discovery document; cached, fetched again for an unknown `kid` at most once a
+/// minute). A JWT's revocation is not seen (use [`Introspection`] when that matters).
+pub struct JwtAccessTokens {
+    http: reqwest::Client,
+    issuer: String,
+    jwks_uri: String,
+    keys: tokio::sync::Mutex<JwksState>,
+}
+
+#[derive(Default)]
+struct JwksState {
+    jwks: Option<Arc<portcullis_jose::Jwks>>,
+    fetched_at: i64,
+    last_forced: Option<i64>,
+}
+
+impl JwtAccessTokens {
+    /// The issuer's `jwks_uri` from its discovery document.
+    pub async fn discover(http: reqwest::Client, issuer: &str) -> Result<Self, SourceError> {
+        let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+        let meta: Value = http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| SourceError(format!("discovery: {e}")))?
+            .json()
+            .await
+            .map_err(|e| SourceError(format!("discovery: {e}")))?;
+        if meta["issuer"] != issuer {
+            return Err(SourceError("discovery: the issuer does not match".into()));
+        }
+        let jwks_uri = meta["jwks_uri"]
+            .as_str()
+            .ok_or_else(|| SourceError("discovery: no jwks_uri".into()))?
+            .to_owned();
+        Ok(Self {
+            http,
+            issuer: issuer.to_owned(),
+            jwks_uri,
+            keys: tokio::sync::Mutex::new(JwksState::default()),
+        })
+    }
+
+    async fn fetch(&self) -> Result<Arc<portcullis_jose::Jwks>, SourceError> {
+        let v: Value = self
+            .http
+            .get(&self.jwks_uri)
+            .send()
+            .await
+            .map_err(|e| SourceError(format!("jwks_uri: {e}")))?
+            .json()
+            .await
+            .map_err(|e| SourceError(format!("jwks_uri: {e}")))?;
+        portcullis_jose::Jwks::from_json(&v)
+            .map(Arc::new)
+            .map_err(|e| SourceError(format!("jwks_uri: {e}")))
+    }
+
+    /// The issuer's keys; `force` fetches again for an unknown `kid` (at most once a minute).
+    async fn keys(&self, now: i64, force: bool) -> Result<Option<Arc<portcullis_jose::Jwks>>, SourceError> {
+        let mut st = self.keys.lock().await;
+        let stale = st.jwks.is_none() || now - st.fetched_at >= JWKS_CACHE_SECONDS;
+        let may_force = force && st.last_forced.is_none_or(|t| now - t >= JWKS_REFRESH_SECONDS);
+        if stale || may_force {
+            if force {
+                st.last_forced = Some(now);
+            }
+            st.jwks = Some(self.fetch().await?);
+            st.fetched_at = now;
+        } else if force {
+            return Ok(None);
+        }
+        Ok(st.jwks.clone())
+    }
+}
+
+#[async_trait]
+impl TokenSource for JwtAccessTokens {
+    async fn lookup(&self, token: &str, now: i64) -> Result<Option<TokenInfo>, SourceError> {
+        let Ok(jws) = portcullis_jose::CompactJws::parse(token) else {
+            return Ok(None);
+        };
+        // RFC 9068 §4: typ at+jwt (or application/at+jwt), so that no other JWT passes
+        let typ_ok = jws
+            .header()
+            .typ
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("at+jwt") || t.eq_ignore_ascii_case("application/at+jwt"));
+        if !typ_ok {
+            return Ok(None);
+        }
+        let Some(keys) = self.keys(now, false).await? else {
+            return Ok(None);
+        };
+        match jws.verify_with_set(&keys) {
+            Ok(()) => {}
+            Err(portcullis_jose::JoseError::NoMatchingKey) => {
+                let Some(fresh) = self.keys(now, true).await? else {
+                    return Ok(None);
+                };
+                if jws.verify_with_set(&fresh).is_err() {
+                    return Ok(None);
+                }
+            }
+            Err(_) => return Ok(None),
+        }
+        let Ok(claims) = jws.claims::<Value>() else {
+            return Ok(None);
+        };
+        if claims["iss"] != self.issuer.as_str() {
+            return Ok(None);
+        }
+        Ok(token_info(&json!({
+            "active": claims["exp"].as_i64().is_some_and(|e| e > now),
+            "sub": claims["sub"], "client_id": claims["client_id"], "scope": claims["scope"],
+            "aud": claims["aud"], "exp": claims["exp"], "cnf": claims["cnf"],
+        })))
+    }
+}
+
 /// One protected resource: its public URL (for `htu`), what it asks of tokens, and where it
 /// learns about them.
 pub struct ProtectedResource {

@@ -108,6 +108,8 @@ pub fn settings(config: &Config) -> Result<Settings, String> {
     s.registration_token_lifetime = config.clients.registration_token_lifetime;
     s.jwks_uri_allowed_hosts = AllowedHosts::new(&config.clients.jwks_uri_allowed_hosts);
     s.resources = config.tokens.resources.clone();
+    s.access_token_format =
+        portcullis_core::settings::AccessTokenFormat::parse(&config.tokens.access_token_format).unwrap_or_default();
     if config.demo_api.enabled {
         s.enable_demo_api();
     }

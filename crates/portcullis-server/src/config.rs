@@ -144,6 +144,9 @@ pub struct TokenConfig {
     /// for, or all of them. From the environment: comma-separated.
     #[serde(deserialize_with = "string_or_list")]
     pub resources: Vec<String>,
+    /// `opaque` (default) or `jwt` (RFC 9068); a client may register its own
+    /// (`access_token_format`).
+    pub access_token_format: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -206,6 +209,7 @@ impl Default for TokenConfig {
             id_token_lifetime: d.id_token_lifetime,
             session_lifetime: d.session_lifetime,
             resources: Vec::new(),
+            access_token_format: "opaque".into(),
         }
     }
 }
@@ -374,6 +378,12 @@ impl Config {
             ));
         }
         self.validate_tls()?;
+        if portcullis_core::settings::AccessTokenFormat::parse(&self.tokens.access_token_format).is_none() {
+            return Err(format!(
+                "tokens.access_token_format must be opaque or jwt, not {:?}",
+                self.tokens.access_token_format
+            ));
+        }
         for r in &self.tokens.resources {
             let ok = url::Url::parse(r).is_ok_and(|u| u.fragment().is_none() && u.scheme() == "https");
             if !ok {

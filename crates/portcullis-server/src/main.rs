@@ -112,6 +112,9 @@ struct ClientAdd {
     /// dpop (default) or mtls
     #[arg(long, default_value = "dpop")]
     sender_constraint: String,
+    /// jwt (RFC 9068) or opaque; the server's tokens.access_token_format when absent
+    #[arg(long)]
+    access_token_format: Option<String>,
     /// Allowed scopes (space-separated)
     #[arg(long)]
     scope: Option<String>,
@@ -505,6 +508,9 @@ async fn client_command(config: &Config, command: ClientCommand) -> Result<(), F
             }
             if let Some(u) = a.jwks_uri {
                 meta["jwks_uri"] = json!(u);
+            }
+            if let Some(f) = &a.access_token_format {
+                meta["access_token_format"] = json!(f);
             }
             if let Some(dn) = a.tls_subject_dn {
                 meta["tls_client_auth_subject_dn"] = json!(dn);

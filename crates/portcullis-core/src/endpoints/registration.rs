@@ -449,6 +449,13 @@ fn validate(input: &Value, scopes_supported: &[String], resource_server: Option<
         extra.insert("contacts".into(), json!(contacts));
     }
     let client_name = opt_text("client_name", MAX_CLIENT_NAME_CHARS)?;
+    // the client's own access token format (RFC 9068 JWTs, or opaque)
+    if let Some(f) = opt_string("access_token_format")? {
+        if crate::settings::AccessTokenFormat::parse(&f).is_none() {
+            return Err(bad("access_token_format", "must be jwt or opaque"));
+        }
+        extra.insert("access_token_format".to_owned(), Value::String(f));
+    }
     if let Some(r) = resource_server {
         extra.insert(RESOURCE_SERVER.to_owned(), Value::String(r.to_owned()));
     }

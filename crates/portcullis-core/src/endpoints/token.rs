@@ -2,6 +2,7 @@
 //! RFC 9449 §5; certificate-bound, RFC 8705 §3) and OpenID Connect id_tokens (OIDC Core
 //! §3.1.3). The checks run in the order of [`CODE_CHECKS`] and [`REFRESH_CHECKS`].
 
+use portcullis_jose::Algorithm;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -18,6 +19,7 @@ use crate::provider::{ParsedClient, Provider};
 use crate::random::{credential, hash};
 use crate::request::Params;
 use crate::request::{DirectRequest, Endpoint};
+use crate::settings::AccessTokenFormat;
 use crate::types::{CertificateThumbprint, is_code_verifier};
 
 /// RFC 6749 §5.1 (+ RFC 9449 §5, OIDC Core §3.1.3.3).
@@ -245,7 +247,16 @@ impl Provider {
             with_refresh,
         } = what;
         let now = self.now();
-        let access_token = credential();
+        let expires_at = now + self.settings.access_token_lifetime;
+        let format = client
+            .client
+            .metadata
+            .access_token_format()
+            .unwrap_or(self.settings.access_token_format);
+        let access_token = match format {
+            AccessTokenFormat::Opaque => credential(),
+            AccessTokenFormat::Jwt => self.jwt_access_token(grant, scope, audience, &binding, now, expires_at)?,
+        };
         let mut records = vec![TokenRecord {
             token_hash: hash(&access_token),
             kind: TokenKind::Access,
@@ -254,7 +265,7 @@ impl Provider {
             scope: scope.to_vec(),
             audience: audience.to_vec(),
             issued_at: now,
-            expires_at: now + self.settings.access_token_lifetime,
+            expires_at,
         }];
         // INTERFACE.md: every client with the refresh_token grant gets one from the code grant
         let refresh_token = if with_refresh && client.client.metadata.allows_grant("refresh_token") {
@@ -292,6 +303,45 @@ impl Provider {
 
     /// OIDC Core §2 (AS-SP-101): iss, sub, aud, azp, exp, iat, auth_time and nonce, signed with
     /// the client's registered algorithm (never a default of RS256), `kid` in the header.
+    /// RFC 9068 §2: a JWT access token, `typ: at+jwt`, with `iss`, `exp`, `aud` (the token's
+    /// resources, or the issuer when the server has none), `sub`, `client_id`, `iat`, `jti`,
+    /// `scope`, `auth_time` and the binding as `cnf` (RFC 9449 §6, RFC 8705 §3.1). Signed with
+    /// the server's ES256 key (SP 5.4.1: FAPI algorithms only). It is stored by its hash like an
+    /// opaque token, so introspection, revocation and userinfo treat both alike.
+    fn jwt_access_token(
+        &self,
+        grant: &Grant,
+        scope: &[String],
+        audience: &[String],
+        binding: &SenderConstraint,
+        now: i64,
+        expires_at: i64,
+    ) -> OAuthResult<String> {
+        let alg = Algorithm::Es256;
+        let keys = self.keys();
+        let key = keys
+            .active(alg)
+            .ok_or_else(|| OAuthError::server_error(format!("no active signing key for {alg}")))?;
+        let aud = if audience.is_empty() {
+            Value::from(self.settings.issuer.as_str())
+        } else {
+            Value::from(audience.to_vec())
+        };
+        let mut claims = Map::new();
+        claims.insert("iss".into(), Value::from(self.settings.issuer.as_str()));
+        claims.insert("exp".into(), Value::from(expires_at));
+        claims.insert("aud".into(), aud);
+        claims.insert("sub".into(), Value::from(grant.sub.as_str()));
+        claims.insert("client_id".into(), Value::from(grant.client_id.as_str()));
+        claims.insert("iat".into(), Value::from(now));
+        claims.insert("jti".into(), Value::from(credential()));
+        claims.insert("scope".into(), Value::from(scope.join(" ")));
+        claims.insert("auth_time".into(), Value::from(grant.auth_time));
+        claims.insert("cnf".into(), binding.cnf());
+        key.sign_jwt(alg, Some("at+jwt"), &claims)
+            .map_err(|e| OAuthError::server_error(format!("access token signing failed: {e}")))
+    }
+
     fn id_token(&self, client: &ParsedClient, grant: &Grant, nonce: Option<&str>, now: i64) -> OAuthResult<String> {
         let alg = client.client.metadata.id_token_signed_response_alg;
         let keys = self.keys();

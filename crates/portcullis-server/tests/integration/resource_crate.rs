@@ -280,3 +280,166 @@ async fn the_example_service_runs_as_its_readme_says() {
     assert_eq!(status, 200, "{body}");
     assert!(body["owner"].is_string());
 }
+
+/// RFC 9068 JWT access tokens (`tokens.access_token_format = "jwt"`): checked with an
+/// independent JOSE library, admitted by the resource crate validating them itself, and still
+/// introspected, revoked and used at userinfo like opaque ones.
+#[tokio::test]
+async fn rfc9068_jwt_access_tokens() {
+    let s = Server::start_with(&[
+        ("PORTCULLIS_TOKENS_RESOURCES", RS),
+        ("PORTCULLIS_TOKENS_ACCESS_TOKEN_FORMAT", "jwt"),
+    ])
+    .await;
+    let rp = Rp::register(&s).await;
+    let key = DpopKey::new();
+    let mut par = Par::new(&rp).set("scope", "openid accounts");
+    par.params.push(("resource".into(), RS.into()));
+    let (code, par) = authorize(&s, &rp, par).await;
+    let t: Value = token_request(&s, &rp, &key, code_params(&code, &par.verifier))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let at = t["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(t["token_type"], "DPoP");
+
+    // RFC 9068 §2, checked with jsonwebtoken against the published JWKS
+    let header = jsonwebtoken::decode_header(&at).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    let jwks: Value = s
+        .http
+        .get(s.endpoint("jwks_uri"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"] == header.kid.clone().unwrap().as_str())
+        .unwrap()
+        .clone();
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk).unwrap();
+    let mut v = jsonwebtoken::Validation::new(header.alg);
+    v.set_issuer(&[&s.issuer]);
+    v.set_audience(&[RS]);
+    let claims = jsonwebtoken::decode::<Value>(&at, &jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap(), &v)
+        .expect("the JWT access token verifies independently")
+        .claims;
+    assert_eq!(claims["client_id"], json!(rp.client_id));
+    assert_eq!(claims["cnf"]["jkt"], json!(key.jkt()));
+    assert_eq!(claims["aud"], json!([RS]));
+    assert!(claims["jti"].is_string() && claims["sub"].is_string());
+    assert_eq!(claims["scope"], "openid accounts");
+    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 600);
+
+    // a resource that validates JWTs itself
+    let ca = std::fs::read(s.ca_path()).unwrap();
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
+        .build()
+        .unwrap();
+    let source = portcullis_resource::service::JwtAccessTokens::discover(http, &s.issuer)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://127.0.0.1:{}/api/data", listener.local_addr().unwrap().port());
+    let resource = Arc::new(ProtectedResource {
+        url: api.clone(),
+        audience: Some(RS.into()),
+        scopes: vec!["accounts".into()],
+        nonce_required: false,
+        source: Arc::new(source),
+        nonces: Arc::new(LocalNonces::new().unwrap()),
+        replay: Arc::new(MemoryReplay::new(1000)),
+    });
+    let app = Router::new()
+        .route(
+            "/api/data",
+            get(|Verified(t): Verified| async move { axum::Json(json!({"sub": t.subject})) }),
+        )
+        .with_state(resource);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let call = |proof: String, token: &str| {
+        reqwest::Client::new()
+            .get(&api)
+            .header("authorization", format!("DPoP {token}"))
+            .header("dpop", proof)
+            .send()
+    };
+    let r = call(key.proof("GET", &api, None, Some(&at)), &at).await.unwrap();
+    assert_eq!(r.status(), 200);
+    // a tampered JWT, and a JWT that is not an access token (the id_token), are refused
+    let mut tampered = at.clone();
+    tampered.replace_range(at.len() - 4.., "AAAA");
+    let r = call(key.proof("GET", &api, None, Some(&tampered)), &tampered)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let id_token = t["id_token"].as_str().unwrap();
+    let r = call(key.proof("GET", &api, None, Some(id_token)), id_token)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // userinfo, introspection and revocation treat it like an opaque token
+    assert_eq!(userinfo(&s, &rp, &key, &at).await.status(), 200);
+    let mut params = vec![("token".to_owned(), at.clone())];
+    params.extend(rp.auth(&s));
+    let i: Value = s
+        .post_form(&s.endpoint("introspection_endpoint"), &params, &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(i["active"], true);
+    let mut params = vec![("token".to_owned(), at.clone())];
+    params.extend(rp.auth(&s));
+    assert_eq!(
+        s.post_form(&s.endpoint("revocation_endpoint"), &params, &[])
+            .await
+            .status(),
+        200
+    );
+    let mut params = vec![("token".to_owned(), at.clone())];
+    params.extend(rp.auth(&s));
+    let i: Value = s
+        .post_form(&s.endpoint("introspection_endpoint"), &params, &[])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        i,
+        json!({"active": false}),
+        "introspection tells the truth about a revoked JWT"
+    );
+}
+
+/// A client may register its own format: JWTs for it on a server issuing opaque tokens.
+#[tokio::test]
+async fn access_token_format_per_client() {
+    let s = Server::start().await;
+    let jwt_client = Rp::register_with(&s, Algorithm::Es256, json!({"access_token_format": "jwt"})).await;
+    let plain = Rp::register(&s).await;
+    let key = DpopKey::new();
+    let (t, _) = tokens(&s, &jwt_client, &key).await;
+    assert_eq!(t["access_token"].as_str().unwrap().split('.').count(), 3);
+    let (t, _) = tokens(&s, &plain, &key).await;
+    assert_eq!(t["access_token"].as_str().unwrap().len(), 43, "opaque by default");
+    let r = s
+        .http
+        .post(s.endpoint("registration_endpoint"))
+        .bearer_auth(s.initial_access_token())
+        .json(&json!({"redirect_uris": [REDIRECT_URI], "jwks": {"keys": [SigningKey::generate(Algorithm::Es256).unwrap().public_jwk().to_json()]},
+            "access_token_format": "paseto"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, error, _) = error_of(r).await;
+    assert_eq!((status, error.as_str()), (400, "invalid_client_metadata"));
+}
