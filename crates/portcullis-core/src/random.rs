@@ -12,6 +12,17 @@ pub fn credential() -> String {
     b64url(random_bytes::<CREDENTIAL_BYTES>())
 }
 
+/// A new client_id: a credential that starts with a letter or digit, so that it can never be
+/// read as an option on a command line (`portcullis client show -x...`).
+pub fn client_id() -> String {
+    loop {
+        let id = credential();
+        if id.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric) {
+            return id;
+        }
+    }
+}
+
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
     // The system RNG failing is not recoverable and never caused by input.
@@ -31,4 +42,17 @@ pub fn hash(credential: &str) -> String {
 pub fn secure_eq(a: &[u8], b: &[u8]) -> bool {
     use subtle::ConstantTimeEq;
     a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+#[cfg(test)]
+mod tests {
+    /// A client_id never starts with `-` (a command line would take it for an option).
+    #[test]
+    fn client_ids_start_with_a_letter_or_digit() {
+        for _ in 0..2000 {
+            let id = super::client_id();
+            assert!(id.as_bytes()[0].is_ascii_alphanumeric(), "{id}");
+            assert_eq!(id.len(), 43);
+        }
+    }
 }

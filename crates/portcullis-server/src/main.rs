@@ -539,7 +539,7 @@ async fn client_command(config: &Config, command: ClientCommand) -> Result<(), F
             .and_then(|m| auth_method_available(&m, &settings).map(|()| m))
             .map_err(|e| Failure::Usage(e.description.to_string()))?;
             let client = Client {
-                client_id: credential(),
+                client_id: portcullis_core::random::client_id(),
                 issued_at: now(),
                 metadata,
             };

@@ -512,7 +512,7 @@ impl Provider {
             return Err(invalid_initial_access_token());
         }
         let client = Client {
-            client_id: credential(),
+            client_id: crate::random::client_id(),
             issued_at: now,
             metadata,
         };
