@@ -68,6 +68,7 @@ async fn serve() -> Result<(), String> {
         source: Arc::new(Introspection::new(http, &issuer, &endpoint, &client_id, key)),
         nonces: Arc::new(LocalNonces::new().map_err(|e| e.0)?),
         replay: Arc::new(MemoryReplay::new(100_000)),
+        certificates: None,
     });
     let app = Router::new()
         .route(

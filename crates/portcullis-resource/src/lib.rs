@@ -14,6 +14,8 @@ pub mod admit;
 pub mod binding;
 pub mod dpop;
 #[cfg(feature = "service")]
+pub mod proxy;
+#[cfg(feature = "service")]
 pub mod service;
 
 pub use access::{Presented, ResourceError, ResourceErrorKind, ResourceRequest, Scheme};

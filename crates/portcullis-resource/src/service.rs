@@ -108,7 +108,8 @@ pub struct Introspection {
     issuer: String,
     endpoint: String,
     client_id: String,
-    key: SigningKey,
+    /// `None`: the HTTP client presents the resource server's certificate (RFC 8705 §2).
+    key: Option<SigningKey>,
     cache: Mutex<HashMap<String, (TokenInfo, i64)>>,
 }
 
@@ -120,7 +121,21 @@ impl Introspection {
             issuer: issuer.to_owned(),
             endpoint: endpoint.to_owned(),
             client_id: client_id.to_owned(),
-            key,
+            key: Some(key),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Authenticating with the TLS client certificate `http` presents (`tls_client_auth` or
+    /// `self_signed_tls_client_auth`); `endpoint` is then the introspection endpoint of the
+    /// issuer's `mtls_endpoint_aliases`.
+    pub fn with_certificate(http: reqwest::Client, issuer: &str, endpoint: &str, client_id: &str) -> Self {
+        Self {
+            http,
+            issuer: issuer.to_owned(),
+            endpoint: endpoint.to_owned(),
+            client_id: client_id.to_owned(),
+            key: None,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -145,15 +160,14 @@ impl Introspection {
             .ok_or_else(|| SourceError("discovery: no introspection_endpoint".into()))
     }
 
-    fn assertion(&self, now: i64) -> Result<String, SourceError> {
+    fn assertion(&self, key: &SigningKey, now: i64) -> Result<String, SourceError> {
         let mut jti = [0u8; 16];
         aws_lc_rs::rand::fill(&mut jti).map_err(|_| SourceError("no randomness".into()))?;
         let claims = json!({
             "iss": self.client_id, "sub": self.client_id, "aud": self.issuer,
             "iat": now, "exp": now + 60, "jti": b64url(jti),
         });
-        self.key
-            .sign_jwt(self.key.algorithm(), None, &claims)
+        key.sign_jwt(key.algorithm(), None, &claims)
             .map_err(|e| SourceError(format!("cannot sign the client assertion: {e}")))
     }
 }
@@ -196,15 +210,20 @@ impl TokenSource for Introspection {
                 return Ok(Some(info.clone()));
             }
         }
-        let form = [
+        let mut form = vec![
             ("token", token.to_owned()),
             ("token_type_hint", "access_token".to_owned()),
-            (
-                "client_assertion_type",
-                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
-            ),
-            ("client_assertion", self.assertion(now)?),
         ];
+        match &self.key {
+            Some(key) => {
+                form.push((
+                    "client_assertion_type",
+                    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer".to_owned(),
+                ));
+                form.push(("client_assertion", self.assertion(key, now)?));
+            }
+            None => form.push(("client_id", self.client_id.clone())),
+        }
         let res = self
             .http
             .post(&self.endpoint)
@@ -373,6 +392,10 @@ pub struct ProtectedResource {
     pub source: Arc<dyn TokenSource>,
     pub nonces: Arc<dyn NonceSource>,
     pub replay: Arc<dyn ReplayGuard>,
+    /// Behind a TLS-terminating proxy: the header it forwards client certificates in and the
+    /// proxies believed (RFC 8705 §3 binding through the proxy); `None` reads only the
+    /// connection's own certificate ([`PresentedCertificate`]).
+    pub certificates: Option<crate::proxy::CertificateSource>,
 }
 
 impl ProtectedResource {
@@ -524,17 +547,28 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Refusal> {
         let resource = Arc::<ProtectedResource>::from_ref(state);
-        let certificate = parts.extensions.get::<PresentedCertificate>().cloned();
+        let direct = parts.extensions.get::<PresentedCertificate>().map(|c| c.0.clone());
+        let certificate = match &resource.certificates {
+            None => direct,
+            Some(source) => {
+                let peer = parts
+                    .extensions
+                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                    .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+                source
+                    .certificate(peer, direct.as_ref(), &parts.headers)
+                    .map_err(|e| Refusal {
+                        error: AdmitError::Refused(e),
+                        scheme: Scheme::Bearer,
+                        nonce: String::new(),
+                    })?
+            }
+        };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         resource
-            .admit(
-                parts.method.as_str(),
-                &parts.headers,
-                certificate.as_ref().map(|c| c.0.as_ref()),
-                now,
-            )
+            .admit(parts.method.as_str(), &parts.headers, certificate.as_deref(), now)
             .await
             .map(Verified)
     }

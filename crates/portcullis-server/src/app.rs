@@ -16,8 +16,8 @@ use serde_json::Value;
 use crate::config::Config;
 use crate::datadir::{self, StartError};
 use crate::login_failures::LoginFailures;
-use crate::proxy::CertificateSource;
 use crate::users::PasswordWorkers;
+use portcullis_resource::proxy::CertificateSource;
 
 pub struct SystemClock;
 

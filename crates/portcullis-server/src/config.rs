@@ -430,7 +430,7 @@ impl Config {
             return Err(format!("tls.client_cert_header: {h:?} is not a header name"));
         }
         for p in &self.tls.trusted_proxies {
-            crate::proxy::parse_proxy(p).map_err(|e| format!("tls.trusted_proxies: {e}"))?;
+            portcullis_resource::proxy::parse_proxy(p).map_err(|e| format!("tls.trusted_proxies: {e}"))?;
         }
         if !self.tls.trusted_proxies.is_empty() && h.is_empty() {
             return Err(

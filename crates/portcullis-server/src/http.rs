@@ -353,7 +353,10 @@ impl FromRequestParts<Arc<AppState>> for Direct {
                 ))));
             }
         };
-        let certificate = s.certificates.certificate(peer, tls, &parts.headers)?;
+        let certificate = s
+            .certificates
+            .certificate(peer, tls, &parts.headers)
+            .map_err(|e| ApiError(OAuthError::invalid_request(e.description)))?;
         let method = if parts.method == Method::GET {
             portcullis_core::request::Method::Get
         } else {

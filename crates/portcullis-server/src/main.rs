@@ -9,7 +9,6 @@ mod demo;
 mod http;
 mod login_failures;
 mod pages;
-mod proxy;
 mod tls;
 mod users;
 mod web;

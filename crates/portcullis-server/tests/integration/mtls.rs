@@ -995,3 +995,75 @@ async fn demo_api_with_certificate_bound_tokens() {
     let main = s.meta["portcullis_demo_api"]["accounts_endpoint"].as_str().unwrap();
     assert_eq!(s.http.get(main).bearer_auth(at).send().await.unwrap().status(), 401);
 }
+
+/// The resource crate as another service, with certificate-bound tokens: it introspects as a
+/// resource server authenticated by its own self-signed certificate (at the mTLS alias), and
+/// reads the client's certificate from its TLS-terminating proxy's header.
+#[tokio::test]
+async fn resource_crate_with_certificates() {
+    use crate::resource_crate::{RS, serve_api};
+    use portcullis_resource::proxy::CertificateSource;
+    use portcullis_resource::service::Introspection;
+
+    let s = Server::start_with(&[("PORTCULLIS_TOKENS_RESOURCES", RS)]).await;
+    // the API registers its self-signed certificate as a resource server
+    let api_cert = ClientCert::self_signed("accounts-api");
+    let jwks = s.dir.join("api-jwks.json");
+    std::fs::write(&jwks, json!({"keys": [api_cert.jwk()]}).to_string()).unwrap();
+    let out = s.cli(
+        &[
+            "client",
+            "add",
+            "--auth",
+            "self_signed_tls_client_auth",
+            "--jwks-file",
+            jwks.to_str().unwrap(),
+            "--resource-server",
+            RS,
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let reg: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let source = Introspection::with_certificate(
+        api_cert.client(&s),
+        &s.issuer,
+        &alias(&s, "introspection_endpoint"),
+        reg["client_id"].as_str().unwrap(),
+    );
+    let proxy = CertificateSource::new("X-Client-Cert", &["127.0.0.1".into()]).unwrap();
+    let api = serve_api(source, Some(proxy)).await;
+
+    // a client with certificate-bound tokens for the API's resource
+    let cert = ClientCert::self_signed("client-one");
+    let rp = MtlsRp::register(
+        &s,
+        cert.client(&s),
+        json!({"token_endpoint_auth_method": "private_key_jwt", "tls_client_certificate_bound_access_tokens": true,
+            "scope": "openid accounts"}),
+    )
+    .await;
+    let mut par = Par::new(&rp.rp).set("scope", "openid accounts");
+    par.params.push(("resource".into(), RS.into()));
+    let (code, par) = rp.code_with(&s, par).await;
+    let t = json(rp.token(&s, code_params(&code, &par.verifier)).await, "token").await;
+    let at = t["access_token"].as_str().unwrap().to_owned();
+    let call = |header: Option<String>| {
+        let mut req = reqwest::Client::new().get(&api).bearer_auth(&at);
+        if let Some(h) = header {
+            req = req.header("x-client-cert", h);
+        }
+        req.send()
+    };
+    assert_eq!(call(Some(cert.rfc9440())).await.unwrap().status(), 200);
+    let other = ClientCert::self_signed("client-two");
+    let r = call(Some(other.rfc9440())).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(
+        r.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer error=\"invalid_token\"")
+    );
+    assert_eq!(call(None).await.unwrap().status(), 401);
+}

@@ -14,9 +14,9 @@ use serde_json::{Value, json};
 
 use crate::harness::*;
 
-const RS: &str = "https://rs.example/api";
+pub const RS: &str = "https://rs.example/api";
 
-/// Starts the API on an ephemeral port; returns its URL.
+/// Starts the API on an ephemeral port, introspecting with `private_key_jwt`; returns its URL.
 async fn start_api(s: &Server, client_id: &str, key: SigningKey) -> String {
     let ca = std::fs::read(s.ca_path()).unwrap();
     let http = reqwest::Client::builder()
@@ -24,6 +24,14 @@ async fn start_api(s: &Server, client_id: &str, key: SigningKey) -> String {
         .build()
         .unwrap();
     let endpoint = Introspection::discover(&http, &s.issuer).await.unwrap();
+    serve_api(Introspection::new(http, &s.issuer, &endpoint, client_id, key), None).await
+}
+
+/// Serves the API over `source` (and `certificates` from a proxy); returns its URL.
+pub async fn serve_api(
+    source: Introspection,
+    certificates: Option<portcullis_resource::proxy::CertificateSource>,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://127.0.0.1:{}/api/data", listener.local_addr().unwrap().port());
     let resource = Arc::new(ProtectedResource {
@@ -31,9 +39,10 @@ async fn start_api(s: &Server, client_id: &str, key: SigningKey) -> String {
         audience: Some(RS.into()),
         scopes: vec!["accounts".into()],
         nonce_required: true,
-        source: Arc::new(Introspection::new(http, &s.issuer, &endpoint, client_id, key)),
+        source: Arc::new(source),
         nonces: Arc::new(LocalNonces::new().unwrap()),
         replay: Arc::new(MemoryReplay::new(10_000)),
+        certificates,
     });
     let app = Router::new()
         .route(
@@ -44,7 +53,14 @@ async fn start_api(s: &Server, client_id: &str, key: SigningKey) -> String {
         )
         .layer(axum::middleware::from_fn(fapi_headers))
         .with_state(resource);
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
+    });
     url
 }
 
@@ -356,6 +372,7 @@ async fn rfc9068_jwt_access_tokens() {
         source: Arc::new(source),
         nonces: Arc::new(LocalNonces::new().unwrap()),
         replay: Arc::new(MemoryReplay::new(1000)),
+        certificates: None,
     });
     let app = Router::new()
         .route(

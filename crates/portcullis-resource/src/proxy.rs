@@ -1,6 +1,7 @@
 //! Where a request's client certificate comes from (RFC 8705): the TLS connection, or, behind a
-//! TLS-terminating proxy, the header the operator names (`tls.client_cert_header`), believed
-//! only from `tls.trusted_proxies`.
+//! TLS-terminating proxy, the header the operator names (Portcullis: `tls.client_cert_header`),
+//! believed only from the trusted proxies (`tls.trusted_proxies`). Shared by Portcullis and by
+//! resource servers using this crate.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +11,8 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, HeaderName};
 use ipnet::IpNet;
 use portcullis_cert::ClientCertificate;
-use portcullis_core::OAuthError;
+
+use crate::access::{ResourceError, ResourceErrorKind};
 
 /// RFC 9440 §2.1: the client certificate header.
 const CLIENT_CERT: &str = "client-cert";
@@ -84,7 +86,7 @@ impl CertificateSource {
         peer: IpAddr,
         tls: Option<&Arc<ClientCertificate>>,
         headers: &HeaderMap,
-    ) -> Result<Option<Arc<ClientCertificate>>, OAuthError> {
+    ) -> Result<Option<Arc<ClientCertificate>>, ResourceError> {
         let Some(name) = &self.header else {
             return Ok(tls.cloned());
         };
@@ -96,8 +98,11 @@ impl CertificateSource {
             self.ignored.report(peer, name);
             return Ok(tls.cloned());
         }
-        let unreadable =
-            |e: String| OAuthError::invalid_request(format!("the forwarded client certificate could not be read: {e}"));
+        let unreadable = |e: String| ResourceError {
+            kind: ResourceErrorKind::InvalidRequest,
+            description: format!("the forwarded client certificate could not be read: {e}").into(),
+            without_credentials: false,
+        };
         if values.next().is_some() {
             return Err(unreadable(format!("the {name} header was sent more than once")));
         }
@@ -120,10 +125,13 @@ impl CertificateSource {
         }
         if let Some(cert) = tls {
             if chain.first().map(Vec::as_slice) != Some(cert.der()) {
-                return Err(OAuthError::invalid_request(
-                    "the TLS client certificate and the forwarded one differ: a proxy must not present a \
-                     certificate of its own to this listener",
-                ));
+                return Err(ResourceError {
+                    kind: ResourceErrorKind::InvalidRequest,
+                    description: "the TLS client certificate and the forwarded one differ: a proxy must not present \
+                                  a certificate of its own to this listener"
+                        .into(),
+                    without_credentials: false,
+                });
             }
             return Ok(Some(cert.clone()));
         }
