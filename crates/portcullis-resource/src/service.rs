@@ -574,6 +574,24 @@ where
     }
 }
 
+/// The tower layer form (`axum::middleware::from_fn_with_state(resource, require_token)`):
+/// admits every request of the routes it wraps, hands the handler the [`TokenInfo`] as an
+/// extension, or answers with the refusal.
+pub async fn require_token(
+    axum::extract::State(resource): axum::extract::State<Arc<ProtectedResource>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (mut parts, body) = req.into_parts();
+    match Verified::from_request_parts(&mut parts, &resource).await {
+        Ok(Verified(token)) => {
+            parts.extensions.insert(token);
+            next.run(axum::extract::Request::from_parts(parts, body)).await
+        }
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
 /// FAPI 2.0 Implementation Advice (IA 2.2.1): echo `x-fapi-interaction-id` (or mint one), and
 /// `Cache-Control: no-store` on every response; for `axum::middleware::from_fn`.
 pub async fn fapi_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {

@@ -374,12 +374,20 @@ async fn rfc9068_jwt_access_tokens() {
         replay: Arc::new(MemoryReplay::new(1000)),
         certificates: None,
     });
+    // this one with the tower layer form: the handler gets the token as an extension
     let app = Router::new()
         .route(
             "/api/data",
-            get(|Verified(t): Verified| async move { axum::Json(json!({"sub": t.subject})) }),
+            get(
+                |axum::Extension(t): axum::Extension<portcullis_resource::TokenInfo>| async move {
+                    axum::Json(json!({"sub": t.subject}))
+                },
+            ),
         )
-        .with_state(resource);
+        .layer(axum::middleware::from_fn_with_state(
+            resource,
+            portcullis_resource::service::require_token,
+        ));
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     let call = |proof: String, token: &str| {
         reqwest::Client::new()
