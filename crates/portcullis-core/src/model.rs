@@ -65,6 +65,15 @@ impl ClientMetadata {
         }
     }
 
+    /// RFC 8707: the resources this client may ask tokens for, if it is restricted to some of
+    /// the server's (`resources` metadata).
+    pub fn resources(&self) -> Option<Vec<&str>> {
+        self.extra
+            .get("resources")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+    }
+
     /// The client's own access token format (`access_token_format`), if it registered one.
     pub fn access_token_format(&self) -> Option<crate::settings::AccessTokenFormat> {
         self.extra

@@ -200,8 +200,9 @@ pub fn dpop_jkt(p: &dyn AuthorizationParameters) -> OAuthResult<Option<JwkThumbp
 pub const MAX_RESOURCES: usize = 10;
 
 /// RFC 8707 §2: every `resource` is an absolute URI without a fragment, and one this server
-/// issues tokens for; else 400 `invalid_target`. None means the server's default.
-pub fn resources(values: &[&str], settings: &Settings) -> OAuthResult<Vec<String>> {
+/// issues tokens for (and, when the client is restricted to some, one of the client's); else
+/// 400 `invalid_target`. None means the default.
+pub fn resources(values: &[&str], settings: &Settings, client: &ClientMetadata) -> OAuthResult<Vec<String>> {
     if values.len() > MAX_RESOURCES {
         return Err(OAuthError::invalid_target(format!(
             "at most {MAX_RESOURCES} resource parameters may be sent"
@@ -218,6 +219,11 @@ pub fn resources(values: &[&str], settings: &Settings) -> OAuthResult<Vec<String
         if !settings.resources.iter().any(|r| r == v) {
             return Err(OAuthError::invalid_target(format!(
                 "resource {v} is not one this server issues tokens for"
+            )));
+        }
+        if client.resources().is_some_and(|mine| !mine.contains(v)) {
+            return Err(OAuthError::invalid_target(format!(
+                "the client is not registered for resource {v}"
             )));
         }
         if !out.iter().any(|o| o == v) {

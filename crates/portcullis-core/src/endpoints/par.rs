@@ -272,7 +272,12 @@ fn scope(p: &Provider, c: &mut ParContext) -> OAuthResult<()> {
 }
 
 fn resource(p: &Provider, c: &mut ParContext) -> OAuthResult<()> {
-    let resources = rules::resources(&c.authorization().get_all("resource"), &p.settings)?;
+    let client = c.client()?.clone();
+    let resources = rules::resources(
+        &c.authorization().get_all("resource"),
+        &p.settings,
+        &client.client.metadata,
+    )?;
     c.request()?.resources = resources;
     Ok(())
 }

@@ -449,6 +449,19 @@ fn validate(input: &Value, scopes_supported: &[String], resource_server: Option<
         extra.insert("contacts".into(), json!(contacts));
     }
     let client_name = opt_text("client_name", MAX_CLIENT_NAME_CHARS)?;
+    // RFC 8707: the resources the client is restricted to (absolute URIs, no fragment); each
+    // must be one of the server's when the client asks for it
+    if let Some(list) = bounded_list("resources", 10)? {
+        for r in &list {
+            if !url::Url::parse(r).is_ok_and(|u| u.fragment().is_none()) || r.contains('#') {
+                return Err(bad(
+                    "resources",
+                    &format!("{r} is not an absolute URI without a fragment"),
+                ));
+            }
+        }
+        extra.insert("resources".to_owned(), json!(list));
+    }
     // the client's own access token format (RFC 9068 JWTs, or opaque)
     if let Some(f) = opt_string("access_token_format")? {
         if crate::settings::AccessTokenFormat::parse(&f).is_none() {

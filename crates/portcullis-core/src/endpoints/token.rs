@@ -564,10 +564,19 @@ fn resource(p: &Provider, c: &mut TokenContext) -> OAuthResult<()> {
         (None, Some(grant)) => &grant.resources,
         (None, None) => return Err(OAuthError::server_error("token check table: no grant for resource")),
     };
-    let allowed: &[String] = if granted.is_empty() {
-        &p.settings.resources
-    } else {
+    // the grant's resources; else the client's registered ones; else all the server's
+    let client_resources: Option<Vec<String>> = c
+        .client()?
+        .client
+        .metadata
+        .resources()
+        .map(|r| r.into_iter().map(str::to_owned).collect());
+    let allowed: &[String] = if !granted.is_empty() {
         granted
+    } else if let Some(mine) = &client_resources {
+        mine
+    } else {
+        &p.settings.resources
     };
     let asked = c.params().get_all("resource");
     if asked.len() > crate::checks::authorization::MAX_RESOURCES {

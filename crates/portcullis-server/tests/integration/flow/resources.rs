@@ -200,3 +200,33 @@ async fn rfc7662_resource_servers_introspect_their_tokens() {
     let r = Par::new(&rs).send(&s, &rs, None).await;
     assert_eq!(r.status(), 400);
 }
+
+/// RFC 8707 per client: a client registered for some of the server's resources asks only for
+/// those, and its tokens default to them.
+#[tokio::test]
+async fn rfc8707_resources_registered_per_client() {
+    let s = Server::start_with(&[("PORTCULLIS_TOKENS_RESOURCES", &format!("{RS1},{RS2}"))]).await;
+    let rp = Rp::register_with(&s, Algorithm::Es256, json!({"resources": [RS1]})).await;
+    assert_eq!(rp.registration["resources"], json!([RS1]));
+    let key = DpopKey::new();
+    let r = with_resources(Par::new(&rp), &[RS2]).send(&s, &rp, None).await;
+    let d = expect_error(r, 400, &["invalid_target"]).await;
+    assert!(d.contains("not registered"), "{d}");
+    let t: Value = flow(&s, &rp, &key, Par::new(&rp), &[]).await.json().await.unwrap();
+    assert_eq!(
+        introspect(&s, &rp, t["access_token"].as_str().unwrap()).await["aud"],
+        json!([RS1])
+    );
+    // a malformed list is refused at registration
+    let r = s
+        .http
+        .post(s.endpoint("registration_endpoint"))
+        .bearer_auth(s.initial_access_token())
+        .json(&json!({"redirect_uris": [REDIRECT_URI],
+            "jwks": {"keys": [SigningKey::generate(Algorithm::Es256).unwrap().public_jwk().to_json()]},
+            "resources": ["not a uri"]}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(r, 400, &["invalid_client_metadata"]).await;
+}
