@@ -199,7 +199,8 @@ async fn the_resource_crate_protects_another_service() {
 }
 
 /// The example service (`crates/portcullis-resource/examples/accounts_api.rs`) run as its
-/// README says, against this server.
+/// README says, against this server (the harness passes its settings to every command, as the
+/// README's `export` does).
 #[tokio::test]
 async fn the_example_service_runs_as_its_readme_says() {
     let example = std::path::Path::new(BIN)
