@@ -86,8 +86,13 @@ impl ReplayGuard for MemoryReplay {
         if seen.len() >= self.max {
             seen.retain(|_, u| *u > now);
             if seen.len() >= self.max {
-                // every entry is live: refusing is safer than forgetting one
-                return Err(SourceError("the DPoP replay cache is full".into()));
+                // every entry is live: the quarter closest to expiry makes room (refusing every
+                // client because one fills the cache would be worse; with server nonces a proof
+                // that old is refused anyway once its nonce has passed)
+                let mut untils: Vec<i64> = seen.values().copied().collect();
+                untils.sort_unstable();
+                let cut = untils[untils.len() / 4];
+                seen.retain(|_, u| *u > cut);
             }
         }
         seen.insert(key.to_owned(), until);
@@ -110,8 +115,11 @@ pub struct Introspection {
     client_id: String,
     /// `None`: the HTTP client presents the resource server's certificate (RFC 8705 §2).
     key: Option<SigningKey>,
-    cache: Mutex<HashMap<String, (TokenInfo, i64)>>,
+    cache: Mutex<HashMap<String, (Option<TokenInfo>, i64)>>,
 }
+
+/// The longest an introspection call or a JWKS fetch may take.
+const REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Introspection {
     /// `http` must trust the issuer's TLS certificate.
@@ -207,7 +215,9 @@ impl TokenSource for Introspection {
             if let Some((info, until)) = cache.get(&key)
                 && *until > now
             {
-                return Ok(Some(info.clone()));
+                // an inactive answer is remembered too: a token never becomes active again,
+                // and made-up tokens must not each cost a signed introspection call
+                return Ok(info.clone());
             }
         }
         let mut form = vec![
@@ -227,6 +237,7 @@ impl TokenSource for Introspection {
         let res = self
             .http
             .post(&self.endpoint)
+            .timeout(REMOTE_TIMEOUT)
             .form(&form)
             .send()
             .await
@@ -238,10 +249,11 @@ impl TokenSource for Introspection {
             .json()
             .await
             .map_err(|e| SourceError(format!("introspection: {e}")))?;
-        let Some(info) = token_info(&body) else {
-            return Ok(None);
+        let info = token_info(&body);
+        let until = match &info {
+            Some(i) => (now + INTROSPECTION_CACHE_SECONDS).min(i.expires_at),
+            None => now + INTROSPECTION_CACHE_SECONDS,
         };
-        let until = (now + INTROSPECTION_CACHE_SECONDS).min(info.expires_at);
         let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= INTROSPECTION_CACHE_ENTRIES {
             cache.retain(|_, (_, u)| *u > now);
@@ -250,7 +262,7 @@ impl TokenSource for Introspection {
             }
         }
         cache.insert(key, (info.clone(), until));
-        Ok(Some(info))
+        Ok(info)
     }
 }
 
@@ -274,7 +286,12 @@ struct JwksState {
     jwks: Option<Arc<portcullis_jose::Jwks>>,
     fetched_at: i64,
     last_forced: Option<i64>,
+    /// After a failed fetch, none is tried again for a while (the cached keys still serve).
+    failed_at: Option<i64>,
 }
+
+/// After a failed JWKS fetch, the next one waits this long.
+const JWKS_FAILURE_BACKOFF: i64 = 10;
 
 impl JwtAccessTokens {
     /// The issuer's `jwks_uri` from its discovery document.
@@ -307,6 +324,7 @@ impl JwtAccessTokens {
         let v: Value = self
             .http
             .get(&self.jwks_uri)
+            .timeout(REMOTE_TIMEOUT)
             .send()
             .await
             .map_err(|e| SourceError(format!("jwks_uri: {e}")))?
@@ -320,19 +338,41 @@ impl JwtAccessTokens {
 
     /// The issuer's keys; `force` fetches again for an unknown `kid` (at most once a minute).
     async fn keys(&self, now: i64, force: bool) -> Result<Option<Arc<portcullis_jose::Jwks>>, SourceError> {
+        // one fetch at a time: waiters get its result (bounded by REMOTE_TIMEOUT)
         let mut st = self.keys.lock().await;
         let stale = st.jwks.is_none() || now - st.fetched_at >= JWKS_CACHE_SECONDS;
         let may_force = force && st.last_forced.is_none_or(|t| now - t >= JWKS_REFRESH_SECONDS);
-        if stale || may_force {
+        let backing_off = st.failed_at.is_some_and(|t| now - t < JWKS_FAILURE_BACKOFF);
+        if (stale || may_force) && !backing_off {
             if force {
                 st.last_forced = Some(now);
             }
-            st.jwks = Some(self.fetch().await?);
-            st.fetched_at = now;
+            match self.fetch().await {
+                Ok(jwks) => {
+                    st.jwks = Some(jwks);
+                    st.fetched_at = now;
+                    st.failed_at = None;
+                }
+                // the cached keys, if any, keep serving
+                Err(e) if st.jwks.is_some() => {
+                    st.failed_at = Some(now);
+                    let _ = e;
+                    if force {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => {
+                    st.failed_at = Some(now);
+                    return Err(e);
+                }
+            }
         } else if force {
             return Ok(None);
         }
-        Ok(st.jwks.clone())
+        match &st.jwks {
+            Some(j) => Ok(Some(j.clone())),
+            None => Err(SourceError("the issuer's keys are not available".into())),
+        }
     }
 }
 
@@ -369,7 +409,13 @@ impl TokenSource for JwtAccessTokens {
         let Ok(claims) = jws.claims::<Value>() else {
             return Ok(None);
         };
-        if claims["iss"] != self.issuer.as_str() {
+        // RFC 9068 §2.2: iss is the issuer, and aud is required
+        let has_aud = match &claims["aud"] {
+            Value::String(a) => !a.is_empty(),
+            Value::Array(a) => !a.is_empty(),
+            _ => false,
+        };
+        if claims["iss"] != self.issuer.as_str() || !has_aud {
             return Ok(None);
         }
         Ok(token_info(&json!({
@@ -383,7 +429,9 @@ impl TokenSource for JwtAccessTokens {
 /// One protected resource: its public URL (for `htu`), what it asks of tokens, and where it
 /// learns about them.
 pub struct ProtectedResource {
-    /// The URL clients call (configured, never taken from `Host`).
+    /// The public URL clients call (configured, never taken from `Host`): its scheme, host and
+    /// port, with the path of the request received, are the `htu` a DPoP proof must name
+    /// (RFC 9449 §4.3), so one resource may guard several routes.
     pub url: String,
     /// The resource's identifier (RFC 8707), which a token's audience must contain.
     pub audience: Option<String>,
@@ -399,14 +447,25 @@ pub struct ProtectedResource {
 }
 
 impl ProtectedResource {
-    /// Admits a request given as its method, headers and client certificate.
+    /// The URL a request for `path` was made to: the configured origin and that path.
+    fn target(&self, path: &str) -> String {
+        match url::Url::parse(&self.url) {
+            Ok(u) => format!("{}{path}", u.origin().ascii_serialization()),
+            Err(_) => self.url.clone(),
+        }
+    }
+
+    /// Admits a request given as its method, path, headers and client certificate; the
+    /// verified token and a DPoP nonce to rotate to (if any).
     pub async fn admit(
         &self,
         method: &str,
+        path: &str,
         headers: &HeaderMap,
         certificate: Option<&ClientCertificate>,
         now: i64,
-    ) -> Result<TokenInfo, Refusal> {
+    ) -> Result<(TokenInfo, Option<String>), Refusal> {
+        let url = self.target(path);
         let all = |name: header::HeaderName| -> Vec<&str> {
             headers
                 .get_all(name)
@@ -424,7 +483,7 @@ impl ProtectedResource {
         let scopes: Vec<&str> = self.scopes.iter().map(String::as_str).collect();
         let req = ResourceRequest {
             method,
-            url: &self.url,
+            url: &url,
             authorization: &authorization,
             dpop: &dpop,
             certificate,
@@ -444,7 +503,7 @@ impl ProtectedResource {
             &policy,
         )
         .await
-        .map(|a| a.token)
+        .map(|a| (a.token, a.fresh_nonce))
         .map_err(|error| Refusal {
             error,
             scheme,
@@ -538,6 +597,11 @@ pub struct PresentedCertificate(pub Arc<ClientCertificate>);
 /// An axum extractor: the verified token of an admitted request, or the refusal.
 pub struct Verified(pub TokenInfo);
 
+/// A DPoP nonce to send with the response (RFC 9449 §9), left in the request's extensions by
+/// [`Verified`]; [`require_token`] sends it.
+#[derive(Clone, Debug)]
+pub struct FreshNonce(pub String);
+
 impl<S> FromRequestParts<S> for Verified
 where
     Arc<ProtectedResource>: FromRef<S>,
@@ -567,10 +631,22 @@ where
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        resource
-            .admit(parts.method.as_str(), &parts.headers, certificate.as_deref(), now)
-            .await
-            .map(Verified)
+        // the request's path (under a nested router axum strips the prefix, and the proof's
+        // htu then does not match: mount protected routes unnested)
+        let path = parts.uri.path().to_owned();
+        let (token, fresh_nonce) = resource
+            .admit(
+                parts.method.as_str(),
+                &path,
+                &parts.headers,
+                certificate.as_deref(),
+                now,
+            )
+            .await?;
+        if let Some(n) = fresh_nonce {
+            parts.extensions.insert(FreshNonce(n));
+        }
+        Ok(Verified(token))
     }
 }
 
@@ -585,8 +661,14 @@ pub async fn require_token(
     let (mut parts, body) = req.into_parts();
     match Verified::from_request_parts(&mut parts, &resource).await {
         Ok(Verified(token)) => {
+            let fresh = parts.extensions.get::<FreshNonce>().cloned();
             parts.extensions.insert(token);
-            next.run(axum::extract::Request::from_parts(parts, body)).await
+            let mut res = next.run(axum::extract::Request::from_parts(parts, body)).await;
+            // RFC 9449 §9: the next nonce rides along on a success
+            if let Some(v) = fresh.and_then(|n| HeaderValue::from_str(&n.0).ok()) {
+                res.headers_mut().insert("dpop-nonce", v);
+            }
+            res
         }
         Err(refusal) => refusal.into_response(),
     }
@@ -631,8 +713,10 @@ mod tests {
         assert!(r.remember_once("a", 100, 0).await.unwrap());
         assert!(!r.remember_once("a", 100, 50).await.unwrap());
         assert!(r.remember_once("b", 100, 0).await.unwrap());
-        assert!(r.remember_once("c", 100, 0).await.is_err(), "full of live entries");
-        assert!(r.remember_once("c", 200, 150).await.unwrap(), "expired ones make room");
+        // full of live entries: the ones closest to expiry make room, and the cache stays bounded
+        assert!(r.remember_once("c", 300, 0).await.unwrap());
+        assert!(r.seen.lock().unwrap().len() <= 2);
+        assert!(!r.remember_once("c", 300, 10).await.unwrap(), "the newest is kept");
     }
 
     #[test]

@@ -385,7 +385,14 @@ impl Config {
             ));
         }
         for r in &self.tokens.resources {
-            let ok = url::Url::parse(r).is_ok_and(|u| u.fragment().is_none() && u.scheme() == "https");
+            // exactly as parsed: no whitespace or control characters (the URL parser would drop
+            // them), no fragment, bounded
+            let ok = r.len() <= 512
+                && r.bytes().all(|b| b.is_ascii_graphic())
+                && !r.contains('#')
+                && url::Url::parse(r).is_ok_and(|u| {
+                    u.scheme() == "https" && u.as_str().trim_end_matches('/') == r.trim_end_matches('/')
+                });
             if !ok {
                 return Err(format!(
                     "tokens.resources: {r:?} is not an https URI without a fragment"

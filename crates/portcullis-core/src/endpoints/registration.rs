@@ -500,6 +500,18 @@ pub fn auth_method_available(metadata: &ClientMetadata, settings: &Settings) -> 
              use self_signed_tls_client_auth or private_key_jwt",
         ));
     }
+    // RFC 8707: a client may be restricted to some of the server's resources, never given others
+    if let Some(unknown) = metadata
+        .resources()
+        .into_iter()
+        .flatten()
+        .find(|r| !settings.resources.iter().any(|k| k == r))
+    {
+        return Err(bad(
+            "resources",
+            &format!("{unknown} is not one of this server's resources"),
+        ));
+    }
     Ok(())
 }
 

@@ -578,6 +578,12 @@ fn resource(p: &Provider, c: &mut TokenContext) -> OAuthResult<()> {
     } else {
         &p.settings.resources
     };
+    // whatever was stored, a token is only ever for resources the server still serves
+    let allowed: Vec<String> = allowed
+        .iter()
+        .filter(|a| p.settings.resources.contains(a))
+        .cloned()
+        .collect();
     let asked = c.params().get_all("resource");
     if asked.len() > crate::checks::authorization::MAX_RESOURCES {
         return Err(OAuthError::invalid_target("too many resource parameters"));
@@ -593,11 +599,7 @@ fn resource(p: &Provider, c: &mut TokenContext) -> OAuthResult<()> {
             audience.push(r.to_owned());
         }
     }
-    c.audience = if audience.is_empty() {
-        allowed.to_vec()
-    } else {
-        audience
-    };
+    c.audience = if audience.is_empty() { allowed } else { audience };
     Ok(())
 }
 

@@ -142,7 +142,7 @@ async fn the_resource_crate_protects_another_service() {
     let r = call(Some(other.proof("GET", &api, Some(&nonce), Some(&at))), "DPoP", &at)
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(error_of(r).await.1, "invalid_token");
 
     // a token without the scope (no resource asked: it is for every resource, this one too)
     // is 403 insufficient_scope
@@ -172,7 +172,7 @@ async fn the_resource_crate_protects_another_service() {
     let r = call(Some(key.proof("GET", &api, Some(&nonce), Some(&at3))), "DPoP", &at3)
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(error_of(r).await.1, "invalid_token");
 
     // a revoked token (never seen by the API before) is refused at once
     let mut par = Par::new(&rp).set("scope", "openid accounts");
@@ -195,7 +195,7 @@ async fn the_resource_crate_protects_another_service() {
     let r = call(Some(key.proof("GET", &api, Some(&nonce), Some(&at4))), "DPoP", &at4)
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(error_of(r).await.1, "invalid_token");
 }
 
 /// The example service (`crates/portcullis-resource/examples/accounts_api.rs`) run as its
@@ -385,6 +385,7 @@ async fn rfc9068_jwt_access_tokens() {
                 },
             ),
         )
+        .route("/api/other", get(|| async { "other" }))
         .layer(axum::middleware::from_fn_with_state(
             resource,
             portcullis_resource::service::require_token,
@@ -399,18 +400,54 @@ async fn rfc9068_jwt_access_tokens() {
     };
     let r = call(key.proof("GET", &api, None, Some(&at)), &at).await.unwrap();
     assert_eq!(r.status(), 200);
+    // one layer, two routes: each proof names its own route (RFC 9449 §4.3 htu)
+    let other = api.replace("/api/data", "/api/other");
+    let r = reqwest::Client::new()
+        .get(&other)
+        .header("authorization", format!("DPoP {at}"))
+        .header("dpop", key.proof("GET", &api, None, Some(&at)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(error_of(r).await.1, "invalid_dpop_proof");
+    let r = reqwest::Client::new()
+        .get(&other)
+        .header("authorization", format!("DPoP {at}"))
+        .header("dpop", key.proof("GET", &other, None, Some(&at)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // a JWT for another resource (the demo API's) is not admitted here (RFC 9068 §4 aud)
+    let mut par = Par::new(&rp).set("scope", "openid accounts");
+    par.params.push(("resource".into(), format!("{}/api", s.issuer)));
+    let (code, par) = authorize(&s, &rp, par).await;
+    let t_other: Value = token_request(&s, &rp, &key, code_params(&code, &par.verifier))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let at_other = t_other["access_token"].as_str().unwrap().to_owned();
+    let r = call(key.proof("GET", &api, None, Some(&at_other)), &at_other)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let (_, error, description) = error_of(r).await;
+    assert_eq!(error, "invalid_token");
+    assert!(description.contains("not for this resource"), "{description}");
     // a tampered JWT, and a JWT that is not an access token (the id_token), are refused
     let mut tampered = at.clone();
     tampered.replace_range(at.len() - 4.., "AAAA");
     let r = call(key.proof("GET", &api, None, Some(&tampered)), &tampered)
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(error_of(r).await.1, "invalid_token");
     let id_token = t["id_token"].as_str().unwrap();
     let r = call(key.proof("GET", &api, None, Some(id_token)), id_token)
         .await
         .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(error_of(r).await.1, "invalid_token");
 
     // userinfo, introspection and revocation treat it like an opaque token
     assert_eq!(userinfo(&s, &rp, &key, &at).await.status(), 200);

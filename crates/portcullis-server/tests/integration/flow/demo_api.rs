@@ -74,6 +74,9 @@ async fn rs_sp_demo_api_accounts() {
     );
     let r = accounts_call(&s, Some(at), Some(proof), None).await;
     assert_eq!(r.status(), 401);
+    let (_, error, description) = error_of(r).await;
+    assert_eq!(error, "invalid_dpop_proof");
+    assert!(description.contains("already been used"), "{description}");
     // a proof for userinfo's URL does not fit the API (htu)
     let r = accounts_call(
         &s,

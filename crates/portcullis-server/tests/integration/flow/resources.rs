@@ -217,7 +217,19 @@ async fn rfc8707_resources_registered_per_client() {
         introspect(&s, &rp, t["access_token"].as_str().unwrap()).await["aud"],
         json!([RS1])
     );
-    // a malformed list is refused at registration
+    // a list naming a resource the server does not serve is refused, as is a malformed one
+    let r = s
+        .http
+        .post(s.endpoint("registration_endpoint"))
+        .bearer_auth(s.initial_access_token())
+        .json(&json!({"redirect_uris": [REDIRECT_URI],
+            "jwks": {"keys": [SigningKey::generate(Algorithm::Es256).unwrap().public_jwk().to_json()]},
+            "resources": ["https://anything.example/"]}))
+        .send()
+        .await
+        .unwrap();
+    let d = expect_error(r, 400, &["invalid_client_metadata"]).await;
+    assert!(d.contains("not one of this server's resources"), "{d}");
     let r = s
         .http
         .post(s.endpoint("registration_endpoint"))
