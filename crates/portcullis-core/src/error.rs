@@ -26,6 +26,7 @@ pub enum ErrorCode {
     LoginRequired,
     ConsentRequired,
     InvalidTarget,
+    InvalidRequestObject,
     ServerError,
 }
 
@@ -50,6 +51,7 @@ impl ErrorCode {
             Self::LoginRequired => "login_required",
             Self::ConsentRequired => "consent_required",
             Self::InvalidTarget => "invalid_target",
+            Self::InvalidRequestObject => "invalid_request_object",
             Self::ServerError => "server_error",
         }
     }
@@ -173,6 +175,11 @@ impl OAuthError {
     /// RFC 6750 §3.1: 401 `invalid_token`.
     pub fn invalid_token(d: impl Into<Cow<'static, str>>) -> Self {
         Self::new(ErrorCode::InvalidToken, Status::Unauthorized, d)
+    }
+
+    /// RFC 9101 §6.3 / RFC 9126 §2.3: 400 `invalid_request_object`.
+    pub fn invalid_request_object(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(ErrorCode::InvalidRequestObject, Status::BadRequest, d)
     }
 
     /// RFC 8707 §2: 400 `invalid_target`.

@@ -74,6 +74,14 @@ impl ClientMetadata {
             .map(|a| a.iter().filter_map(Value::as_str).collect())
     }
 
+    /// RFC 9101 §10.5 `require_signed_request_object`.
+    pub fn requires_signed_request_object(&self) -> bool {
+        self.extra
+            .get("require_signed_request_object")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
     /// The client's own access token format (`access_token_format`), if it registered one.
     pub fn access_token_format(&self) -> Option<crate::settings::AccessTokenFormat> {
         self.extra

@@ -132,6 +132,8 @@ pub struct Settings {
     pub resources: Vec<String>,
     /// The server's access token format; a client may register its own.
     pub access_token_format: AccessTokenFormat,
+    /// RFC 9101 §10.5: every client must push signed request objects.
+    pub require_signed_request_object: bool,
     /// Hosts whose `jwks_uri` may point at non-public addresses (issue 13 item 9).
     pub jwks_uri_allowed_hosts: crate::address_policy::AllowedHosts,
 }
@@ -161,6 +163,7 @@ impl Settings {
             demo_api: false,
             resources: Vec::new(),
             access_token_format: AccessTokenFormat::Opaque,
+            require_signed_request_object: false,
         }
     }
 

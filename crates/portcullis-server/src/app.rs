@@ -108,6 +108,7 @@ pub fn settings(config: &Config) -> Result<Settings, String> {
     s.registration_token_lifetime = config.clients.registration_token_lifetime;
     s.jwks_uri_allowed_hosts = AllowedHosts::new(&config.clients.jwks_uri_allowed_hosts);
     s.resources = config.tokens.resources.clone();
+    s.require_signed_request_object = config.clients.require_signed_request_object;
     s.access_token_format =
         portcullis_core::settings::AccessTokenFormat::parse(&config.tokens.access_token_format).unwrap_or_default();
     if config.demo_api.enabled {

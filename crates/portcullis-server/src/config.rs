@@ -53,6 +53,10 @@ pub struct ClientsConfig {
     /// Lifetime of a registration access token (RFC 7592) in seconds; every update issues a new
     /// one (RFC 7592 §3), so an active client renews it. Default 30 days.
     pub registration_token_lifetime: i64,
+    /// Every client must push its authorization requests as signed request objects (RFC 9101
+    /// §10.5; FAPI 2.0 Message Signing). A client may also register
+    /// `require_signed_request_object` for itself.
+    pub require_signed_request_object: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -219,6 +223,7 @@ impl Default for ClientsConfig {
         Self {
             jwks_uri_allowed_hosts: Vec::new(),
             registration_token_lifetime: 30 * 86_400,
+            require_signed_request_object: false,
         }
     }
 }

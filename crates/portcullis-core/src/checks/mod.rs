@@ -3,6 +3,7 @@
 //! rendered from the same tables (`endpoints::render_markdown`; a test keeps it current).
 
 pub mod authorization;
+pub mod request_object;
 
 use std::future::Future;
 use std::pin::Pin;

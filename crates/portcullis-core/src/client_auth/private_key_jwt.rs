@@ -158,27 +158,35 @@ impl Provider {
         Ok(client)
     }
 
-    pub(crate) async fn verify_client_signature(&self, client: &ParsedClient, jws: &CompactJws<'_>) -> OAuthResult<()> {
-        let fail = |e: JoseError| match e {
+    async fn verify_client_signature(&self, client: &ParsedClient, jws: &CompactJws<'_>) -> OAuthResult<()> {
+        self.verify_with_client_keys(client, jws).await?.map_err(|e| match e {
             JoseError::NoMatchingKey => {
                 OAuthError::invalid_client("no registered client key matches the client assertion (kid, alg)")
             }
             _ => OAuthError::invalid_client(
                 "the client assertion signature does not verify with the client's registered keys",
             ),
-        };
+        })
+    }
+
+    /// Verifies a JWS the client signed (client assertion, request object) with its registered
+    /// keys: the outer error is ours (a `jwks_uri` that cannot be used), the inner one the
+    /// signature's. A `jwks_uri` is refetched for an unknown key at most once per interval
+    /// (issue 13 item 3).
+    pub(crate) async fn verify_with_client_keys(
+        &self,
+        client: &ParsedClient,
+        jws: &CompactJws<'_>,
+    ) -> OAuthResult<Result<(), JoseError>> {
         if let Some(jwks) = &client.inline_jwks {
-            return jws.verify_with_set(jwks).map_err(fail);
+            return Ok(jws.verify_with_set(jwks));
         }
         let Some(uri) = client.client.metadata.jwks_uri.as_deref() else {
-            return Err(OAuthError::invalid_client(
-                "the client has no registered keys (jwks or jwks_uri)",
-            ));
+            return Ok(Err(JoseError::NoMatchingKey));
         };
         let now = self.now();
         let jwks = self.remote_jwks.get(uri, now, self.fetcher.as_ref()).await?;
         match jws.verify_with_set(&jwks) {
-            Ok(()) => Ok(()),
             // a key we do not know yet (key rotation at the client): one forced refresh per
             // interval for this URI, and a kid still unknown after it is a remembered miss
             Err(JoseError::NoMatchingKey) => {
@@ -199,15 +207,15 @@ impl Provider {
                     )
                     .await?;
                 let Refreshed::Newer(fresh) = refreshed else {
-                    return Err(fail(JoseError::NoMatchingKey));
+                    return Ok(Err(JoseError::NoMatchingKey));
                 };
                 let r = jws.verify_with_set(&fresh);
                 if matches!(r, Err(JoseError::NoMatchingKey)) {
                     self.remote_jwks.remember_miss(uri, &miss, now).await;
                 }
-                r.map_err(fail)
+                Ok(r)
             }
-            Err(e) => Err(fail(e)),
+            other => Ok(other),
         }
     }
 }

@@ -69,8 +69,12 @@ impl Provider {
                 "name", "given_name", "family_name", "preferred_username", "email", "email_verified"
             ],
             "claims_parameter_supported": false,
-            // request_parameter_supported defaults to false (no JAR yet); request_uri_parameter_supported
-            // defaults to true, which holds for PAR request_uris (OIDC Discovery §3)
+            // RFC 9101 through PAR (FAPI 2.0 Message Signing): request objects are verified
+            "request_parameter_supported": true,
+            "request_object_signing_alg_values_supported": algs,
+            "require_signed_request_object": s.require_signed_request_object,
+            // request_uri_parameter_supported defaults to true, which holds for PAR request_uris
+            // (OIDC Discovery §3)
         });
         // where a client finds the demo protected API (INTERFACE.md), on both listeners
         if s.demo_api {

@@ -26,6 +26,9 @@ pub struct PushedAuthorizationResponse {
 /// What the PAR checks work on and fill in.
 pub struct ParContext {
     req: DirectRequest,
+    /// The verified request object's claims, which replace the form's authorization
+    /// parameters (RFC 9126 §3, AS-MS-07).
+    object: Option<Vec<(String, String)>>,
     proof: Option<VerifiedProof>,
     client: Option<Arc<ParsedClient>>,
     request: Option<AuthorizationRequest>,
@@ -45,8 +48,13 @@ impl ParContext {
     }
 
     /// The authorization parameters (form fields; a verified request object later).
+    /// The authorization parameters: a verified request object's claims when one was pushed,
+    /// else the form fields.
     fn authorization(&self) -> Params<'_> {
-        self.req.params.view()
+        match &self.object {
+            Some(pairs) => Params::trusted(pairs),
+            None => self.req.params.view(),
+        }
     }
 }
 
@@ -71,10 +79,11 @@ pub const PAR_CHECKS: &[Check<ParContext>] = &[
         run: Run::Sync(no_request_uri),
     },
     Check {
-        name: "no `request`",
-        rule: "request objects are not supported yet",
-        source: "RFC 9101 (Message Signing, later)",
-        run: Run::Sync(no_request_object),
+        name: "request object",
+        rule: "if pushed (or required for the client): signed by the client (FAPI alg), typ, iss, aud, exp, nbf, \
+               client_id; its claims become the parameters checked below",
+        source: "AS-MS-01..09; RFC 9101 §4, §6; RFC 9126 §3",
+        run: Run::Async(request_object),
     },
     Check {
         name: "`client_id`",
@@ -154,6 +163,7 @@ impl Provider {
     pub async fn push_authorization_request(&self, req: DirectRequest) -> OAuthResult<PushedAuthorizationResponse> {
         let mut ctx = ParContext {
             req,
+            object: None,
             proof: None,
             client: None,
             request: None,
@@ -219,13 +229,27 @@ fn no_request_uri(_: &Provider, c: &mut ParContext) -> OAuthResult<()> {
     Ok(())
 }
 
-fn no_request_object(_: &Provider, c: &mut ParContext) -> OAuthResult<()> {
-    if c.authorization().has("request") {
-        return Err(OAuthError::invalid_request(
-            "request objects (request) are not supported yet: push the parameters as form fields",
-        ));
-    }
-    Ok(())
+/// RFC 9126 §3, MS 5.3.1 (AS-MS-01..09): a pushed `request` is verified and its claims become
+/// the authorization parameters (those outside it are not used); a client required to sign its
+/// requests must push one.
+fn request_object<'a>(p: &'a Provider, c: &'a mut ParContext) -> CheckFuture<'a> {
+    Box::pin(async move {
+        let client = c.client()?.clone();
+        let form = c.req.params.view();
+        let Some(jwt) = form.get("request") else {
+            if p.settings.require_signed_request_object || client.client.metadata.requires_signed_request_object() {
+                return Err(OAuthError::invalid_request(
+                    "this client must push its authorization request as a signed request object (request)",
+                ));
+            }
+            return Ok(());
+        };
+        let pairs = p
+            .verify_request_object(&client, jwt, p.settings.max_form_params)
+            .await?;
+        c.object = Some(pairs);
+        Ok(())
+    })
 }
 
 /// RFC 9126 §2.1 (AS-SP-35): a `client_id` parameter names the authenticated client.

@@ -462,6 +462,10 @@ fn validate(input: &Value, scopes_supported: &[String], resource_server: Option<
         }
         extra.insert("resources".to_owned(), json!(list));
     }
+    // RFC 9101 §10.5: the client promises to sign every authorization request
+    if let Some(b) = opt_bool("require_signed_request_object")? {
+        extra.insert("require_signed_request_object".to_owned(), Value::Bool(b));
+    }
     // the client's own access token format (RFC 9068 JWTs, or opaque)
     if let Some(f) = opt_string("access_token_format")? {
         if crate::settings::AccessTokenFormat::parse(&f).is_none() {

@@ -5,6 +5,7 @@ mod authorize;
 mod client_auth;
 mod demo_api;
 mod happy;
+mod jar;
 mod par;
 mod resource;
 mod resources;
