@@ -230,6 +230,50 @@ describe('FAPI 2.0 flow with oauth4webapi', () => {
     assert.match(bearer.headers.get('www-authenticate') ?? '', /^Bearer error="invalid_token"/);
   });
 
+  test('JAR through PAR: a request object from oauth4webapi issueRequestObject (FAPI 2.0 Message Signing)', async () => {
+    const { client, clientAuth, signingKey } = registered;
+    const dpop = await newDpop(client);
+    const codeVerifier = oauth.generateRandomCodeVerifier();
+    const state = oauth.generateRandomState();
+    const nonce = oauth.generateRandomNonce();
+    const params = new URLSearchParams({
+      response_type: 'code',
+      redirect_uri: REDIRECT_URI,
+      scope: 'openid',
+      code_challenge: await oauth.calculatePKCECodeChallenge(codeVerifier),
+      code_challenge_method: 'S256',
+      state,
+      nonce,
+    });
+    const request = await step('request object', () => oauth.issueRequestObject(as, client, params, signingKey));
+    const par = await step('PAR with request', () => withDpopNonceRetry(async () => oauth.processPushedAuthorizationResponse(as, client,
+      await oauth.pushedAuthorizationRequest(as, client, clientAuth, { request }, requestOptions(server, { DPoP: dpop })))));
+    const authorizationUrl = new URL(as.authorization_endpoint);
+    authorizationUrl.searchParams.set('client_id', client.client_id);
+    authorizationUrl.searchParams.set('request_uri', par.request_uri);
+    const browser = new FormBrowser({ fetch: server.fetch, redirectUri: REDIRECT_URI });
+    const consentPage = await login(browser, authorizationUrl);
+    const allow = consentButton(consentPage, 'allow');
+    const callback = await step('consent', () => browser.submit(consentPage, allow.form, { button: allow.button }));
+    const cb = await step('callback', () => oauth.validateAuthResponse(as, client, callback.url, state));
+    const tokens = await step('token', () => withDpopNonceRetry(async () => oauth.processAuthorizationCodeResponse(as, client,
+      await oauth.authorizationCodeGrantRequest(as, client, clientAuth, cb, REDIRECT_URI, codeVerifier, requestOptions(server, { DPoP: dpop })),
+      { expectedNonce: nonce, requireIdToken: true })));
+    assert.equal(tokens.token_type, 'dpop');
+    // a request object signed by another key is refused with invalid_request_object
+    const { privateKey } = await jose.generateKeyPair('ES256');
+    const forged = await oauth.issueRequestObject(as, client, params, { key: privateKey, kid: signingKey.kid });
+    const refused = await withDpopNonceRetry(async () => {
+      const r = await oauth.pushedAuthorizationRequest(as, client, clientAuth, { request: forged }, requestOptions(server, { DPoP: dpop }));
+      await oauth.processPushedAuthorizationResponse(as, client, r.clone()).catch((err) => {
+        if (oauth.isDPoPNonceError(err)) throw err;
+      });
+      return r;
+    });
+    assert.equal(refused.status, 400);
+    assert.equal((await refused.json()).error, 'invalid_request_object');
+  });
+
   test('denying consent redirects with access_denied, the pushed state and iss (AS-SP-55)', async () => {
     const { client } = registered;
     const { state, authorizationUrl } = await step('PAR', async () => pushAuthorizationRequest(server, as, registered, await newDpop(client)));

@@ -92,7 +92,8 @@ export async function registerClient(server, as, { clientName = 'interop flow.te
   const options = requestOptions(server, server.initialAccessToken ? { initialAccessToken: server.initialAccessToken } : {});
   const res = await oauth.dynamicClientRegistrationRequest(as, metadata, options);
   const client = await oauth.processDynamicClientRegistrationResponse(res);
-  return { client, metadata, clientAuth: oauth.PrivateKeyJwt({ key: privateKey, kid: jwk.kid }) };
+  const signingKey = { key: privateKey, kid: jwk.kid };
+  return { client, metadata, clientAuth: oauth.PrivateKeyJwt(signingKey), signingKey };
 }
 
 // RFC 7591 registration of a tls_client_auth client (RFC 8705 §2.1) with certificate-bound
