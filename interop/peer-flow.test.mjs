@@ -56,9 +56,10 @@ test('peer/flow.mjs --negative passes against the server under test', async (t) 
     path.join('.peer-run', 'flow.mjs'), '--negative',
     '--issuer', server.issuer,
     '--ca', server.caFile,
-    '--initial-access-token', server.initialAccessToken ?? 'none',
-    '--username', server.username,
-    '--password', server.password,
+    // `--name=value`: a value may start with '-' (random tokens and passwords do)
+    `--initial-access-token=${server.initialAccessToken ?? 'none'}`,
+    `--username=${server.username}`,
+    `--password=${server.password}`,
     ...(process.env.PEER_FLOW_ARGS?.split(/\s+/).filter(Boolean) ?? []),
   ];
   const { status, output } = await run(args, 120_000);
@@ -76,9 +77,9 @@ for (const [clientAlg, dpopAlg] of [['PS256', 'PS256'], ['Ed25519', 'Ed25519'], 
       '--client-alg', clientAlg, '--dpop-alg', dpopAlg,
       '--issuer', server.issuer,
       '--ca', server.caFile,
-      '--initial-access-token', server.initialAccessToken ?? 'none',
-      '--username', server.username,
-      '--password', server.password,
+      `--initial-access-token=${server.initialAccessToken ?? 'none'}`,
+      `--username=${server.username}`,
+      `--password=${server.password}`,
       ...(process.env.PEER_FLOW_ARGS?.split(/\s+/).filter(Boolean) ?? []),
     ];
     const { status, output } = await run(args, 120_000);
