@@ -391,6 +391,7 @@ mod tests {
     #[test]
     fn redirected_errors() {
         let target = ResponseTarget {
+            client_id: "c1".into(),
             redirect_uri: "https://c.example/cb".into(),
             state: Some("s1".into()),
             mode: crate::response::ResponseMode::Query,

@@ -74,6 +74,14 @@ impl ClientMetadata {
             .map(|a| a.iter().filter_map(Value::as_str).collect())
     }
 
+    /// JARM §3 `authorization_signed_response_alg`.
+    pub fn authorization_signed_response_alg(&self) -> Option<Algorithm> {
+        self.extra
+            .get("authorization_signed_response_alg")
+            .and_then(Value::as_str)
+            .and_then(|a| Algorithm::parse(a).ok())
+    }
+
     /// RFC 9101 §10.5 `require_signed_request_object`.
     pub fn requires_signed_request_object(&self) -> bool {
         self.extra
@@ -170,6 +178,7 @@ impl AuthorizationRequest {
     /// Where its authorization response goes (the redirect URI was verified at PAR).
     pub fn response_target(&self) -> ResponseTarget {
         ResponseTarget {
+            client_id: self.client_id.clone(),
             redirect_uri: self.redirect_uri.clone(),
             state: self.state.clone(),
             mode: self.response_mode,

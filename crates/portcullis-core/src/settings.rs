@@ -134,6 +134,8 @@ pub struct Settings {
     pub access_token_format: AccessTokenFormat,
     /// RFC 9101 §10.5: every client must push signed request objects.
     pub require_signed_request_object: bool,
+    /// FAPI 2.0 Message Signing: every authorization response is a signed JARM response.
+    pub require_jarm: bool,
     /// Hosts whose `jwks_uri` may point at non-public addresses (issue 13 item 9).
     pub jwks_uri_allowed_hosts: crate::address_policy::AllowedHosts,
 }
@@ -164,6 +166,7 @@ impl Settings {
             resources: Vec::new(),
             access_token_format: AccessTokenFormat::Opaque,
             require_signed_request_object: false,
+            require_jarm: false,
         }
     }
 

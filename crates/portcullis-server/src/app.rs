@@ -109,6 +109,7 @@ pub fn settings(config: &Config) -> Result<Settings, String> {
     s.jwks_uri_allowed_hosts = AllowedHosts::new(&config.clients.jwks_uri_allowed_hosts);
     s.resources = config.tokens.resources.clone();
     s.require_signed_request_object = config.clients.require_signed_request_object;
+    s.require_jarm = config.clients.require_jarm;
     s.access_token_format =
         portcullis_core::settings::AccessTokenFormat::parse(&config.tokens.access_token_format).unwrap_or_default();
     if config.demo_api.enabled {

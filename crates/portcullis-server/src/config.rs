@@ -57,6 +57,9 @@ pub struct ClientsConfig {
     /// §10.5; FAPI 2.0 Message Signing). A client may also register
     /// `require_signed_request_object` for itself.
     pub require_signed_request_object: bool,
+    /// Every authorization response is a signed JARM response: a client must ask for
+    /// `response_mode=jwt` (FAPI 2.0 Message Signing).
+    pub require_jarm: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -224,6 +227,7 @@ impl Default for ClientsConfig {
             jwks_uri_allowed_hosts: Vec::new(),
             registration_token_lifetime: 30 * 86_400,
             require_signed_request_object: false,
+            require_jarm: false,
         }
     }
 }

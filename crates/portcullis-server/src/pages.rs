@@ -122,10 +122,10 @@ fn see_other(location: &str) -> Response {
 
 /// A refusal at the authorization endpoint: to the client's verified redirect URI when it may
 /// go there, otherwise shown to the user (AS-SP-53).
-fn failure(s: &AppState, e: OAuthError) -> Response {
+async fn failure(s: &AppState, e: OAuthError) -> Response {
     if let Some(response) = e.authorization_response() {
         tracing::info!(error = e.code.as_str(), description = %e.public_description(), "authorization refused (redirected)");
-        return respond(s, &response);
+        return respond(s, &response).await;
     }
     if e.status.is_server_error() {
         tracing::error!(error = %e, "authorization failed");
@@ -139,8 +139,17 @@ fn failure(s: &AppState, e: OAuthError) -> Response {
 }
 
 /// Sends the browser to the client with an authorization response, in its response mode.
-fn respond(s: &AppState, response: &AuthorizationResponse) -> Response {
-    see_other(&response.redirect_url(&s.provider.settings().issuer))
+async fn respond(s: &AppState, response: &AuthorizationResponse) -> Response {
+    match s.provider.authorization_redirect(response).await {
+        Ok(url) => see_other(&url),
+        Err(e) => {
+            tracing::error!(error = %e, "authorization response failed");
+            error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The server could not complete the request.",
+            )
+        }
+    }
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -248,7 +257,7 @@ pub async fn authorize(State(s): State<Arc<AppState>>, RawQuery(q): RawQuery, he
     let query = query_pairs(q.as_deref());
     let pending = match s.provider.begin_authorization(query.clone()).await {
         Ok(p) => p,
-        Err(e) => return failure(&s, e),
+        Err(e) => return failure(&s, e).await,
     };
     let b = match browser(&s, &headers).await {
         Ok(b) => b,
@@ -260,7 +269,7 @@ pub async fn authorize(State(s): State<Arc<AppState>>, RawQuery(q): RawQuery, he
         .map(|(_, v)| v.as_str())
         .unwrap_or("");
     let mut res = match (s.provider.next_step(&pending, b.session.as_ref()), &b.session) {
-        (NextStep::Respond(response), _) => return respond(&s, &response),
+        (NextStep::Respond(response), _) => return respond(&s, &response).await,
         (NextStep::Consent, Some(session)) => {
             consent_page(&s, &pending, request_uri, &b.csrf_cookie, &session.username)
         }
@@ -373,7 +382,10 @@ async fn posted(
         ("client_id".to_owned(), form.get("client_id").to_owned()),
         ("request_uri".to_owned(), form.get("request_uri").to_owned()),
     ];
-    let pending = s.provider.begin_authorization(query).await.map_err(|e| failure(s, e))?;
+    let pending = match s.provider.begin_authorization(query).await {
+        Ok(p) => p,
+        Err(e) => return Err(failure(s, e).await),
+    };
     Ok((form, pending, b))
 }
 
@@ -532,7 +544,7 @@ pub async fn consent(State(s): State<Arc<AppState>>, headers: HeaderMap, body: B
     match s.provider.next_step(&pending, Some(&session)) {
         NextStep::Consent => {}
         NextStep::Login => return see_other(&authorize_again(&s, &form)),
-        NextStep::Respond(response) => return respond(&s, &response),
+        NextStep::Respond(response) => return respond(&s, &response).await,
     }
     let decision = match form.get("decision") {
         "allow" => {
@@ -557,8 +569,8 @@ pub async fn consent(State(s): State<Arc<AppState>>, headers: HeaderMap, body: B
         _ => return error_page(StatusCode::BAD_REQUEST, "Choose allow or deny."),
     };
     match s.provider.complete_authorization(&pending, decision).await {
-        Ok(response) => respond(&s, &response),
-        Err(e) => failure(&s, e),
+        Ok(response) => respond(&s, &response).await,
+        Err(e) => failure(&s, e).await,
     }
 }
 

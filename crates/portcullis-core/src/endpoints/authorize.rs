@@ -11,6 +11,9 @@ use crate::random::{credential, hash};
 use crate::response::{AuthorizationResponse, ResponseMode, ResponseTarget};
 use crate::types::{ClientId, RequestUri};
 
+/// How long a JARM response is valid (AS-MS-11: 10 minutes at most).
+const JARM_LIFETIME: i64 = 300;
+
 /// A valid pushed request, waiting for login and consent.
 #[derive(Debug, Clone)]
 pub struct PendingAuthorization {
@@ -205,6 +208,29 @@ impl Provider {
         Ok(AuthorizationResponse::Code { target, code })
     }
 
+    /// The redirect for `response`, in its response mode: the query, or a JARM `response`
+    /// JWT (AS-MS-11..13) signed with the client's `authorization_signed_response_alg` (a FAPI
+    /// algorithm; ES256 by default), `kid` in the header, valid for 5 minutes.
+    pub async fn authorization_redirect(&self, response: &AuthorizationResponse) -> OAuthResult<String> {
+        if !response.is_signed() {
+            return Ok(response.redirect_url(&self.settings.issuer));
+        }
+        let alg = self
+            .client(&response.target().client_id)
+            .await?
+            .and_then(|c| c.client.metadata.authorization_signed_response_alg())
+            .unwrap_or(portcullis_jose::Algorithm::Es256);
+        let keys = self.keys();
+        let key = keys
+            .active(alg)
+            .ok_or_else(|| OAuthError::server_error(format!("no active signing key for {alg}")))?;
+        let claims = response.jwt_claims(&self.settings.issuer, self.now() + JARM_LIFETIME);
+        let jwt = key
+            .sign_jwt(alg, None, &claims)
+            .map_err(|e| OAuthError::server_error(format!("JARM signing failed: {e}")))?;
+        Ok(response.signed_redirect_url(&jwt))
+    }
+
     /// OIDC Core §3.1.2.1: a login is good enough unless `prompt=login` asks for one newer than
     /// the request, or `max_age` has passed; §3.1.2.6: `prompt=none` shows no page at all, and
     /// since consent is asked every time it ends in `login_required` or `consent_required`.
@@ -292,6 +318,7 @@ fn par_required(_: &Provider, c: &mut AuthorizeContext) -> OAuthResult<()> {
     );
     Err(match c.get("redirect_uri") {
         Some(r) if registered.iter().any(|x| x == r) => e.redirected_to(&ResponseTarget {
+            client_id: c.get("client_id").unwrap_or_default().to_owned(),
             redirect_uri: r.to_owned(),
             state: c.get("state").map(str::to_owned),
             mode: ResponseMode::Query,

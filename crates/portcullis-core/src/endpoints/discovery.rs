@@ -45,6 +45,8 @@ impl Provider {
             "scopes_supported": s.scopes_supported,
             "response_types_supported": ["code"],
             "response_modes_supported": ResponseMode::supported_names(),
+            // JARM §4 (AS-MS-15)
+            "authorization_signing_alg_values_supported": algs,
             "grant_types_supported": ["authorization_code", "refresh_token"],
             "subject_types_supported": ["public"],
             "token_endpoint_auth_methods_supported": self.auth_methods_supported(),

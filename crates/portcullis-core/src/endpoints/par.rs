@@ -99,7 +99,7 @@ pub const PAR_CHECKS: &[Check<ParContext>] = &[
     },
     Check {
         name: "`response_mode`",
-        rule: "absent or one this server renders (`query`)",
+        rule: "absent or one this server renders (`query`, `query.jwt`, `jwt`); JARM when the server requires it",
         source: "OAuth 2.0 Multiple Response Types §2.1",
         run: Run::Sync(response_mode),
     },
@@ -269,8 +269,14 @@ fn response_type(_: &Provider, c: &mut ParContext) -> OAuthResult<()> {
     rules::response_type(&c.authorization())
 }
 
-fn response_mode(_: &Provider, c: &mut ParContext) -> OAuthResult<()> {
+fn response_mode(p: &Provider, c: &mut ParContext) -> OAuthResult<()> {
     let mode = rules::response_mode(&c.authorization())?;
+    // AS-MS-11: a server set up for signed responses issues nothing else
+    if p.settings.require_jarm && mode == crate::response::ResponseMode::Query {
+        return Err(OAuthError::invalid_request(
+            "this server answers only with signed authorization responses: send response_mode=jwt",
+        ));
+    }
     c.request()?.response_mode = mode;
     Ok(())
 }

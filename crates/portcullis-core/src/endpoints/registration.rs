@@ -377,12 +377,13 @@ fn validate(input: &Value, scopes_supported: &[String], resource_server: Option<
     let id_token_signed_response_alg = opt_alg("id_token_signed_response_alg")?.unwrap_or(Algorithm::Es256);
     for field in [
         "request_object_signing_alg",
-        "authorization_signed_response_alg",
         "introspection_signed_response_alg",
         "userinfo_signed_response_alg",
     ] {
         opt_alg(field)?;
     }
+    // JARM §3: the algorithm of the client's signed authorization responses (FAPI ones only)
+    let authorization_signed_response_alg = opt_alg("authorization_signed_response_alg")?;
     if opt_string("id_token_encrypted_response_alg")?.is_some() {
         return Err(bad(
             "id_token_encrypted_response_alg",
@@ -461,6 +462,12 @@ fn validate(input: &Value, scopes_supported: &[String], resource_server: Option<
             }
         }
         extra.insert("resources".to_owned(), json!(list));
+    }
+    if let Some(alg) = authorization_signed_response_alg {
+        extra.insert(
+            "authorization_signed_response_alg".to_owned(),
+            Value::String(alg.as_str().to_owned()),
+        );
     }
     // RFC 9101 §10.5: the client promises to sign every authorization request
     if let Some(b) = opt_bool("require_signed_request_object")? {

@@ -6,6 +6,7 @@ mod client_auth;
 mod demo_api;
 mod happy;
 mod jar;
+mod jarm;
 mod par;
 mod resource;
 mod resources;

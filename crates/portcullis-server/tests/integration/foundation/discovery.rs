@@ -121,11 +121,13 @@ async fn as_sp_18_discovery_advertises_nothing_unimplemented() {
         let m = get_json(&s, &url).await;
         for k in [
             "authorization_details_types_supported",
-            "authorization_signing_alg_values_supported",
             "introspection_signing_alg_values_supported",
         ] {
             assert!(m.get(k).is_none(), "{url} advertises {k} = {}", m[k]);
         }
+        // AS-MS-15: JARM is implemented
+        assert_eq!(m["response_modes_supported"], json!(["query", "query.jwt", "jwt"]));
+        assert!(m["authorization_signing_alg_values_supported"].is_array());
         // AS-MS-10: request objects through PAR are implemented
         assert_eq!(m["request_parameter_supported"], json!(true));
         assert_eq!(
