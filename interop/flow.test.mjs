@@ -230,7 +230,7 @@ describe('FAPI 2.0 flow with oauth4webapi', () => {
     assert.match(bearer.headers.get('www-authenticate') ?? '', /^Bearer error="invalid_token"/);
   });
 
-  test('JAR through PAR: a request object from oauth4webapi issueRequestObject (FAPI 2.0 Message Signing)', async () => {
+  test('JAR through PAR and a JARM response: issueRequestObject and validateJwtAuthResponse (FAPI 2.0 Message Signing)', async () => {
     const { client, clientAuth, signingKey } = registered;
     const dpop = await newDpop(client);
     const codeVerifier = oauth.generateRandomCodeVerifier();
@@ -244,6 +244,7 @@ describe('FAPI 2.0 flow with oauth4webapi', () => {
       code_challenge_method: 'S256',
       state,
       nonce,
+      response_mode: 'jwt',
     });
     const request = await step('request object', () => oauth.issueRequestObject(as, client, params, signingKey));
     const par = await step('PAR with request', () => withDpopNonceRetry(async () => oauth.processPushedAuthorizationResponse(as, client,
@@ -255,7 +256,9 @@ describe('FAPI 2.0 flow with oauth4webapi', () => {
     const consentPage = await login(browser, authorizationUrl);
     const allow = consentButton(consentPage, 'allow');
     const callback = await step('consent', () => browser.submit(consentPage, allow.form, { button: allow.button }));
-    const cb = await step('callback', () => oauth.validateAuthResponse(as, client, callback.url, state));
+    // JARM: nothing but `response` in the callback, verified by oauth4webapi against the JWKS
+    assert.deepEqual([...callback.url.searchParams.keys()], ['response'], 'only response in the JARM callback (AS-MS-12)');
+    const cb = await step('JARM callback', () => oauth.validateJwtAuthResponse(as, client, callback.url, state, requestOptions(server)));
     const tokens = await step('token', () => withDpopNonceRetry(async () => oauth.processAuthorizationCodeResponse(as, client,
       await oauth.authorizationCodeGrantRequest(as, client, clientAuth, cb, REDIRECT_URI, codeVerifier, requestOptions(server, { DPoP: dpop })),
       { expectedNonce: nonce, requireIdToken: true })));
