@@ -74,6 +74,14 @@ impl ClientMetadata {
             .map(|a| a.iter().filter_map(Value::as_str).collect())
     }
 
+    /// RFC 9701 §6 `introspection_signed_response_alg`.
+    pub fn introspection_signed_response_alg(&self) -> Option<Algorithm> {
+        self.extra
+            .get("introspection_signed_response_alg")
+            .and_then(Value::as_str)
+            .and_then(|a| Algorithm::parse(a).ok())
+    }
+
     /// JARM §3 `authorization_signed_response_alg`.
     pub fn authorization_signed_response_alg(&self) -> Option<Algorithm> {
         self.extra

@@ -30,6 +30,8 @@ use crate::web::{form, http_status};
 
 pub const INTERACTION_ID: HeaderName = HeaderName::from_static("x-fapi-interaction-id");
 const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
+/// RFC 9701 §4: the media type of a signed introspection response.
+const INTROSPECTION_JWT: &str = "application/token-introspection+jwt";
 /// Requests larger than this are refused with 413 (RFC 9126 §2.3 allows it at PAR).
 const MAX_BODY: usize = 64 * 1024;
 
@@ -414,6 +416,23 @@ async fn userinfo(State(s): State<Arc<AppState>>, Direct(req): Direct) -> ApiRes
 
 async fn introspect(State(s): State<Arc<AppState>>, Direct(req): Direct, headers: HeaderMap, body: Bytes) -> ApiResult {
     let req = with_form(&s, req, &headers, &body)?;
+    // RFC 9701 §4: a signed answer for a caller that asks for one
+    let wants_jwt = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|m| {
+            m.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case(INTROSPECTION_JWT)
+        });
+    if wants_jwt {
+        let jwt = s.provider.signed_introspection(&req).await?;
+        return Ok(([(header::CONTENT_TYPE, INTROSPECTION_JWT)], jwt).into_response());
+    }
     let r = s.provider.introspect(&req).await?;
     Ok(json_response(StatusCode::OK, r, None))
 }

@@ -42,6 +42,8 @@ impl Provider {
             "revocation_endpoint_auth_signing_alg_values_supported": algs,
             "introspection_endpoint_auth_methods_supported": self.auth_methods_supported(),
             "introspection_endpoint_auth_signing_alg_values_supported": algs,
+            // RFC 9701 §7 (AS-MS-16)
+            "introspection_signing_alg_values_supported": algs,
             "scopes_supported": s.scopes_supported,
             "response_types_supported": ["code"],
             "response_modes_supported": ResponseMode::supported_names(),

@@ -187,6 +187,44 @@ impl Provider {
         let client = self
             .authenticate_client(&ClientCredentials::from_request(self, req)?)
             .await?;
+        self.introspection_of(req, &client).await
+    }
+
+    /// RFC 9701 (AS-MS-16): the introspection answer as a JWT the server signs, for a caller
+    /// that asked with `Accept: application/token-introspection+jwt`: `typ`
+    /// `token-introspection+jwt`, `iss`, `aud` (the caller), `iat` and `token_introspection`,
+    /// signed with the caller's `introspection_signed_response_alg` (a FAPI algorithm; ES256
+    /// by default).
+    pub async fn signed_introspection(&self, req: &DirectRequest) -> OAuthResult<String> {
+        let client = self
+            .authenticate_client(&ClientCredentials::from_request(self, req)?)
+            .await?;
+        let answer = self.introspection_of(req, &client).await?;
+        let alg = client
+            .client
+            .metadata
+            .introspection_signed_response_alg()
+            .unwrap_or(portcullis_jose::Algorithm::Es256);
+        let keys = self.keys();
+        let key = keys
+            .active(alg)
+            .ok_or_else(|| OAuthError::server_error(format!("no active signing key for {alg}")))?;
+        let claims = json!({
+            "iss": self.settings.issuer,
+            "aud": client.client.client_id,
+            "iat": self.now(),
+            "token_introspection": answer,
+        });
+        key.sign_jwt(alg, Some("token-introspection+jwt"), &claims)
+            .map_err(|e| OAuthError::server_error(format!("introspection signing failed: {e}")))
+    }
+
+    /// The RFC 7662 answer to `client` for the request's token.
+    async fn introspection_of(
+        &self,
+        req: &DirectRequest,
+        client: &crate::provider::ParsedClient,
+    ) -> OAuthResult<Value> {
         let params = req.params.view();
         let token = params.require("token")?;
         let now = self.now();

@@ -11,6 +11,7 @@ mod par;
 mod resource;
 mod resources;
 mod revocation;
+mod signed_introspection;
 mod token;
 
 use portcullis_jose::{Algorithm, SigningKey, b64url};
