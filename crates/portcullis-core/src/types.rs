@@ -1,55 +1,12 @@
 //! Values that cross module boundaries, parsed once at the edge (parse, don't validate): a
 //! function that takes a [`JwkThumbprint`] never has to ask whether it is well-formed.
 
-use serde::{Deserialize, Serialize};
-
 pub use portcullis_resource::binding::{CertificateThumbprint, JwkThumbprint};
 
 use crate::error::{OAuthError, OAuthResult};
 use crate::random::{credential, hash, secure_eq};
 
-/// Whether `s` is a base64url SHA-256 digest without padding (43 characters).
-fn is_sha256_b64url(s: &str) -> bool {
-    s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-macro_rules! digest_newtype {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(String);
-
-        impl $name {
-            /// A well-formed value (base64url SHA-256, 43 characters), or `None`.
-            pub fn parse(s: &str) -> Option<Self> {
-                is_sha256_b64url(s).then(|| Self(s.to_owned()))
-            }
-
-            /// A value this server computed or stored after parsing it.
-            pub fn from_trusted(s: String) -> Self {
-                Self(s)
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-
-            /// Constant-time equality (the values are public, but cheap to protect).
-            pub fn matches(&self, other: &Self) -> bool {
-                secure_eq(self.0.as_bytes(), other.0.as_bytes())
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-
-digest_newtype!(
+portcullis_resource::digest_newtype!(
     /// RFC 7636 §4.2 S256 `code_challenge`: the base64url SHA-256 of the verifier (AS-SP-59).
     PkceChallenge
 );

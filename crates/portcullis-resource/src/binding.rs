@@ -3,24 +3,25 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::secure_eq;
-
 /// Whether `s` is a base64url SHA-256 digest without padding (43 characters).
-fn is_sha256_b64url(s: &str) -> bool {
+pub fn is_sha256_b64url(s: &str) -> bool {
     s.len() == 43 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// A string newtype for a base64url SHA-256 digest (43 characters): `parse`, `from_trusted`,
+/// `as_str`, constant-time `matches`. Used here and by Portcullis core (`PkceChallenge`).
+#[macro_export]
 macro_rules! digest_newtype {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
         #[serde(transparent)]
         pub struct $name(String);
 
         impl $name {
             /// A well-formed value (base64url SHA-256, 43 characters), or `None`.
             pub fn parse(s: &str) -> Option<Self> {
-                is_sha256_b64url(s).then(|| Self(s.to_owned()))
+                $crate::binding::is_sha256_b64url(s).then(|| Self(s.to_owned()))
             }
 
             /// A value computed here or stored after parsing.
@@ -34,7 +35,7 @@ macro_rules! digest_newtype {
 
             /// Constant-time equality.
             pub fn matches(&self, other: &Self) -> bool {
-                secure_eq(self.0.as_bytes(), other.0.as_bytes())
+                $crate::secure_eq(self.0.as_bytes(), other.0.as_bytes())
             }
         }
 
@@ -46,13 +47,13 @@ macro_rules! digest_newtype {
     };
 }
 
-digest_newtype!(
+crate::digest_newtype!(
     /// RFC 7638 JWK SHA-256 thumbprint: what a DPoP-bound token or code is bound to (RFC 9449
     /// §6.1 `jkt`, §10 `dpop_jkt`).
     JwkThumbprint
 );
 
-digest_newtype!(
+crate::digest_newtype!(
     /// RFC 8705 §3.1 `x5t#S256`: the SHA-256 of a client certificate's DER, what a
     /// certificate-bound token is bound to.
     CertificateThumbprint

@@ -105,6 +105,24 @@ const INTROSPECTION_CACHE_SECONDS: i64 = 10;
 /// The most answers kept.
 const INTROSPECTION_CACHE_ENTRIES: usize = 10_000;
 
+/// The issuer's discovery document (OIDC Discovery §4), which must name this issuer (§4.3).
+async fn discovery(http: &reqwest::Client, issuer: &str) -> Result<Value, SourceError> {
+    let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+    let meta: Value = http
+        .get(&url)
+        .timeout(REMOTE_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| SourceError(format!("discovery: {e}")))?
+        .json()
+        .await
+        .map_err(|e| SourceError(format!("discovery: {e}")))?;
+    if meta["issuer"] != issuer {
+        return Err(SourceError("discovery: the issuer does not match".into()));
+    }
+    Ok(meta)
+}
+
 /// Token facts by introspection (RFC 7662) at the issuer, the resource server authenticating
 /// with `private_key_jwt` (RFC 7523, FAPI 2.0: `aud` the issuer). Active answers are cached
 /// briefly, never past the token's `exp`; inactive ones are not cached.
@@ -150,18 +168,7 @@ impl Introspection {
 
     /// The issuer's `introspection_endpoint` from its discovery document.
     pub async fn discover(http: &reqwest::Client, issuer: &str) -> Result<String, SourceError> {
-        let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
-        let meta: Value = http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| SourceError(format!("discovery: {e}")))?
-            .json()
-            .await
-            .map_err(|e| SourceError(format!("discovery: {e}")))?;
-        if meta["issuer"] != issuer {
-            return Err(SourceError("discovery: the issuer does not match".into()));
-        }
+        let meta = discovery(http, issuer).await?;
         meta["introspection_endpoint"]
             .as_str()
             .map(str::to_owned)
@@ -296,18 +303,7 @@ const JWKS_FAILURE_BACKOFF: i64 = 10;
 impl JwtAccessTokens {
     /// The issuer's `jwks_uri` from its discovery document.
     pub async fn discover(http: reqwest::Client, issuer: &str) -> Result<Self, SourceError> {
-        let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
-        let meta: Value = http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| SourceError(format!("discovery: {e}")))?
-            .json()
-            .await
-            .map_err(|e| SourceError(format!("discovery: {e}")))?;
-        if meta["issuer"] != issuer {
-            return Err(SourceError("discovery: the issuer does not match".into()));
-        }
+        let meta = discovery(&http, issuer).await?;
         let jwks_uri = meta["jwks_uri"]
             .as_str()
             .ok_or_else(|| SourceError("discovery: no jwks_uri".into()))?
