@@ -177,7 +177,7 @@ pub async fn build(config: &Config, store: Arc<SqliteStore>) -> Result<Arc<AppSt
         .unwrap_or_default();
     let provider = Provider::new(
         settings,
-        store,
+        Arc::new(crate::timed_store::TimedStore(store)),
         clock,
         keys,
         DpopNonces::rotating(),

@@ -82,6 +82,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// The listener that requests (but does not require) client certificates.
     pub mtls_listen: SocketAddr,
+    /// The management listener (plain HTTP): `/health/live`, `/health/ready` and `/metrics`,
+    /// never served on the public listeners. Keep it on loopback or a private network.
+    pub management_listen: SocketAddr,
     /// The public base URL of that listener, published as the `mtls_endpoint_aliases` (RFC 8705
     /// §5) and used for DPoP `htu` there. Empty: the issuer's URL on port 8444.
     pub mtls_url: String,
@@ -186,6 +189,7 @@ impl Default for ServerConfig {
             issuer: "https://localhost:8443".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             mtls_listen: SocketAddr::from(([127, 0, 0, 1], 8444)),
+            management_listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
             mtls_url: String::new(),
             data_dir: PathBuf::from("./portcullis-data"),
             max_connections: 4096,

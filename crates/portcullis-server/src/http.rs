@@ -77,6 +77,7 @@ pub fn router(state: Arc<AppState>, body_timeouts: BodyTimeouts, body_budget: Ar
             rfc8414,
         ])
         .collect();
+    let base_label: Arc<str> = Arc::from(base.as_str());
     app.fallback(not_found)
         .layer(middleware::from_fn(move |req: Request, next: Next| {
             read_body_within(body_timeouts, body_budget.clone(), req, next)
@@ -85,7 +86,9 @@ pub fn router(state: Arc<AppState>, body_timeouts: BodyTimeouts, body_budget: Ar
             mtls_listener_scope(mtls_paths.clone(), req, next)
         }))
         .layer(RequestBodyLimitLayer::new(MAX_BODY))
-        .layer(middleware::from_fn(conventions))
+        .layer(middleware::from_fn(move |req: Request, next: Next| {
+            conventions(base_label.clone(), req, next)
+        }))
         .with_state(state)
 }
 
@@ -221,7 +224,7 @@ fn busy(budget: &BodyBudget, version: axum::http::Version) -> Response {
 
 /// IA 2.2.1 (IA-02): echo `x-fapi-interaction-id` or mint a UUID; log with it; `no-store` unless
 /// a handler chose otherwise (RFC 6749 §5.1); HSTS everywhere (AS-SP-07).
-async fn conventions(req: Request, next: Next) -> Response {
+async fn conventions(base: Arc<str>, req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get(&INTERACTION_ID)
@@ -230,6 +233,12 @@ async fn conventions(req: Request, next: Next) -> Response {
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let method = req.method().clone();
+    let started = std::time::Instant::now();
+    let endpoint = crate::management::endpoint_label(&base, req.uri().path());
+    let listener = match req.extensions().get::<Listener>() {
+        Some(Listener::Mtls) => "mtls",
+        _ => "main",
+    };
     // bounded: the path is the client's, and it goes into every log line of the request
     let path: String = req.uri().path().chars().take(200).collect();
     let span = tracing::info_span!("request", interaction_id = %id, %method, %path);
@@ -257,7 +266,12 @@ async fn conventions(req: Request, next: Next) -> Response {
     );
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     let status = res.status();
-    span.in_scope(|| tracing::info!(status = status.as_u16(), "response"));
+    if let Some(ErrorTag(code)) = res.extensions().get::<ErrorTag>() {
+        crate::management::record_error(endpoint, code);
+    }
+    crate::management::record_request(endpoint, listener, status.as_u16(), started);
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| tracing::info!(status = status.as_u16(), latency_ms, "response"));
     res
 }
 
@@ -282,6 +296,7 @@ impl IntoResponse for ApiError {
         }
         let status = http_status(e.status);
         let mut res = (status, Json(e.body())).into_response();
+        res.extensions_mut().insert(ErrorTag(e.code.as_str()));
         if let Some(n) = e.dpop_nonce.as_deref().and_then(|n| HeaderValue::from_str(n).ok()) {
             res.headers_mut().insert(DPOP_NONCE, n);
         }
@@ -293,6 +308,10 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult = Result<Response, ApiError>;
+
+/// The OAuth error code of an error response, for the metrics (set by [`ApiError`]).
+#[derive(Clone, Copy)]
+struct ErrorTag(&'static str);
 
 fn json_response(status: StatusCode, body: Value, dpop_nonce: Option<&str>) -> Response {
     let mut res = (status, Json(body)).into_response();
@@ -390,6 +409,7 @@ fn with_form(
 async fn par(State(s): State<Arc<AppState>>, Direct(req): Direct, headers: HeaderMap, body: Bytes) -> ApiResult {
     let req = with_form(&s, req, &headers, &body)?;
     let r = s.provider.push_authorization_request(req).await?;
+    metrics::counter!(crate::management::FLOWS_STARTED).increment(1);
     // RFC 9126 §2.2: 201 with request_uri and expires_in
     Ok(json_response(
         StatusCode::CREATED,
@@ -400,13 +420,28 @@ async fn par(State(s): State<Arc<AppState>>, Direct(req): Direct, headers: Heade
 
 async fn token(State(s): State<Arc<AppState>>, Direct(req): Direct, headers: HeaderMap, body: Bytes) -> ApiResult {
     let req = with_form(&s, req, &headers, &body)?;
+    let grant = grant_label(req.params.view().get("grant_type"));
     let r = s.provider.token(req).await?;
+    metrics::counter!(crate::management::TOKENS_ISSUED, "grant_type" => grant).increment(1);
+    if grant == "authorization_code" {
+        metrics::counter!(crate::management::FLOWS_COMPLETED).increment(1);
+    }
     let nonce = r.dpop_nonce.clone();
     Ok(json_response(
         StatusCode::OK,
         serde_json::to_value(&r).unwrap_or_default(),
         nonce.as_deref(),
     ))
+}
+
+/// The grant type as a metrics label (a closed set; the token endpoint refuses the rest).
+fn grant_label(grant: Option<&str>) -> &'static str {
+    match grant {
+        Some("authorization_code") => "authorization_code",
+        Some("refresh_token") => "refresh_token",
+        Some("client_credentials") => "client_credentials",
+        _ => "other",
+    }
 }
 
 async fn userinfo(State(s): State<Arc<AppState>>, Direct(req): Direct) -> ApiResult {

@@ -8,7 +8,9 @@ mod datadir;
 mod demo;
 mod http;
 mod login_failures;
+mod management;
 mod pages;
+mod timed_store;
 mod tls;
 mod users;
 mod web;
@@ -300,6 +302,21 @@ async fn serve(config: Config) -> Result<(), Failure> {
     };
     let main_listener = tls::bind(config.server.listen).await.map_err(listen_hint)?;
     let mtls_listener = tls::bind(config.server.mtls_listen).await.map_err(listen_hint)?;
+    let management_listener = tokio::net::TcpListener::bind(config.server.management_listen)
+        .await
+        .map_err(|e| {
+            rt(format!(
+                "cannot listen on {} (server.management_listen): {e}; stop what uses it or set server.management_listen",
+                config.server.management_listen
+            ))
+        })?;
+    if !config.server.management_listen.ip().is_loopback() {
+        tracing::warn!(
+            address = %config.server.management_listen,
+            "the management listener (health, metrics) is not on loopback: keep it off public networks"
+        );
+    }
+    let prometheus = management::install_recorder().map_err(rt)?;
     let discovery = format!("{}/.well-known/openid-configuration", config.server.issuer);
     println!("issuer: {}", config.server.issuer);
     println!("discovery: {discovery}");
@@ -307,6 +324,10 @@ async fn serve(config: Config) -> Result<(), Failure> {
     println!(
         "listening: https://{} and https://{} (client certificates requested)",
         config.server.listen, config.server.mtls_listen
+    );
+    println!(
+        "management: http://{} (/health/live, /health/ready, /metrics)",
+        config.server.management_listen
     );
     let (gate, timeouts) = connection_limits(&config);
     let body_timeouts = http::BodyTimeouts {
@@ -319,8 +340,24 @@ async fn serve(config: Config) -> Result<(), Failure> {
         to_usize(config.server.max_buffered_body_bytes_per_ip),
     );
     let router = http::router(state.clone(), body_timeouts, body_budget);
+    let management_router = management::router(std::sync::Arc::new(management::Management {
+        state: state.clone(),
+        store: store.clone(),
+        metrics: prometheus,
+    }));
     app::spawn_maintenance(state);
     let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut stop_management = rx.clone();
+    let c = tokio::spawn(async move {
+        let served = axum::serve(management_listener, management_router)
+            .with_graceful_shutdown(async move {
+                let _ = stop_management.wait_for(|stop| *stop).await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the management listener failed");
+        }
+    });
     let a = tokio::spawn(tls::serve(
         main_listener,
         plain,
@@ -344,6 +381,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
     let _ = tx.send(true);
     let _ = a.await;
     let _ = b.await;
+    let _ = c.await;
     // a clean close checkpoints the SQLite write-ahead log
     store.close().await;
     tracing::info!("stopped");

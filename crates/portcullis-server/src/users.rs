@@ -160,6 +160,11 @@ impl PasswordWorkers {
         Self { jobs, busy }
     }
 
+    /// Password checks waiting for a worker now (the metrics' queue depth).
+    pub fn queued(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
+    }
+
     fn report_full(&self) {
         self.busy.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }

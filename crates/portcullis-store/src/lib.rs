@@ -217,6 +217,12 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// One round trip (`SELECT 1`): the database answers (readiness, INTERFACE.md).
+    pub async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(err)?;
+        Ok(())
+    }
 }
 
 /// Applies every migration newer than `from`, each with its version row in one transaction (a

@@ -38,6 +38,8 @@ pub struct Server {
     pub issuer: String,
     pub port: u16,
     pub mtls_port: u16,
+    /// The management listener (health, metrics), plain HTTP on loopback.
+    pub management_port: u16,
     env: Vec<(String, String)>,
     pub http: reqwest::Client,
     pub meta: Value,
@@ -55,8 +57,13 @@ impl Server {
         let dir = tmp.path().join("data");
         let port = free_port();
         let mtls_port = free_port();
+        let management_port = free_port();
         let issuer = format!("https://localhost:{port}");
         let mut env = vec![
+            (
+                "PORTCULLIS_SERVER_MANAGEMENT_LISTEN".to_owned(),
+                format!("127.0.0.1:{management_port}"),
+            ),
             ("PORTCULLIS_SERVER_ISSUER".to_owned(), issuer.clone()),
             ("PORTCULLIS_SERVER_LISTEN".to_owned(), format!("127.0.0.1:{port}")),
             (
@@ -73,6 +80,7 @@ impl Server {
             issuer,
             port,
             mtls_port,
+            management_port,
             env,
             http: reqwest::Client::new(),
             meta: Value::Null,
@@ -112,12 +120,14 @@ impl Server {
     fn use_new_ports(&mut self) {
         self.port = free_port();
         self.mtls_port = free_port();
+        self.management_port = free_port();
         self.issuer = format!("https://localhost:{}", self.port);
         for (k, v) in &mut self.env {
             match k.as_str() {
                 "PORTCULLIS_SERVER_ISSUER" => *v = self.issuer.clone(),
                 "PORTCULLIS_SERVER_LISTEN" => *v = format!("127.0.0.1:{}", self.port),
                 "PORTCULLIS_SERVER_MTLS_LISTEN" => *v = format!("127.0.0.1:{}", self.mtls_port),
+                "PORTCULLIS_SERVER_MANAGEMENT_LISTEN" => *v = format!("127.0.0.1:{}", self.management_port),
                 _ => {}
             }
         }
@@ -146,7 +156,7 @@ impl Server {
             let mut lines = Vec::new();
             for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
                 lines.push(line);
-                if lines.len() == 4 {
+                if lines.len() == 5 {
                     let _ = tx.send(lines.join("\n"));
                 }
             }

@@ -3,6 +3,7 @@
 mod cli;
 mod connections;
 mod discovery;
+mod management;
 mod registration;
 mod startup;
 mod tls;
@@ -202,6 +203,10 @@ fn run_bin(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.env("PORTCULLIS_SERVER_ISSUER", format!("https://localhost:{port}"))
         .env("PORTCULLIS_SERVER_LISTEN", format!("127.0.0.1:{port}"))
         .env("PORTCULLIS_SERVER_MTLS_LISTEN", format!("127.0.0.1:{}", free_port()))
+        .env(
+            "PORTCULLIS_SERVER_MANAGEMENT_LISTEN",
+            format!("127.0.0.1:{}", free_port()),
+        )
         .env("PORTCULLIS_LOG_LEVEL", "warn");
     for (k, v) in env {
         cmd.env(k, v);
