@@ -23,6 +23,7 @@ use serde_json::Value;
 use tower_http::limit::RequestBodyLimitLayer;
 
 use crate::app::AppState;
+use crate::audit_events;
 use crate::connections::BodyBudget;
 use crate::pages;
 use crate::tls::PeerCertificate;
@@ -241,8 +242,15 @@ async fn conventions(base: Arc<str>, req: Request, next: Next) -> Response {
     };
     // bounded: the path is the client's, and it goes into every log line of the request
     let path: String = req.uri().path().chars().take(200).collect();
+    let client_address = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let span = tracing::info_span!("request", interaction_id = %id, %method, %path);
-    let mut res = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let context = audit_events::RequestContext {
+        interaction_id: Arc::from(id.as_str()),
+        client_address,
+    };
+    let mut res = audit_events::REQUEST
+        .scope(context, tracing::Instrument::instrument(next.run(req), span.clone()))
+        .await;
     // RFC 9126 §2.3: 413 for an oversized request, as JSON like every other API error
     if res.status() == StatusCode::PAYLOAD_TOO_LARGE {
         let e = OAuthError::new(
@@ -423,6 +431,12 @@ async fn token(State(s): State<Arc<AppState>>, Direct(req): Direct, headers: Hea
     let grant = grant_label(req.params.view().get("grant_type"));
     let r = s.provider.token(req).await?;
     metrics::counter!(crate::management::TOKENS_ISSUED, "grant_type" => grant).increment(1);
+    let action = if grant == "refresh_token" {
+        "token_refreshed"
+    } else {
+        "token_issued"
+    };
+    audit_events::record(action, "success", Some(&r.client_id), Some(&r.subject));
     if grant == "authorization_code" {
         metrics::counter!(crate::management::FLOWS_COMPLETED).increment(1);
     }
@@ -475,7 +489,13 @@ async fn introspect(State(s): State<Arc<AppState>>, Direct(req): Direct, headers
 /// RFC 7009 §2.2: 200 with an empty body, whatever became of the token.
 async fn revoke(State(s): State<Arc<AppState>>, Direct(req): Direct, headers: HeaderMap, body: Bytes) -> ApiResult {
     let req = with_form(&s, req, &headers, &body)?;
-    s.provider.revoke(&req).await?;
+    let r = s.provider.revoke(&req).await?;
+    let outcome = if r.revoked.is_some() {
+        "success"
+    } else {
+        "no_such_token"
+    };
+    audit_events::record("token_revoked", outcome, Some(&r.client_id), None);
     Ok(StatusCode::OK.into_response())
 }
 
@@ -525,6 +545,7 @@ async fn register(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Byte
     let iat = s.provider.authorize_registration(bearer_header(&headers)).await?;
     let value = json_body(&headers, &body)?;
     let r = s.provider.register_client(iat, &value).await?;
+    audit_events::record("client_registered", "success", r.body["client_id"].as_str(), None);
     Ok(json_response(StatusCode::CREATED, r.body, None))
 }
 
@@ -557,6 +578,7 @@ async fn update_registration(
         .await?;
     let value = json_body(&headers, &body)?;
     let r = s.provider.update_registration(managed, &value).await?;
+    audit_events::record("client_updated", "success", Some(&client_id), None);
     Ok(json_response(StatusCode::OK, r.body, None))
 }
 
@@ -570,6 +592,7 @@ async fn delete_registration(
         .managed_registration(&client_id, bearer_header(&headers))
         .await?;
     s.provider.delete_registration(managed).await?;
+    audit_events::record("client_removed", "success", Some(&client_id), None);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod app;
+mod audit_events;
 mod config;
 mod connections;
 mod datadir;
@@ -449,8 +450,15 @@ async fn shutdown_signal() {
 }
 
 fn init_tracing(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+    let mut filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // issue 17 item 2: `debug` is ours, not every SQL statement and the schema (ask for
+    // `sqlx=debug` by name to see those)
+    if !config.log.level.contains("sqlx")
+        && let Ok(quiet) = "sqlx=warn".parse()
+    {
+        filter = filter.add_directive(quiet);
+    }
     // colours only on a terminal, never in files or journals
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()

@@ -18,6 +18,7 @@ use portcullis_core::response::AuthorizationResponse;
 use portcullis_jose::{b64url, b64url_decode};
 
 use crate::app::AppState;
+use crate::audit_events;
 use crate::login_failures::DEVICE_COOKIE_LIFETIME;
 use crate::users::Verdict;
 use crate::web::{form, html, html_with_form_targets, http_status};
@@ -420,6 +421,7 @@ pub async fn login(
         .keys(username, peer.ip(), request_uri, device.as_deref());
     let Some((attempt, wait)) = s.login_failures.admit(keys) else {
         tracing::info!(user = %s.login_failures.tag(username), "login refused: too many recent failures");
+        audit_events::record("login", "refused", Some(&pending.request.client_id), None);
         return too_many_attempts();
     };
     if !wait.is_zero() {
@@ -454,6 +456,7 @@ pub async fn login(
             attempt.failed();
             // issue 13 item 13: never the username as typed (it may be a password, or huge)
             tracing::info!(user = %s.login_failures.tag(username), "login failed");
+            audit_events::record("login", "failure", Some(&pending.request.client_id), None);
             let shown = if username.chars().count() > 256 { "" } else { username };
             return login_page(
                 &s,
@@ -492,6 +495,7 @@ pub async fn login(
             "The server could not start your session.",
         );
     }
+    audit_events::record("login", "success", Some(&pending.request.client_id), Some(&user.sub));
     let mut res = see_other(&authorize_again(&s, &form));
     res.headers_mut().append(
         header::SET_COOKIE,
@@ -568,9 +572,25 @@ pub async fn consent(State(s): State<Arc<AppState>>, headers: HeaderMap, body: B
         "deny" => Decision::Deny,
         _ => return error_page(StatusCode::BAD_REQUEST, "Choose allow or deny."),
     };
+    let client_id = pending.request.client_id.as_str();
+    let (given, sub) = match &decision {
+        Decision::Allow { sub, .. } => (true, Some(sub.clone())),
+        Decision::Deny => (false, None),
+    };
     match s.provider.complete_authorization(&pending, decision).await {
-        Ok(response) => respond(&s, &response).await,
-        Err(e) => failure(&s, e).await,
+        Ok(response) => {
+            if given {
+                audit_events::record("consent", "given", Some(client_id), sub.as_deref());
+                audit_events::record("code_issued", "success", Some(client_id), sub.as_deref());
+            } else {
+                audit_events::record("consent", "denied", Some(client_id), None);
+            }
+            respond(&s, &response).await
+        }
+        Err(e) => {
+            audit_events::record("consent", "failure", Some(client_id), sub.as_deref());
+            failure(&s, e).await
+        }
     }
 }
 

@@ -14,7 +14,7 @@ impl Provider {
     /// access token goes alone. §2.2: the answer is the same (200) whether the token was
     /// revoked, unknown, expired, already revoked or another client's, so that revocation is no
     /// oracle for other clients' tokens.
-    pub async fn revoke(&self, req: &DirectRequest) -> OAuthResult<()> {
+    pub async fn revoke(&self, req: &DirectRequest) -> OAuthResult<Revocation> {
         let client = self
             .authenticate_client(&ClientCredentials::from_request(self, req)?)
             .await?;
@@ -34,7 +34,7 @@ impl Provider {
             };
             if grant.client_id != client.client.client_id {
                 // AS-OPT-18: another client's token is left alone (and not revealed)
-                return Ok(());
+                break;
             }
             match kind {
                 TokenKind::Refresh => self.store.revoke_grant(&grant.grant_id).await?,
@@ -42,8 +42,23 @@ impl Provider {
                     self.store.delete_token(&h).await?;
                 }
             }
-            return Ok(());
+            return Ok(Revocation {
+                client_id: client.client.client_id.clone(),
+                revoked: Some(kind),
+            });
         }
-        Ok(())
+        Ok(Revocation {
+            client_id: client.client.client_id.clone(),
+            revoked: None,
+        })
     }
+}
+
+/// What a revocation did (for the audit log; the answer is 200 either way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// The authenticated client.
+    pub client_id: String,
+    /// The kind of token revoked; `None` when nothing of the client's matched.
+    pub revoked: Option<TokenKind>,
 }

@@ -36,6 +36,11 @@ pub struct TokenResponse {
     /// Sent as the `DPoP-Nonce` header, not in the body.
     #[serde(skip)]
     pub dpop_nonce: Option<String>,
+    /// Who the tokens went to and for whom (for the audit log; not in the body).
+    #[serde(skip)]
+    pub client_id: String,
+    #[serde(skip)]
+    pub subject: String,
 }
 
 /// What a token response carries beside the binding.
@@ -298,6 +303,8 @@ impl Provider {
             id_token,
             scope: scope.join(" "),
             dpop_nonce: None,
+            client_id: grant.client_id.clone(),
+            subject: grant.sub.clone(),
         })
     }
 

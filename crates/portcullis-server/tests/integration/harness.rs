@@ -133,6 +133,16 @@ impl Server {
         }
     }
 
+    /// Where `serve` writes its log (stderr), across restarts.
+    pub fn log_path(&self) -> PathBuf {
+        self._tmp.path().join("server.log")
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
     pub fn ca_path(&self) -> PathBuf {
         self.dir.join("tls/ca.pem")
     }
@@ -140,11 +150,17 @@ impl Server {
     /// Starts `serve` and waits until discovery answers; false if it exited before listening.
     async fn spawn(&mut self) -> bool {
         let mut cmd = Command::new(BIN);
+        // the server's log (stderr) goes to a file the test can read ([`Server::log`])
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("server log file");
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(&self.dir)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(log);
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
