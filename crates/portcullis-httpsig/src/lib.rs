@@ -21,7 +21,7 @@ mod fapi;
 mod params;
 mod structured;
 
-pub use alg::{ALG_ECDSA_P256_SHA256, ALG_ED25519};
+pub use alg::{ALG_ECDSA_P256_SHA256, ALG_ED25519, REFUSED_REGISTERED};
 pub use components::{ComponentId, MessageView, RequestView, ResponseView};
 pub use digest::{check_content_digest, content_digest};
 pub use error::SigError;
