@@ -27,6 +27,9 @@ pub enum ErrorCode {
     ConsentRequired,
     InvalidTarget,
     InvalidRequestObject,
+    /// FAPI 2.0 HTTP Signatures 5.3.1.2-3: a missing or invalid HTTP message signature at a
+    /// resource (an extension code, RFC 6750 §6.2).
+    InvalidSignature,
     ServerError,
 }
 
@@ -52,6 +55,7 @@ impl ErrorCode {
             Self::ConsentRequired => "consent_required",
             Self::InvalidTarget => "invalid_target",
             Self::InvalidRequestObject => "invalid_request_object",
+            Self::InvalidSignature => "invalid_signature",
             Self::ServerError => "server_error",
         }
     }

@@ -98,6 +98,16 @@ impl ClientMetadata {
             .unwrap_or(false)
     }
 
+    /// Portcullis client metadata `require_signed_resource_requests`: the client signs every
+    /// request to the demo API with HTTP message signatures (FAPI 2.0 HTTP Signatures), and an
+    /// unsigned one is refused.
+    pub fn requires_signed_resource_requests(&self) -> bool {
+        self.extra
+            .get("require_signed_resource_requests")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
     /// The client's own access token format (`access_token_format`), if it registered one.
     pub fn access_token_format(&self) -> Option<crate::settings::AccessTokenFormat> {
         self.extra

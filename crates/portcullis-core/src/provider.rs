@@ -20,7 +20,7 @@ use crate::sync::lock;
 /// A client with its keys parsed once (no key parsing on the hot path).
 pub struct ParsedClient {
     pub client: Client,
-    pub inline_jwks: Option<Jwks>,
+    pub inline_jwks: Option<Arc<Jwks>>,
 }
 
 const CACHE_CAPACITY: usize = 10_000;
@@ -116,7 +116,9 @@ impl Provider {
         }
         let inline_jwks = match &client.metadata.jwks {
             Some(v) => {
-                Some(Jwks::from_json(v).map_err(|e| OAuthError::server_error(format!("stored jwks unusable: {e}")))?)
+                Some(Arc::new(Jwks::from_json(v).map_err(|e| {
+                    OAuthError::server_error(format!("stored jwks unusable: {e}"))
+                })?))
             }
             None => None,
         };

@@ -28,6 +28,8 @@ pub enum Endpoint {
     Revocation,
     /// The demo protected API (a resource, not an authorization-server endpoint).
     Accounts,
+    /// The demo API's payment initiation (a request with a body, for signed requests).
+    Payments,
 }
 
 /// The methods the back-channel endpoints accept.

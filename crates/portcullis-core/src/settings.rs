@@ -49,8 +49,11 @@ impl AccessTokenFormat {
     }
 }
 
-/// The scope of the demo API.
+/// The scope of the demo API's accounts.
 pub const DEMO_API_SCOPE: &str = "accounts";
+
+/// The scope of the demo API's payments.
+pub const DEMO_API_PAYMENTS_SCOPE: &str = "payments";
 
 /// The default of `Settings::max_form_params`.
 pub const DEFAULT_MAX_FORM_PARAMS: usize = 64;
@@ -69,6 +72,8 @@ pub struct Endpoints {
     pub revocation: String,
     /// The demo protected API (INTERFACE.md): `GET /api/accounts`.
     pub accounts: String,
+    /// The demo API's payments: `POST /api/payments`.
+    pub payments: String,
     /// OpenID Connect RP-Initiated Logout 1.0 `end_session_endpoint`.
     pub end_session: String,
 }
@@ -91,6 +96,7 @@ impl Endpoints {
             introspection: format!("{base}/introspect"),
             revocation: format!("{base}/revoke"),
             accounts: format!("{base}/api/accounts"),
+            payments: format!("{base}/api/payments"),
             end_session: format!("{base}/logout"),
         }
     }
@@ -127,6 +133,9 @@ pub struct Settings {
     pub registration_token_lifetime: i64,
     /// Whether the demo protected API (`/api/accounts`, scope `accounts`) is served.
     pub demo_api: bool,
+    /// Every client must sign its demo API requests (HTTP message signatures), not only those
+    /// registered with `require_signed_resource_requests`.
+    pub demo_api_require_signed_requests: bool,
     /// RFC 8707: the resource identifiers this server issues access tokens for (a token's
     /// audience is the ones requested, or all of them).
     pub resources: Vec<String>,
@@ -163,6 +172,7 @@ impl Settings {
             registration_token_lifetime: 30 * 86_400,
             jwks_uri_allowed_hosts: Default::default(),
             demo_api: false,
+            demo_api_require_signed_requests: false,
             resources: Vec::new(),
             access_token_format: AccessTokenFormat::Opaque,
             require_signed_request_object: false,
@@ -183,6 +193,7 @@ impl Settings {
             Endpoint::Introspection => &e.introspection,
             Endpoint::Revocation => &e.revocation,
             Endpoint::Accounts => &e.accounts,
+            Endpoint::Payments => &e.payments,
         }
     }
 
@@ -193,8 +204,10 @@ impl Settings {
         if !self.resources.contains(&resource) {
             self.resources.push(resource);
         }
-        if !self.scopes_supported.iter().any(|s| s == DEMO_API_SCOPE) {
-            self.scopes_supported.push(DEMO_API_SCOPE.to_owned());
+        for scope in [DEMO_API_SCOPE, DEMO_API_PAYMENTS_SCOPE] {
+            if !self.scopes_supported.iter().any(|s| s == scope) {
+                self.scopes_supported.push(scope.to_owned());
+            }
         }
     }
 

@@ -30,6 +30,8 @@ pub use fapi::{
     VerifiedSignature, sign_request, sign_request_with, sign_response, sign_response_with, verify_request,
     verify_response, verify_with_base,
 };
+/// The `http` crate whose types the views borrow.
+pub use http;
 pub use params::{SignatureEntry, SignatureParams, parse_signatures};
 
 /// The signature base (RFC 9421 §2.5) of `message` for `params`: one line per covered component

@@ -69,6 +69,10 @@ async fn serve() -> Result<(), String> {
         nonces: Arc::new(LocalNonces::new().map_err(|e| e.0)?),
         replay: Arc::new(MemoryReplay::new(100_000)),
         certificates: None,
+        // HTTP message signatures: see ProtectedResource::client_keys / response_signer
+        client_keys: None,
+        require_signed_requests: false,
+        response_signer: None,
     });
     let app = Router::new()
         .route(

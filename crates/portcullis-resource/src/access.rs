@@ -42,6 +42,9 @@ pub enum ResourceErrorKind {
     InvalidDpopProof,
     /// RFC 9449 §9 `use_dpop_nonce` (401) with the nonce to use.
     UseDpopNonce(String),
+    /// FAPI 2.0 HTTP Signatures 5.3.1.2-3 (RS-MS-03): a missing or invalid HTTP message
+    /// signature, 401 `invalid_signature` (an extension error code, RFC 6750 §6.2).
+    InvalidSignature,
 }
 
 /// A refusal at a protected resource.
@@ -80,6 +83,7 @@ impl ResourceError {
             ResourceErrorKind::InsufficientScope => "insufficient_scope",
             ResourceErrorKind::InvalidDpopProof => "invalid_dpop_proof",
             ResourceErrorKind::UseDpopNonce(_) => "use_dpop_nonce",
+            ResourceErrorKind::InvalidSignature => "invalid_signature",
         }
     }
 

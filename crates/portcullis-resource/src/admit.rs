@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use crate::access::{self, ResourceError, ResourceErrorKind, ResourceRequest};
 use crate::binding::SenderConstraint;
 use crate::dpop::NonceSource;
+use crate::signature::{SignatureCheck, SignedBy};
 
 /// What a resource learns about an active token from its issuer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,13 +55,18 @@ pub struct Policy<'a> {
     pub audience: Option<&'a str>,
     /// Require server nonces in DPoP proofs (RFC 9449 §9).
     pub nonce_required: bool,
+    /// Verify HTTP message signatures (FAPI 2.0 HTTP Signatures 5.3.1.2); `None`: the route
+    /// ignores them.
+    pub signatures: Option<&'a SignatureCheck<'a>>,
 }
 
-/// A request admitted: the token's facts, and a DPoP nonce to rotate to (if any).
+/// A request admitted: the token's facts, a DPoP nonce to rotate to (if any), and the request's
+/// verified HTTP message signature (if it was signed).
 #[derive(Debug, Clone)]
 pub struct Admitted {
     pub token: TokenInfo,
     pub fresh_nonce: Option<String>,
+    pub signed: Option<SignedBy>,
 }
 
 /// Why a request was not admitted.
@@ -109,6 +115,11 @@ pub async fn admit(
         return Err(ResourceError::invalid_token("the access token is not for this resource (aud)").into());
     }
     access::require_scopes(&token.scope, policy.scopes)?;
+    // HS 5.3.1.2: the client's signature, with the client's keys, once the token named it
+    let signed = match policy.signatures {
+        Some(check) => crate::signature::verify(check, &token.client_id, now).await??,
+        None => None,
+    };
     if let Some(proof) = &pre.proof
         && !replay.remember_once(&proof.replay_key, proof.replay_until, now).await?
     {
@@ -122,5 +133,6 @@ pub async fn admit(
     Ok(Admitted {
         token,
         fresh_nonce: pre.proof.and_then(|p| p.fresh_nonce),
+        signed,
     })
 }

@@ -17,11 +17,17 @@ pub mod dpop;
 pub mod proxy;
 #[cfg(feature = "service")]
 pub mod service;
+pub mod signature;
 
 pub use access::{Presented, ResourceError, ResourceErrorKind, ResourceRequest, Scheme};
 pub use admit::{AdmitError, Admitted, Policy, ReplayGuard, SourceError, TokenInfo, TokenSource, admit};
 pub use binding::{CertificateThumbprint, JwkThumbprint, SenderConstraint};
 pub use dpop::{DpopRequest, NonceSource, ProofError, VerifiedProof};
+/// The HTTP message signature rules this crate applies (re-exported for its callers).
+pub use portcullis_httpsig as httpsig;
+/// The `http` types signatures are read from.
+pub use portcullis_httpsig::http;
+pub use signature::{ClientKeys, ClientSigning, SignatureCheck, SignedBy};
 
 /// Constant-time equality (for values that may be secrets, and cheap for public ones).
 pub fn secure_eq(a: &[u8], b: &[u8]) -> bool {

@@ -17,9 +17,10 @@ use portcullis_jose::{SigningKey, b64url, b64url_decode, sha256_b64url};
 use serde_json::{Value, json};
 
 use crate::access::{ResourceError, ResourceErrorKind, ResourceRequest, Scheme};
-use crate::admit::{AdmitError, Policy, ReplayGuard, SourceError, TokenInfo, TokenSource, admit};
+use crate::admit::{AdmitError, Admitted, Policy, ReplayGuard, SourceError, TokenInfo, TokenSource, admit};
 use crate::binding::SenderConstraint;
 use crate::dpop::NonceSource;
+use crate::signature::{ClientKeys, ClientSigning, SignatureCheck};
 use crate::{DPOP_ALGS, secure_eq};
 
 /// The nonce time step: a nonce is accepted in its step and the next (60 to 120 s).
@@ -440,6 +441,21 @@ pub struct ProtectedResource {
     /// proxies believed (RFC 8705 §3 binding through the proxy); `None` reads only the
     /// connection's own certificate ([`PresentedCertificate`]).
     pub certificates: Option<crate::proxy::CertificateSource>,
+    /// HTTP message signatures (FAPI 2.0 HTTP Signatures): where clients' keys come from;
+    /// `None` ignores signatures. A signed request is verified whenever this is set.
+    pub client_keys: Option<Arc<dyn ClientKeys>>,
+    /// Every client must sign its requests (HS 5.3.1.2-3), not only those registered to.
+    pub require_signed_requests: bool,
+    /// Signs every response of the routes [`require_token`] wraps (HS 5.3.2.1), with this key
+    /// (publish its public JWK where clients find it).
+    pub response_signer: Option<Arc<portcullis_jose::SigningKey>>,
+}
+
+/// A request's body and full URL, for its signature (see [`ProtectedResource::admit_signed`]).
+pub struct SignedParts<'a> {
+    /// The query string as received (part of `@target-uri`).
+    pub query: Option<&'a str>,
+    pub body: &'a [u8],
 }
 
 impl ProtectedResource {
@@ -452,7 +468,8 @@ impl ProtectedResource {
     }
 
     /// Admits a request given as its method, path, headers and client certificate; the
-    /// verified token and a DPoP nonce to rotate to (if any).
+    /// verified token and a DPoP nonce to rotate to (if any). A signed request is verified as
+    /// one without a body (use [`require_token`] for routes with bodies).
     pub async fn admit(
         &self,
         method: &str,
@@ -461,7 +478,28 @@ impl ProtectedResource {
         certificate: Option<&ClientCertificate>,
         now: i64,
     ) -> Result<(TokenInfo, Option<String>), Refusal> {
+        let parts = SignedParts { query: None, body: &[] };
+        self.admit_signed(method, path, headers, certificate, &parts, now)
+            .await
+            .map(|a| (a.token, a.fresh_nonce))
+    }
+
+    /// [`Self::admit`] with the request's query and body, so that its HTTP message signature
+    /// (if any, or required) is verified over them (HS 5.3.1.2).
+    pub async fn admit_signed(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &HeaderMap,
+        certificate: Option<&ClientCertificate>,
+        signed: &SignedParts<'_>,
+        now: i64,
+    ) -> Result<Admitted, Refusal> {
         let url = self.target(path);
+        let target_uri = match signed.query {
+            Some(q) => format!("{url}?{q}"),
+            None => url.clone(),
+        };
         let all = |name: header::HeaderName| -> Vec<&str> {
             headers
                 .get_all(name)
@@ -484,10 +522,22 @@ impl ProtectedResource {
             dpop: &dpop,
             certificate,
         };
+        let check = self.client_keys.as_deref().map(|clients| SignatureCheck {
+            request: portcullis_httpsig::RequestView {
+                method,
+                target_uri: &target_uri,
+                headers,
+            },
+            body: signed.body,
+            required: self.require_signed_requests,
+            clients,
+            policy: portcullis_httpsig::RequestPolicy::default(),
+        });
         let policy = Policy {
             scopes: &scopes,
             audience: self.audience.as_deref(),
             nonce_required: self.nonce_required,
+            signatures: check.as_ref(),
         };
         let nonce_now = self.nonces.current(now);
         admit(
@@ -499,7 +549,6 @@ impl ProtectedResource {
             &policy,
         )
         .await
-        .map(|a| (a.token, a.fresh_nonce))
         .map_err(|error| Refusal {
             error,
             scheme,
@@ -606,67 +655,191 @@ where
     type Rejection = Refusal;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Refusal> {
+        // already admitted by the [`require_token`] layer: never twice (the DPoP jti is spent)
+        if let Some(LayerAdmitted(token)) = parts.extensions.get::<LayerAdmitted>() {
+            return Ok(Verified(token.clone()));
+        }
         let resource = Arc::<ProtectedResource>::from_ref(state);
-        let direct = parts.extensions.get::<PresentedCertificate>().map(|c| c.0.clone());
-        let certificate = match &resource.certificates {
-            None => direct,
-            Some(source) => {
-                let peer = parts
-                    .extensions
-                    .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                    .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
-                source
-                    .certificate(peer, direct.as_ref(), &parts.headers)
-                    .map_err(|e| Refusal {
-                        error: AdmitError::Refused(e),
-                        scheme: Scheme::Bearer,
-                        nonce: String::new(),
-                    })?
-            }
-        };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
+        let certificate = certificate_of(&resource, parts)?;
         // the request's path (under a nested router axum strips the prefix, and the proof's
         // htu then does not match: mount protected routes unnested)
         let path = parts.uri.path().to_owned();
-        let (token, fresh_nonce) = resource
-            .admit(
+        let signed = SignedParts {
+            query: parts.uri.query(),
+            body: &[],
+        };
+        let admitted = resource
+            .admit_signed(
                 parts.method.as_str(),
                 &path,
                 &parts.headers,
                 certificate.as_deref(),
-                now,
+                &signed,
+                unix_now(),
             )
             .await?;
-        if let Some(n) = fresh_nonce {
+        if let Some(n) = admitted.fresh_nonce {
             parts.extensions.insert(FreshNonce(n));
         }
-        Ok(Verified(token))
+        Ok(Verified(admitted.token))
     }
 }
 
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The request's client certificate: the connection's, or (behind a trusted proxy) the one it
+/// forwarded.
+fn certificate_of(resource: &ProtectedResource, parts: &Parts) -> Result<Option<Arc<ClientCertificate>>, Refusal> {
+    let direct = parts.extensions.get::<PresentedCertificate>().map(|c| c.0.clone());
+    match &resource.certificates {
+        None => Ok(direct),
+        Some(source) => {
+            let peer = parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+            source
+                .certificate(peer, direct.as_ref(), &parts.headers)
+                .map_err(|e| Refusal {
+                    error: AdmitError::Refused(e),
+                    scheme: Scheme::Bearer,
+                    nonce: String::new(),
+                })
+        }
+    }
+}
+
+/// Marks a request the [`require_token`] layer admitted, for the [`Verified`] extractor.
+#[derive(Clone, Debug)]
+struct LayerAdmitted(TokenInfo);
+
+/// The largest request body [`require_token`] holds to check its signature's `Content-Digest`
+/// (larger ones are answered 413).
+pub const MAX_SIGNED_BODY: usize = 1024 * 1024;
+
+/// The largest response body [`require_token`] signs.
+const MAX_SIGNED_RESPONSE: usize = 16 * 1024 * 1024;
+
 /// The tower layer form (`axum::middleware::from_fn_with_state(resource, require_token)`):
 /// admits every request of the routes it wraps, hands the handler the [`TokenInfo`] as an
-/// extension, or answers with the refusal.
+/// extension (and to the [`Verified`] extractor), or answers with the refusal. With
+/// [`ProtectedResource::client_keys`] it verifies request signatures over the whole body
+/// (HS 5.3.1.2); with [`ProtectedResource::response_signer`] it signs every response of the
+/// route, refusals included (HS 5.3.2.1), bound to the request (`;req`).
 pub async fn require_token(
     axum::extract::State(resource): axum::extract::State<Arc<ProtectedResource>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let (mut parts, body) = req.into_parts();
-    match Verified::from_request_parts(&mut parts, &resource).await {
-        Ok(Verified(token)) => {
-            let fresh = parts.extensions.get::<FreshNonce>().cloned();
-            parts.extensions.insert(token);
-            let mut res = next.run(axum::extract::Request::from_parts(parts, body)).await;
-            // RFC 9449 §9: the next nonce rides along on a success
-            if let Some(v) = fresh.and_then(|n| HeaderValue::from_str(&n.0).ok()) {
-                res.headers_mut().insert("dpop-nonce", v);
+    let buffered = resource.client_keys.is_some() || resource.response_signer.is_some();
+    let bytes = if buffered {
+        match axum::body::to_bytes(body, MAX_SIGNED_BODY).await {
+            Ok(b) => b,
+            Err(_) => {
+                let body = json!({"error": "invalid_request", "error_description": "the request body is too large"});
+                return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response();
             }
-            res
         }
-        Err(refusal) => refusal.into_response(),
+    } else {
+        // nothing to check the body against: hand it on untouched
+        return match admit_parts(&resource, &mut parts, &[]).await {
+            Ok(admitted) => {
+                let fresh = admitted.fresh_nonce;
+                parts.extensions.insert(LayerAdmitted(admitted.token.clone()));
+                parts.extensions.insert(admitted.token);
+                with_nonce(next.run(axum::extract::Request::from_parts(parts, body)).await, fresh)
+            }
+            Err(refusal) => refusal.into_response(),
+        };
+    };
+    let now = unix_now();
+    let method = parts.method.as_str().to_owned();
+    let target_uri = match parts.uri.query() {
+        Some(q) => format!("{}?{q}", resource.target(parts.uri.path())),
+        None => resource.target(parts.uri.path()),
+    };
+    let request_headers = parts.headers.clone();
+    let (res, signature) = match admit_parts(&resource, &mut parts, &bytes).await {
+        Ok(admitted) => {
+            let fresh = admitted.fresh_nonce;
+            let signature = admitted.signed.map(|s| s.signature);
+            parts.extensions.insert(LayerAdmitted(admitted.token.clone()));
+            parts.extensions.insert(admitted.token);
+            let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
+            (with_nonce(next.run(req).await, fresh), signature)
+        }
+        Err(refusal) => (refusal.into_response(), None),
+    };
+    let Some(key) = &resource.response_signer else {
+        return res;
+    };
+    let request = portcullis_httpsig::RequestView {
+        method: &method,
+        target_uri: &target_uri,
+        headers: &request_headers,
+    };
+    let (mut res_parts, res_body) = res.into_parts();
+    let Ok(res_bytes) = axum::body::to_bytes(res_body, MAX_SIGNED_RESPONSE).await else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "response too large to sign").into_response();
+    };
+    let status = res_parts.status.as_u16();
+    match portcullis_httpsig::sign_response(
+        &mut res_parts.headers,
+        status,
+        &res_bytes,
+        &request,
+        !bytes.is_empty(),
+        signature.as_ref(),
+        key,
+        now,
+    ) {
+        Ok(_) => Response::from_parts(res_parts, axum::body::Body::from(res_bytes)),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot sign the response");
+            (StatusCode::INTERNAL_SERVER_ERROR, "the response could not be signed").into_response()
+        }
+    }
+}
+
+async fn admit_parts(resource: &ProtectedResource, parts: &mut Parts, body: &[u8]) -> Result<Admitted, Refusal> {
+    let certificate = certificate_of(resource, parts)?;
+    let signed = SignedParts {
+        query: parts.uri.query(),
+        body,
+    };
+    resource
+        .admit_signed(
+            parts.method.as_str(),
+            parts.uri.path(),
+            &parts.headers,
+            certificate.as_deref(),
+            &signed,
+            unix_now(),
+        )
+        .await
+}
+
+/// RFC 9449 §9: the next nonce rides along on a success.
+fn with_nonce(mut res: Response, fresh: Option<String>) -> Response {
+    if let Some(v) = fresh.and_then(|n| HeaderValue::from_str(&n).ok()) {
+        res.headers_mut().insert("dpop-nonce", v);
+    }
+    res
+}
+
+/// Clients' signing keys given by the operator (a resource without a registry of its own).
+#[derive(Debug, Clone, Default)]
+pub struct StaticClientKeys(pub HashMap<String, ClientSigning>);
+
+#[async_trait]
+impl ClientKeys for StaticClientKeys {
+    async fn signing(&self, client_id: &str) -> Result<Option<ClientSigning>, SourceError> {
+        Ok(self.0.get(client_id).cloned())
     }
 }
 

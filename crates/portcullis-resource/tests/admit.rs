@@ -160,6 +160,7 @@ fn policy() -> Policy<'static> {
         scopes: &["accounts"],
         audience: Some(URL),
         nonce_required: true,
+        signatures: None,
     }
 }
 

@@ -112,6 +112,7 @@ pub fn settings(config: &Config) -> Result<Settings, String> {
     s.require_jarm = config.clients.require_jarm;
     s.access_token_format =
         portcullis_core::settings::AccessTokenFormat::parse(&config.tokens.access_token_format).unwrap_or_default();
+    s.demo_api_require_signed_requests = config.demo_api.require_signed_requests;
     if config.demo_api.enabled {
         s.enable_demo_api();
     }

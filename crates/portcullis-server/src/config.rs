@@ -172,6 +172,9 @@ pub struct DemoApiConfig {
     /// Serve the demo protected API: `GET /api/accounts` (scope `accounts`) on both listeners,
     /// published in discovery as `portcullis_demo_api`.
     pub enabled: bool,
+    /// Every client must sign its demo API requests (HTTP message signatures, FAPI 2.0 HTTP
+    /// Signatures); otherwise only clients registered with `require_signed_resource_requests`.
+    pub require_signed_requests: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -273,7 +276,10 @@ impl Default for DpopConfig {
 
 impl Default for DemoApiConfig {
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            require_signed_requests: false,
+        }
     }
 }
 

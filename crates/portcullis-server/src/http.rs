@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::FromRequestParts;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -16,8 +16,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http_body_util::BodyExt;
 use http_body_util::LengthLimitError;
+use portcullis_core::endpoints::resource::SignedResourceRequest;
 use portcullis_core::request::{DirectRequest, Endpoint, FormParams, Listener};
-use portcullis_core::settings::DEMO_API_SCOPE;
+use portcullis_core::settings::{DEMO_API_PAYMENTS_SCOPE, DEMO_API_SCOPE};
 use portcullis_core::{ErrorCode, OAuthError, Status};
 use serde_json::Value;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -54,6 +55,7 @@ pub fn router(state: Arc<AppState>, body_timeouts: BodyTimeouts, body_budget: Ar
         .route("/introspect", post(introspect).fallback(method_not_allowed))
         .route("/revoke", post(revoke).fallback(method_not_allowed))
         .route("/api/accounts", get(accounts).fallback(method_not_allowed))
+        .route("/api/payments", post(payments).fallback(method_not_allowed))
         .route("/register", post(register).fallback(method_not_allowed))
         .route(
             "/register/{client_id}",
@@ -95,7 +97,15 @@ pub fn router(state: Arc<AppState>, body_timeouts: BodyTimeouts, body_budget: Ar
 
 /// The endpoints published as `mtls_endpoint_aliases` (RFC 8705 §5).
 /// The demo API is on that listener too, for certificate-bound tokens.
-const MTLS_ALIASED: [&str; 6] = ["/par", "/token", "/userinfo", "/introspect", "/revoke", "/api/accounts"];
+const MTLS_ALIASED: [&str; 7] = [
+    "/par",
+    "/token",
+    "/userinfo",
+    "/introspect",
+    "/revoke",
+    "/api/accounts",
+    "/api/payments",
+];
 
 /// The listener that asks for client certificates serves the aliased endpoints (and discovery
 /// and the JWKS), nothing else: the pages live on the main listener, where no browser is ever
@@ -499,21 +509,148 @@ async fn revoke(State(s): State<Arc<AppState>>, Direct(req): Direct, headers: He
     Ok(StatusCode::OK.into_response())
 }
 
-/// The demo protected API (INTERFACE.md), when `demo_api.enabled`.
-async fn accounts(State(s): State<Arc<AppState>>, Direct(req): Direct) -> ApiResult {
-    if !s.provider.settings().demo_api {
-        return Ok(not_found().await);
+/// The demo protected API (INTERFACE.md), when `demo_api.enabled`: the user's accounts.
+async fn accounts(
+    State(s): State<Arc<AppState>>,
+    Direct(req): Direct,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let call = DemoCall {
+        req,
+        headers: &headers,
+        query: query.as_deref(),
+        body: &body,
+    };
+    demo_api(&s, call, Endpoint::Accounts, DEMO_API_SCOPE, |token, _| {
+        Ok((StatusCode::OK, crate::demo::accounts(&token.subject)))
+    })
+    .await
+}
+
+/// The demo API's payment initiation: a JSON body (so that signed requests cover one through
+/// `Content-Digest`), answered with a made-up accepted payment; nothing is stored or moved.
+async fn payments(
+    State(s): State<Arc<AppState>>,
+    Direct(req): Direct,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let call = DemoCall {
+        req,
+        headers: &headers,
+        query: query.as_deref(),
+        body: &body,
+    };
+    demo_api(&s, call, Endpoint::Payments, DEMO_API_PAYMENTS_SCOPE, |token, body| {
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
+        if !json {
+            return Err(OAuthError::invalid_request(
+                "the payment must be sent as application/json",
+            ));
+        }
+        let payment: Value = serde_json::from_slice(body)
+            .map_err(|e| OAuthError::invalid_request(format!("the payment is not JSON: {e}")))?;
+        let answer = crate::demo::payment(&token.subject, &payment).map_err(OAuthError::invalid_request)?;
+        Ok((StatusCode::CREATED, answer))
+    })
+    .await
+}
+
+/// A demo API request as received.
+struct DemoCall<'a> {
+    req: DirectRequest,
+    headers: &'a HeaderMap,
+    query: Option<&'a str>,
+    body: &'a Bytes,
+}
+
+/// The demo API's common part: the resource crate's admission with the request's HTTP message
+/// signature (FAPI 2.0 HTTP Signatures 5.3.1.2: verified when present, required of clients
+/// registered to sign), then `answer`, and every response (refusals too) signed with the
+/// server's ES256 key from its JWKS (HS 5.3.2.1), bound to the request (`;req`).
+async fn demo_api(
+    s: &AppState,
+    call: DemoCall<'_>,
+    endpoint: Endpoint,
+    scope: &str,
+    answer: impl FnOnce(&portcullis_resource::TokenInfo, &[u8]) -> Result<(StatusCode, Value), OAuthError>,
+) -> Response {
+    let settings = s.provider.settings();
+    if !settings.demo_api {
+        return not_found().await;
     }
-    let resource = s.provider.settings().demo_api_resource();
+    let resource = settings.demo_api_resource();
+    let signed = SignedResourceRequest {
+        headers: call.headers,
+        query: call.query,
+        body: call.body,
+    };
     let admitted = s
         .provider
-        .admit(&req, Endpoint::Accounts, &[DEMO_API_SCOPE], Some(&resource))
-        .await?;
-    Ok(json_response(
-        StatusCode::OK,
-        crate::demo::accounts(&admitted.token.subject),
-        admitted.dpop_nonce.as_deref(),
-    ))
+        .admit_signed(&call.req, endpoint, &[scope], Some(&resource), Some(&signed))
+        .await;
+    let (res, request_signature) = match admitted {
+        Ok(a) => match answer(&a.token, call.body) {
+            Ok((status, value)) => (
+                json_response(status, value, a.dpop_nonce.as_deref()),
+                a.signed.map(|s| s.signature),
+            ),
+            Err(e) => (ApiError(e).into_response(), a.signed.map(|s| s.signature)),
+        },
+        Err(e) => (ApiError(e).into_response(), None),
+    };
+    let url = settings.url(call.req.listener, endpoint);
+    let target_uri = match call.query {
+        Some(q) => format!("{url}?{q}"),
+        None => url.to_owned(),
+    };
+    let request = portcullis_resource::httpsig::RequestView {
+        method: call.req.method.as_str(),
+        target_uri: &target_uri,
+        headers: call.headers,
+    };
+    sign_response(s, res, &request, !call.body.is_empty(), request_signature.as_ref()).await
+}
+
+/// HS 5.3.2.1 (RS-MS-09..12): `Content-Digest` and a `fapi-2-response` signature over
+/// `@status`, the body's digest and the request's components, with the server's ES256 key.
+async fn sign_response(
+    s: &AppState,
+    res: Response,
+    request: &portcullis_resource::httpsig::RequestView<'_>,
+    request_body_present: bool,
+    request_signature: Option<&portcullis_resource::httpsig::VerifiedSignature>,
+) -> Response {
+    let keys = s.provider.keys();
+    let Some(key) = keys.active(portcullis_jose::Algorithm::Es256) else {
+        tracing::error!("no active ES256 key to sign the demo API's response with");
+        return ApiError(OAuthError::server_error("no signing key")).into_response();
+    };
+    let (mut parts, body) = res.into_parts();
+    // our own JSON answers: small
+    let Ok(bytes) = axum::body::to_bytes(body, 1024 * 1024).await else {
+        return ApiError(OAuthError::server_error("response too large to sign")).into_response();
+    };
+    match portcullis_resource::httpsig::sign_response(
+        &mut parts.headers,
+        parts.status.as_u16(),
+        &bytes,
+        request,
+        request_body_present,
+        request_signature,
+        key,
+        s.provider.now(),
+    ) {
+        Ok(_) => Response::from_parts(parts, Body::from(bytes)),
+        Err(e) => ApiError(OAuthError::server_error(format!("cannot sign the response: {e}"))).into_response(),
+    }
 }
 
 fn bearer_header(headers: &HeaderMap) -> Option<&str> {

@@ -107,7 +107,7 @@ pub fn endpoint_label(base: &str, path: &str) -> &'static str {
         "/userinfo" => "userinfo",
         "/introspect" => "introspect",
         "/revoke" => "revoke",
-        "/api/accounts" => "demo_api",
+        "/api/accounts" | "/api/payments" => "demo_api",
         "/register" => "register",
         _ if p.starts_with("/register/") => "registration_management",
         _ if path.starts_with("/.well-known/oauth-authorization-server") => "discovery",

@@ -80,6 +80,7 @@ fn describe_scope(scope: &str) -> &'static str {
         "email" => "see your email address",
         "offline_access" => "keep access while you are not using it",
         "accounts" => "see your accounts and their balances",
+        "payments" => "make payments from your accounts",
         _ => "use a permission this server does not describe",
     }
 }

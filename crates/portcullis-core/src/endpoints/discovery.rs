@@ -85,8 +85,20 @@ impl Provider {
             m["portcullis_demo_api"] = json!({
                 "accounts_endpoint": e.accounts,
                 "mtls_accounts_endpoint": s.mtls_endpoints.accounts,
+                "payments_endpoint": e.payments,
+                "mtls_payments_endpoint": s.mtls_endpoints.payments,
                 "scope": crate::settings::DEMO_API_SCOPE,
+                "payments_scope": crate::settings::DEMO_API_PAYMENTS_SCOPE,
                 "resource": s.demo_api_resource(),
+                // FAPI 2.0 HTTP Signatures: signed requests are verified (required of clients
+                // registered with require_signed_resource_requests, or of all), and every
+                // response is signed with a key of jwks_uri
+                "http_message_signatures": {
+                    "request_tag": "fapi-2-request",
+                    "response_tag": "fapi-2-response",
+                    "required_of_all_clients": s.demo_api_require_signed_requests,
+                    "response_signing_jwks_uri": e.jwks,
+                },
             });
         }
         m

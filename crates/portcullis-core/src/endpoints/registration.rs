@@ -477,6 +477,17 @@ fn validate(input: &Value, scopes_supported: &[String], resource_server: Option<
     if let Some(b) = opt_bool("require_signed_request_object")? {
         extra.insert("require_signed_request_object".to_owned(), Value::Bool(b));
     }
+    // HTTP message signatures on resource requests (FAPI 2.0 HTTP Signatures): they are
+    // verified with the client's registered keys
+    if let Some(b) = opt_bool("require_signed_resource_requests")? {
+        if b && jwks.is_none() && jwks_uri.is_none() {
+            return Err(bad(
+                "require_signed_resource_requests",
+                "needs jwks or jwks_uri (the keys the signatures are verified with)",
+            ));
+        }
+        extra.insert("require_signed_resource_requests".to_owned(), Value::Bool(b));
+    }
     // the client's own access token format (RFC 9068 JWTs, or opaque)
     if let Some(f) = opt_string("access_token_format")? {
         if crate::settings::AccessTokenFormat::parse(&f).is_none() {

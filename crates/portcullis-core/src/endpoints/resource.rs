@@ -6,7 +6,10 @@ use serde_json::{Map, Value, json};
 
 use async_trait::async_trait;
 use portcullis_resource::access::{ResourceError, ResourceErrorKind, ResourceRequest};
-use portcullis_resource::{AdmitError, Policy, ReplayGuard, SourceError, TokenInfo, TokenSource, admit};
+use portcullis_resource::{
+    AdmitError, ClientKeys, ClientSigning, Policy, ReplayGuard, SignatureCheck, SignedBy, SourceError, TokenInfo,
+    TokenSource, admit,
+};
 
 use crate::client_auth::ClientCredentials;
 use crate::error::{Challenge, ErrorCode, OAuthError, OAuthResult, Status};
@@ -24,6 +27,7 @@ fn resource_error(e: ResourceError) -> OAuthError {
         ResourceErrorKind::InsufficientScope => (ErrorCode::InsufficientScope, Status::Forbidden),
         ResourceErrorKind::InvalidDpopProof => (ErrorCode::InvalidDpopProof, Status::Unauthorized),
         ResourceErrorKind::UseDpopNonce(_) => (ErrorCode::UseDpopNonce, Status::Unauthorized),
+        ResourceErrorKind::InvalidSignature => (ErrorCode::InvalidSignature, Status::Unauthorized),
     };
     let mut o = OAuthError::new(code, status, e.description);
     if let ResourceErrorKind::UseDpopNonce(n) = e.kind {
@@ -67,6 +71,43 @@ const EMAIL_CLAIMS: [&str; 2] = ["email", "email_verified"];
 pub struct AdmittedRequest {
     pub token: TokenInfo,
     pub dpop_nonce: Option<String>,
+    /// The request's verified HTTP message signature, with the client key that verified it.
+    pub signed: Option<SignedBy>,
+}
+
+/// What an HTTP message signature on a resource request covers beside what
+/// [`DirectRequest`] holds: every header, the query and the body (FAPI 2.0 HTTP Signatures).
+pub struct SignedResourceRequest<'a> {
+    pub headers: &'a portcullis_resource::http::HeaderMap,
+    /// The query string as received (part of `@target-uri`).
+    pub query: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// This server's clients as the resource crate's source of signing keys: the registered
+/// `jwks` or `jwks_uri` (cached), and `require_signed_resource_requests`.
+struct RegisteredClientKeys<'a>(&'a Provider);
+
+#[async_trait]
+impl ClientKeys for RegisteredClientKeys<'_> {
+    async fn signing(&self, client_id: &str) -> Result<Option<ClientSigning>, SourceError> {
+        let p = self.0;
+        let source = |e: OAuthError| SourceError(e.description.into_owned());
+        let Some(client) = p.client(client_id).await.map_err(source)? else {
+            return Ok(None);
+        };
+        let required = client.client.metadata.requires_signed_resource_requests();
+        let keys = match (&client.inline_jwks, client.client.metadata.jwks_uri.as_deref()) {
+            (Some(jwks), _) => jwks.clone(),
+            (None, Some(uri)) => p
+                .remote_jwks
+                .get(uri, p.now(), p.fetcher.as_ref())
+                .await
+                .map_err(source)?,
+            (None, None) => return Ok(None),
+        };
+        Ok(Some(ClientSigning { required, keys }))
+    }
 }
 
 /// This server's token store as the resource crate's token source.
@@ -115,6 +156,21 @@ impl Provider {
         scopes: &[&str],
         audience: Option<&str>,
     ) -> OAuthResult<AdmittedRequest> {
+        self.admit_signed(req, endpoint, scopes, audience, None).await
+    }
+
+    /// [`Self::admit`], and the request's HTTP message signature (FAPI 2.0 HTTP Signatures
+    /// 5.3.1.2) when `signed` is given: verified whenever the request carries one, and required
+    /// of clients registered with `require_signed_resource_requests` (or of every client with
+    /// `demo_api.require_signed_requests`).
+    pub async fn admit_signed(
+        &self,
+        req: &DirectRequest,
+        endpoint: Endpoint,
+        scopes: &[&str],
+        audience: Option<&str>,
+        signed: Option<&SignedResourceRequest<'_>>,
+    ) -> OAuthResult<AdmittedRequest> {
         let bearer = req
             .authorization
             .first()
@@ -129,10 +185,31 @@ impl Provider {
             dpop: &dpop,
             certificate: req.certificate.as_deref(),
         };
+        let url = resource_request.url;
+        let target_uri = signed.map(|s| match s.query {
+            Some(q) => format!("{url}?{q}"),
+            None => url.to_owned(),
+        });
+        let clients = RegisteredClientKeys(self);
+        let check = match (signed, &target_uri) {
+            (Some(s), Some(target_uri)) => Some(SignatureCheck {
+                request: portcullis_resource::httpsig::RequestView {
+                    method: req.method.as_str(),
+                    target_uri,
+                    headers: s.headers,
+                },
+                body: s.body,
+                required: self.settings.demo_api_require_signed_requests,
+                clients: &clients,
+                policy: portcullis_resource::httpsig::RequestPolicy::default(),
+            }),
+            _ => None,
+        };
         let policy = Policy {
             scopes,
             audience,
             nonce_required: self.settings.dpop_nonce_required,
+            signatures: check.as_ref(),
         };
         let store = self.store.as_ref();
         match admit(
@@ -148,6 +225,7 @@ impl Provider {
             Ok(a) => Ok(AdmittedRequest {
                 token: a.token,
                 dpop_nonce: a.fresh_nonce,
+                signed: a.signed,
             }),
             Err(AdmitError::Refused(e)) => Err(resource_error(e).for_resource(bearer)),
             Err(AdmitError::Source(e)) => Err(OAuthError::server_error(e.0)),
@@ -158,7 +236,7 @@ impl Provider {
     /// claims for the granted scopes.
     pub async fn userinfo(&self, req: &DirectRequest) -> OAuthResult<UserinfoResponse> {
         // userinfo is the authorization server's own resource: any audience
-        let AdmittedRequest { token, dpop_nonce } = self.admit(req, Endpoint::Userinfo, &[], None).await?;
+        let AdmittedRequest { token, dpop_nonce, .. } = self.admit(req, Endpoint::Userinfo, &[], None).await?;
         // Without `openid` only `sub` is released: userinfo doubles as the protected resource of
         // plain OAuth 2.0 deployments until the demo API exists (conformance plain_oauth variant).
         let user = self.store.get_user_by_sub(&token.subject).await?;

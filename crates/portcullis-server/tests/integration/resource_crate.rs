@@ -43,6 +43,9 @@ pub async fn serve_api(
         nonces: Arc::new(LocalNonces::new().unwrap()),
         replay: Arc::new(MemoryReplay::new(10_000)),
         certificates,
+        client_keys: None,
+        require_signed_requests: false,
+        response_signer: None,
     });
     let app = Router::new()
         .route(
@@ -374,6 +377,9 @@ async fn rfc9068_jwt_access_tokens() {
         nonces: Arc::new(LocalNonces::new().unwrap()),
         replay: Arc::new(MemoryReplay::new(1000)),
         certificates: None,
+        client_keys: None,
+        require_signed_requests: false,
+        response_signer: None,
     });
     // this one with the tower layer form: the handler gets the token as an extension
     let app = Router::new()
