@@ -139,6 +139,7 @@ fn pushed(hash: &str, expires_at: i64) -> PushedRequest {
             prompt: vec![],
             response_mode: Default::default(),
             resources: vec![],
+            interaction_id: "i-1".into(),
         },
         expires_at,
         consumed: false,

@@ -29,6 +29,19 @@ use crate::tls::PeerCertificate;
 use crate::web::{form, http_status};
 
 pub const INTERACTION_ID: HeaderName = HeaderName::from_static("x-fapi-interaction-id");
+
+/// The request's `x-fapi-interaction-id` (echoed, or minted by [`conventions`]), as a request
+/// extension: what the evidence log files the request's signed messages under.
+#[derive(Clone, Debug, Default)]
+pub struct InteractionId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for InteractionId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<InteractionId>().cloned().unwrap_or_default())
+    }
+}
 const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 /// RFC 9701 §4: the media type of a signed introspection response.
 const INTROSPECTION_JWT: &str = "application/token-introspection+jwt";
@@ -221,7 +234,7 @@ fn busy(budget: &BodyBudget, version: axum::http::Version) -> Response {
 
 /// IA 2.2.1 (IA-02): echo `x-fapi-interaction-id` or mint a UUID; log with it; `no-store` unless
 /// a handler chose otherwise (RFC 6749 §5.1); HSTS everywhere (AS-SP-07).
-async fn conventions(req: Request, next: Next) -> Response {
+async fn conventions(mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get(&INTERACTION_ID)
@@ -233,6 +246,7 @@ async fn conventions(req: Request, next: Next) -> Response {
     // bounded: the path is the client's, and it goes into every log line of the request
     let path: String = req.uri().path().chars().take(200).collect();
     let span = tracing::info_span!("request", interaction_id = %id, %method, %path);
+    req.extensions_mut().insert(InteractionId(id.clone()));
     let mut res = tracing::Instrument::instrument(next.run(req), span.clone()).await;
     // RFC 9126 §2.3: 413 for an oversized request, as JSON like every other API error
     if res.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -371,6 +385,11 @@ impl FromRequestParts<Arc<AppState>> for Direct {
             dpop: all(&parts.headers, "dpop"),
             authorization: all(&parts.headers, "authorization"),
             certificate,
+            interaction_id: parts
+                .extensions
+                .get::<InteractionId>()
+                .map(|i| i.0.clone())
+                .unwrap_or_default(),
         }))
     }
 }
@@ -390,6 +409,10 @@ fn with_form(
 async fn par(State(s): State<Arc<AppState>>, Direct(req): Direct, headers: HeaderMap, body: Bytes) -> ApiResult {
     let req = with_form(&s, req, &headers, &body)?;
     let r = s.provider.push_authorization_request(req).await?;
+    // issue 16 item 5: the verified request object, once the request has succeeded
+    if let Some(e) = r.evidence {
+        s.audit.record(e).await;
+    }
     // RFC 9126 §2.2: 201 with request_uri and expires_in
     Ok(json_response(
         StatusCode::CREATED,
@@ -430,8 +453,9 @@ async fn introspect(State(s): State<Arc<AppState>>, Direct(req): Direct, headers
                 .eq_ignore_ascii_case(INTROSPECTION_JWT)
         });
     if wants_jwt {
-        let jwt = s.provider.signed_introspection(&req).await?;
-        return Ok(([(header::CONTENT_TYPE, INTROSPECTION_JWT)], jwt).into_response());
+        let signed = s.provider.signed_introspection(&req).await?;
+        s.audit.record(signed.evidence).await;
+        return Ok(([(header::CONTENT_TYPE, INTROSPECTION_JWT)], signed.jwt).into_response());
     }
     let r = s.provider.introspect(&req).await?;
     Ok(json_response(StatusCode::OK, r, None))
