@@ -599,6 +599,17 @@ mod tests {
     }
 
     /// The code lifetime limit of SP 5.3.2.1-11 is enforced at start.
+    /// Issue 16 item 5: evidence retention, 400 days unless set; 0 keeps it forever.
+    #[test]
+    fn audit_retention() {
+        assert_eq!(Config::load_from(None, None, &[]).unwrap().audit.retention_days, 400);
+        let c = Config::load_from(None, None, &env(&[("PORTCULLIS_AUDIT_RETENTION_DAYS", "0")])).unwrap();
+        assert_eq!(c.audit.retention_days, 0);
+        assert!(c.to_masked_toml().contains("[audit]"));
+        let e = Config::load_from(None, None, &env(&[("PORTCULLIS_AUDIT_RETENTION_DAYS", "-1")])).unwrap_err();
+        assert!(e.contains("audit.retention_days"), "{e}");
+    }
+
     #[test]
     fn limits_are_enforced() {
         let e = Config::load_from(None, None, &env(&[("PORTCULLIS_TOKENS_CODE_LIFETIME", "61")])).unwrap_err();
