@@ -376,10 +376,7 @@ impl ChainVerifier {
 
     /// Checks the next entry; the first error is the first broken link.
     pub fn check(&mut self, record: &AuditRecord) -> Result<(), ChainBreak> {
-        let broken = |cause| ChainBreak {
-            seq: record.seq,
-            cause,
-        };
+        let broken = |cause| ChainBreak { seq: record.seq, cause };
         let expected = self.previous.seq + 1;
         if record.seq > expected {
             return Err(broken(BreakCause::Removed {

@@ -591,10 +591,16 @@ pub async fn audit_appends_never_fork(s: Arc<dyn Store>) {
     let (first, head) = link_all(ChainPoint::GENESIS, vec![evidence(&key, "i", 1)]);
     assert!(s.append_audit(&first).await.unwrap());
     // a second writer that read the head before the first wrote
-    let (stale, _) = link_all(ChainPoint::GENESIS, vec![evidence(&key, "j", 2), evidence(&key, "j", 3)]);
+    let (stale, _) = link_all(
+        ChainPoint::GENESIS,
+        vec![evidence(&key, "j", 2), evidence(&key, "j", 3)],
+    );
     assert!(!s.append_audit(&stale).await.unwrap());
     // right seq, wrong predecessor
-    let forged = ChainPoint { seq: 1, ..ChainPoint::GENESIS };
+    let forged = ChainPoint {
+        seq: 1,
+        ..ChainPoint::GENESIS
+    };
     let (fork, _) = link_all(forged, vec![evidence(&key, "j", 2)]);
     assert!(!s.append_audit(&fork).await.unwrap());
     assert_eq!(s.audit_head().await.unwrap(), head);

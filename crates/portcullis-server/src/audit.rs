@@ -134,7 +134,9 @@ mod tests {
     use super::*;
 
     fn evidence(key: &SigningKey, n: i64) -> Evidence {
-        let jwt = key.sign_jwt(key.algorithm(), None, &serde_json::json!({ "n": n })).unwrap();
+        let jwt = key
+            .sign_jwt(key.algorithm(), None, &serde_json::json!({ "n": n }))
+            .unwrap();
         Evidence::jws(
             EvidenceKind::IntrospectionResponse,
             Direction::Sent,

@@ -10,9 +10,7 @@ use serde_json::Value;
 #[derive(Subcommand)]
 pub enum AuditCommand {
     /// Print the signed messages of one interaction (its x-fapi-interaction-id)
-    Show {
-        interaction_id: String,
-    },
+    Show { interaction_id: String },
     /// Re-check the anchor, the hash chain and every signature; exit 1 naming the first
     /// broken link
     Verify,

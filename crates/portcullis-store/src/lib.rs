@@ -1103,9 +1103,12 @@ impl Store for SqliteStore {
             let e = &r.evidence;
             let (proof, message, signature, body) = match &e.proof {
                 Proof::Jws { compact } => ("jws", compact.as_str(), None, None),
-                Proof::HttpSignature { base, signature, body } => {
-                    ("http_signature", base.as_str(), Some(signature.as_slice()), body.as_deref())
-                }
+                Proof::HttpSignature { base, signature, body } => (
+                    "http_signature",
+                    base.as_str(),
+                    Some(signature.as_slice()),
+                    body.as_deref(),
+                ),
             };
             sqlx::query(
                 "INSERT INTO audit_log (seq, prev_hash, hash, at, kind, direction, interaction_id, client_id, alg, \
@@ -1145,20 +1148,20 @@ impl Store for SqliteStore {
 
     async fn audit_by_interaction(&self, interaction_id: &str) -> StoreResult<Vec<AuditRecord>> {
         let rows = sqlx::query(select_audit!("WHERE interaction_id = ? ORDER BY seq"))
-        .bind(interaction_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(err)?;
+            .bind(interaction_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
         rows.iter().map(audit_from_row).collect()
     }
 
     async fn audit_range(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
         let rows = sqlx::query(select_audit!("WHERE seq > ? ORDER BY seq LIMIT ?"))
-        .bind(after_seq)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(err)?;
+            .bind(after_seq)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
         rows.iter().map(audit_from_row).collect()
     }
 

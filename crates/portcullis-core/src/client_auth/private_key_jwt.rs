@@ -159,14 +159,17 @@ impl Provider {
     }
 
     async fn verify_client_signature(&self, client: &ParsedClient, jws: &CompactJws<'_>) -> OAuthResult<()> {
-        self.verify_with_client_keys(client, jws).await?.map(drop).map_err(|e| match e {
-            JoseError::NoMatchingKey => {
-                OAuthError::invalid_client("no registered client key matches the client assertion (kid, alg)")
-            }
-            _ => OAuthError::invalid_client(
-                "the client assertion signature does not verify with the client's registered keys",
-            ),
-        })
+        self.verify_with_client_keys(client, jws)
+            .await?
+            .map(drop)
+            .map_err(|e| match e {
+                JoseError::NoMatchingKey => {
+                    OAuthError::invalid_client("no registered client key matches the client assertion (kid, alg)")
+                }
+                _ => OAuthError::invalid_client(
+                    "the client assertion signature does not verify with the client's registered keys",
+                ),
+            })
     }
 
     /// Verifies a JWS the client signed (client assertion, request object) with its registered

@@ -97,7 +97,14 @@ async fn issue_16_evidence_log() {
         request_object(&s, &rp, &par, "https://other.example"),
     )];
     params.extend(rp.auth(&s));
-    let r = post_in_interaction(&s, "pushed_authorization_request_endpoint", &params, "audit-refused", None).await;
+    let r = post_in_interaction(
+        &s,
+        "pushed_authorization_request_endpoint",
+        &params,
+        "audit-refused",
+        None,
+    )
+    .await;
     assert_eq!(r.status(), 400);
 
     // JAR at PAR, a JARM response, tokens, three signed introspection responses
@@ -143,11 +150,25 @@ async fn issue_16_evidence_log() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let lines: Vec<&str> = shown.lines().filter(|l| l.starts_with("seq ")).collect();
-    assert!(lines[0].starts_with("seq 1 ") && lines[0].contains("request_object received"), "{shown}");
+    assert!(
+        lines[0].starts_with("seq 1 ") && lines[0].contains("request_object received"),
+        "{shown}"
+    );
     assert!(lines[1].contains("authorization_response sent"), "{shown}");
-    assert!(lines[2].contains("introspection_response sent") && lines[2].contains("alg PS256"), "{shown}");
-    assert!(lines.iter().all(|l| l.contains("signature valid") && l.contains(&rp.client_id)), "{shown}");
-    assert!(shown.contains(&jarm) && shown.contains(&introspections[0]), "the messages as sent");
+    assert!(
+        lines[2].contains("introspection_response sent") && lines[2].contains("alg PS256"),
+        "{shown}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("signature valid") && l.contains(&rp.client_id)),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&jarm) && shown.contains(&introspections[0]),
+        "the messages as sent"
+    );
     assert!(shown.contains("\"token_introspection\""), "pretty claims:\n{shown}");
     assert!(
         cli_ok(&s, &["audit", "show", "audit-refused"]).is_empty(),
@@ -163,7 +184,12 @@ async fn issue_16_evidence_log() {
     std::fs::copy(&db, &pristine).unwrap();
     assert!(cli_ok(&s, &["audit", "verify"]).contains("intact: 5 entries checked"));
 
-    tamper(&db, &pristine, "UPDATE audit_log SET client_id = 'mallory' WHERE seq = 3").await;
+    tamper(
+        &db,
+        &pristine,
+        "UPDATE audit_log SET client_id = 'mallory' WHERE seq = 3",
+    )
+    .await;
     let out = verify_fails(&s);
     assert!(out.contains("broken: seq 3:") && out.contains("modified"), "{out}");
 
@@ -178,7 +204,10 @@ async fn issue_16_evidence_log() {
 
     tamper(&db, &pristine, "DELETE FROM audit_log WHERE seq = 3").await;
     let out = verify_fails(&s);
-    assert!(out.contains("broken: seq 4:") && out.contains("entry 3") && out.contains("removed"), "{out}");
+    assert!(
+        out.contains("broken: seq 4:") && out.contains("entry 3") && out.contains("removed"),
+        "{out}"
+    );
 
     tamper(
         &db,
@@ -192,7 +221,10 @@ async fn issue_16_evidence_log() {
 
     tamper(&db, &pristine, "DELETE FROM audit_log WHERE seq = 1").await;
     let out = verify_fails(&s);
-    assert!(out.contains("broken: seq 2:") && out.contains("entry 1") && out.contains("removed"), "{out}");
+    assert!(
+        out.contains("broken: seq 2:") && out.contains("entry 1") && out.contains("removed"),
+        "{out}"
+    );
 
     // the anchor is checked too: a purge (retention) anchors the chain; a forged anchor breaks it
     tamper(
