@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use portcullis_jose::Algorithm;
 
+use crate::audit::{AuditRecord, ChainPoint, ChainVerifier, Direction, Evidence, EvidenceKind, Proof, link_all};
 use crate::keyring::generate_stored_key;
 use crate::model::Session;
 use crate::model::{
@@ -26,7 +27,8 @@ macro_rules! store_contract_tests {
             remember_once_has_one_winner, initial_access_token_uses_are_counted, revoking_a_grant_revokes_its_tokens,
             clients_round_trip_and_delete_cascades, secrets_first_writer_wins,
             signing_key_insert_if_missing_has_one_winner, rotation_replaces_the_active_keys_atomically,
-            purge_removes_what_can_no_longer_be_used, purge_goes_on_until_done);
+            purge_removes_what_can_no_longer_be_used, purge_goes_on_until_done,
+            audit_entries_append_and_read_back, audit_appends_never_fork, audit_purge_leaves_an_anchor);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -137,6 +139,7 @@ fn pushed(hash: &str, expires_at: i64) -> PushedRequest {
             prompt: vec![],
             response_mode: Default::default(),
             resources: vec![],
+            interaction_id: "i-1".into(),
         },
         expires_at,
         consumed: false,
@@ -510,4 +513,138 @@ pub async fn purge_goes_on_until_done(s: Arc<dyn Store>) {
     assert!(s.remember_once("live", 3000, 1000).await.unwrap());
     s.purge_expired(2000).await.unwrap();
     assert_eq!(s.table_sizes().await.unwrap().replay, 1);
+}
+
+/// Evidence signed by `key` for interaction `interaction`, at `at`.
+fn evidence(key: &portcullis_jose::SigningKey, interaction: &str, at: i64) -> Evidence {
+    let jwt = key
+        .sign_jwt(key.algorithm(), None, &serde_json::json!({ "at": at }))
+        .unwrap();
+    Evidence::jws(
+        EvidenceKind::RequestObject,
+        Direction::Received,
+        interaction,
+        "c1",
+        at,
+        key.public_jwk(),
+        &jwt,
+    )
+}
+
+async fn verify_all(s: &dyn Store) -> u64 {
+    let mut v = ChainVerifier::new(s.audit_anchor().await.unwrap());
+    let mut after = v.head().seq;
+    loop {
+        let page = s.audit_range(after, 2).await.unwrap();
+        if page.is_empty() {
+            return v.checked();
+        }
+        for r in &page {
+            v.check(r).unwrap_or_else(|e| panic!("{e}"));
+            after = r.seq;
+        }
+    }
+}
+
+/// Issue 16 item 5: entries go in as chained and come back byte for byte, by interaction
+/// and by range; HTTP signatures with and without a body included.
+pub async fn audit_entries_append_and_read_back(s: Arc<dyn Store>) {
+    let key = portcullis_jose::SigningKey::generate(Algorithm::Es256).unwrap();
+    assert_eq!(s.audit_head().await.unwrap(), ChainPoint::GENESIS);
+    assert_eq!(s.audit_anchor().await.unwrap(), ChainPoint::GENESIS);
+    let mut http = evidence(&key, "i-2", 1002);
+    http.kind = EvidenceKind::ResourceResponse;
+    http.direction = Direction::Sent;
+    http.proof = Proof::HttpSignature {
+        base: "\"@status\": 200".into(),
+        signature: vec![0, 1, 2, 255],
+        body: Some(vec![]),
+    };
+    let mut no_body = http.clone();
+    no_body.proof = Proof::HttpSignature {
+        base: "\"@method\": GET".into(),
+        signature: vec![9; 64],
+        body: None,
+    };
+    let (records, head) = link_all(
+        ChainPoint::GENESIS,
+        vec![evidence(&key, "i-1", 1000), evidence(&key, "i-2", 1001), http, no_body],
+    );
+    assert!(s.append_audit(&records[..1]).await.unwrap());
+    assert!(s.append_audit(&records[1..]).await.unwrap());
+    assert!(s.append_audit(&[]).await.unwrap());
+    assert_eq!(s.audit_head().await.unwrap(), head);
+    assert_eq!(s.audit_range(0, 100).await.unwrap(), records);
+    assert_eq!(s.audit_range(1, 2).await.unwrap(), records[1..3].to_vec());
+    assert!(s.audit_range(4, 10).await.unwrap().is_empty());
+    let two = s.audit_by_interaction("i-2").await.unwrap();
+    assert_eq!(two.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2, 3, 4]);
+    assert!(s.audit_by_interaction("nope").await.unwrap().is_empty());
+    assert_eq!(s.table_sizes().await.unwrap().audit, 4);
+}
+
+/// Issue 16 item 5: an append that does not follow the stored head (a stale writer, another
+/// node) writes nothing, and the chain stays one line; fifty concurrent writers linking
+/// from the head they read end up with one unbroken chain.
+pub async fn audit_appends_never_fork(s: Arc<dyn Store>) {
+    let key = portcullis_jose::SigningKey::generate(Algorithm::Es256).unwrap();
+    let (first, head) = link_all(ChainPoint::GENESIS, vec![evidence(&key, "i", 1)]);
+    assert!(s.append_audit(&first).await.unwrap());
+    // a second writer that read the head before the first wrote
+    let (stale, _) = link_all(
+        ChainPoint::GENESIS,
+        vec![evidence(&key, "j", 2), evidence(&key, "j", 3)],
+    );
+    assert!(!s.append_audit(&stale).await.unwrap());
+    // right seq, wrong predecessor
+    let forged = ChainPoint {
+        seq: 1,
+        ..ChainPoint::GENESIS
+    };
+    let (fork, _) = link_all(forged, vec![evidence(&key, "j", 2)]);
+    assert!(!s.append_audit(&fork).await.unwrap());
+    assert_eq!(s.audit_head().await.unwrap(), head);
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let s = s.clone();
+        let e: AuditRecord = AuditRecord::link(ChainPoint::GENESIS, evidence(&key, "k", 10 + i));
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let head = s.audit_head().await.unwrap();
+                let r = AuditRecord::link(head, e.evidence.clone());
+                if s.append_audit(&[r]).await.unwrap() {
+                    return;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(verify_all(s.as_ref()).await, 51);
+}
+
+/// Issue 16 item 5: retention removes the oldest entries only up to the first one to keep,
+/// and the last removed one becomes the anchor from which the rest still verifies.
+pub async fn audit_purge_leaves_an_anchor(s: Arc<dyn Store>) {
+    let key = portcullis_jose::SigningKey::generate(Algorithm::Es256).unwrap();
+    // `at` is not monotonic in seq (entries queued by several handlers): 4 is older than 3
+    let ats = [100, 200, 400, 300, 500];
+    let (records, head) = link_all(ChainPoint::GENESIS, ats.iter().map(|at| evidence(&key, "i", *at)));
+    assert!(s.append_audit(&records).await.unwrap());
+    assert_eq!(s.purge_audit_before(50).await.unwrap(), 0);
+    assert_eq!(s.audit_anchor().await.unwrap(), ChainPoint::GENESIS);
+    // entry 3 (at 400) is kept, so entry 4 (at 300) stays too: the rest is one chain
+    assert_eq!(s.purge_audit_before(350).await.unwrap(), 2);
+    assert_eq!(s.audit_anchor().await.unwrap(), records[1].point());
+    assert_eq!(s.audit_head().await.unwrap(), head);
+    assert_eq!(verify_all(s.as_ref()).await, 3);
+    // everything: the head is the anchor, and appending goes on from it
+    assert_eq!(s.purge_audit_before(1000).await.unwrap(), 3);
+    assert_eq!(s.audit_anchor().await.unwrap(), head);
+    assert_eq!(s.audit_head().await.unwrap(), head);
+    let (next, _) = link_all(head, vec![evidence(&key, "i", 2000)]);
+    assert!(s.append_audit(&next).await.unwrap());
+    assert_eq!(verify_all(s.as_ref()).await, 1);
+    assert_eq!(s.table_sizes().await.unwrap().audit, 1);
 }

@@ -399,6 +399,7 @@ mod tests {
             redirect_uri: "https://c.example/cb".into(),
             state: Some("s1".into()),
             mode: crate::response::ResponseMode::Query,
+            interaction_id: String::new(),
         };
         let e = OAuthError::invalid_request("bad \"x\"").redirected_to(&target);
         let url = e.authorization_response().unwrap().redirect_url("https://as.example");

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod address_policy;
+pub mod audit;
 pub mod checks;
 pub mod client_auth;
 pub mod clock;

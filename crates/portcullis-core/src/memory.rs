@@ -1,11 +1,12 @@
 //! An in-memory `Store`: every operation holds one lock, so single use is as atomic as in the
 //! database engines. For protocol tests and for embedding; it keeps nothing across restarts.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use crate::audit::{AuditRecord, ChainPoint};
 use crate::model::{
     AuthorizationCode, Client, CodeRedemption, Grant, PushedRequest, Session, StoredKey, TokenKind, TokenRecord, User,
 };
@@ -30,6 +31,8 @@ struct Inner {
     sessions: HashMap<String, Session>,
     secrets: HashMap<String, Vec<u8>>,
     keys: Vec<StoredKey>,
+    audit: BTreeMap<i64, AuditRecord>,
+    audit_anchor: ChainPoint,
 }
 
 impl MemoryStore {
@@ -382,6 +385,63 @@ impl Store for MemoryStore {
             replay: n(g.replay.len()),
             sessions: n(g.sessions.len()),
             signing_keys: n(g.keys.len()),
+            audit: n(g.audit.len()),
         })
+    }
+
+    async fn append_audit(&self, records: &[AuditRecord]) -> StoreResult<bool> {
+        let mut g = lock(&self.inner);
+        let Some(first) = records.first() else {
+            return Ok(true);
+        };
+        let head = g.audit.values().next_back().map_or(g.audit_anchor, AuditRecord::point);
+        if first.seq != head.seq + 1 || first.prev_hash != head.hash {
+            return Ok(false);
+        }
+        for r in records {
+            g.audit.insert(r.seq, r.clone());
+        }
+        Ok(true)
+    }
+
+    async fn audit_head(&self) -> StoreResult<ChainPoint> {
+        let g = lock(&self.inner);
+        Ok(g.audit.values().next_back().map_or(g.audit_anchor, AuditRecord::point))
+    }
+
+    async fn audit_anchor(&self) -> StoreResult<ChainPoint> {
+        Ok(lock(&self.inner).audit_anchor)
+    }
+
+    async fn audit_by_interaction(&self, interaction_id: &str) -> StoreResult<Vec<AuditRecord>> {
+        Ok(lock(&self.inner)
+            .audit
+            .values()
+            .filter(|r| r.evidence.interaction_id == interaction_id)
+            .cloned()
+            .collect())
+    }
+
+    async fn audit_range(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
+        Ok(lock(&self.inner)
+            .audit
+            .range(after_seq.saturating_add(1)..)
+            .take(limit as usize)
+            .map(|(_, r)| r.clone())
+            .collect())
+    }
+
+    async fn purge_audit_before(&self, before: i64) -> StoreResult<u64> {
+        let mut g = lock(&self.inner);
+        let mut removed = 0;
+        while let Some(entry) = g.audit.first_entry() {
+            if entry.get().evidence.at >= before {
+                break;
+            }
+            let r = entry.remove();
+            g.audit_anchor = r.point();
+            removed += 1;
+        }
+        Ok(removed)
     }
 }

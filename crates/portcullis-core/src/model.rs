@@ -186,6 +186,10 @@ pub struct AuthorizationRequest {
     /// RFC 8707: the resources the client asked for (empty: the server's default).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<String>,
+    /// The `x-fapi-interaction-id` of the PAR request: the authorization response is filed
+    /// under it in the evidence log (the browser's requests carry none of their own).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub interaction_id: String,
 }
 
 impl AuthorizationRequest {
@@ -200,6 +204,7 @@ impl AuthorizationRequest {
             redirect_uri: self.redirect_uri.clone(),
             state: self.state.clone(),
             mode: self.response_mode,
+            interaction_id: self.interaction_id.clone(),
         }
     }
 }

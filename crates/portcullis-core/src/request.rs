@@ -78,6 +78,10 @@ pub struct DirectRequest {
     pub authorization: Vec<String>,
     /// The client certificate of the TLS connection, or forwarded by a trusted proxy (RFC 8705).
     pub certificate: Option<Arc<ClientCertificate>>,
+    /// The request's `x-fapi-interaction-id` (IA-02; minted by the server when the client sent
+    /// none): what the evidence log files the request's signed messages under. Empty when
+    /// unknown.
+    pub interaction_id: String,
 }
 
 impl DirectRequest {
@@ -90,7 +94,13 @@ impl DirectRequest {
             dpop: Vec::new(),
             authorization: Vec::new(),
             certificate: None,
+            interaction_id: String::new(),
         }
+    }
+
+    pub fn with_interaction_id(mut self, id: &str) -> Self {
+        self.interaction_id = id.to_owned();
+        self
     }
 
     pub fn with_dpop(mut self, dpop: Vec<String>) -> Self {

@@ -48,6 +48,9 @@ pub struct ResponseTarget {
     pub redirect_uri: String,
     pub state: Option<String>,
     pub mode: ResponseMode,
+    /// The interaction (PAR's `x-fapi-interaction-id`) the evidence log files a signed
+    /// response under; empty when unknown.
+    pub interaction_id: String,
 }
 
 /// What the authorization endpoint answers the client.
@@ -169,6 +172,7 @@ mod tests {
             redirect_uri: "https://c.example/cb".into(),
             state: Some("s1".into()),
             mode: ResponseMode::Query,
+            interaction_id: String::new(),
         };
         let ok = AuthorizationResponse::Code {
             target: target.clone(),

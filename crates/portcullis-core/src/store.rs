@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 
+use crate::audit::{AuditRecord, ChainPoint};
 use crate::error::StoreError;
 use crate::model::{
     AuthorizationCode, Client, CodeRedemption, Grant, PushedRequest, Session, StoredKey, TokenKind, TokenRecord, User,
@@ -118,6 +119,27 @@ pub trait Store: Send + Sync + 'static {
     /// How many rows each table holds (issue 13 item 5: growth is visible, and the purge is
     /// checked against every table).
     async fn table_sizes(&self) -> StoreResult<TableSizes>;
+
+    // the non-repudiation evidence log (issue 16 item 5, `crate::audit`)
+    /// Appends entries the caller has already chained (consecutive `seq`, each `prev_hash` the
+    /// previous entry's hash), all or none, and only if the first one follows the stored head
+    /// (the last entry, or the anchor when there is none). False, with nothing written, when
+    /// the head has moved (another writer, on another node, appended first): the caller
+    /// re-reads the head and chains again. So the chain never forks.
+    async fn append_audit(&self, records: &[AuditRecord]) -> StoreResult<bool>;
+    /// The last entry's position, else the anchor (a fresh log: `ChainPoint::GENESIS`).
+    async fn audit_head(&self) -> StoreResult<ChainPoint>;
+    /// Where verification starts: the last entry the retention purge removed, else genesis.
+    async fn audit_anchor(&self) -> StoreResult<ChainPoint>;
+    /// The entries of one interaction, in `seq` order.
+    async fn audit_by_interaction(&self, interaction_id: &str) -> StoreResult<Vec<AuditRecord>>;
+    /// Up to `limit` entries with `seq > after_seq`, in `seq` order (verification streams the
+    /// log with this).
+    async fn audit_range(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRecord>>;
+    /// Retention: removes the oldest entries, up to (not including) the first with
+    /// `at >= before`, so that what stays is one unbroken chain; the last removed entry becomes
+    /// the anchor. In bounded batches. Returns how many went.
+    async fn purge_audit_before(&self, before: i64) -> StoreResult<u64>;
 }
 
 /// Row counts per table, see [`Store::table_sizes`].
@@ -133,4 +155,5 @@ pub struct TableSizes {
     pub replay: u64,
     pub sessions: u64,
     pub signing_keys: u64,
+    pub audit: u64,
 }

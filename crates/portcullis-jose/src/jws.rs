@@ -83,11 +83,23 @@ impl<'a> CompactJws<'a> {
 
     /// Verifies with the key of `jwks` that the header designates (`kid`, else by algorithm).
     pub fn verify_with_set(&self, jwks: &Jwks) -> Result<(), JoseError> {
+        self.verifying_key(jwks).map(|_| ())
+    }
+
+    /// [`Self::verify_with_set`], answering which key verified (kept as evidence, so that the
+    /// signature can be checked again later).
+    pub fn verifying_key<'k>(&self, jwks: &'k Jwks) -> Result<&'k PublicJwk, JoseError> {
         let mut found = false;
-        for key in jwks.candidates(self.header.kid.as_deref(), self.header.alg) {
+        let kid = self.header.kid.as_deref();
+        // Jwks::candidates, with the key's lifetime kept apart from the header's
+        let candidates = jwks
+            .keys()
+            .iter()
+            .filter(|k| k.supports(self.header.alg) && kid.is_none_or(|kid| k.kid() == Some(kid)));
+        for key in candidates {
             found = true;
             if self.verify(key).is_ok() {
-                return Ok(());
+                return Ok(key);
             }
         }
         Err(if found {

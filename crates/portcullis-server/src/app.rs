@@ -13,6 +13,7 @@ use portcullis_core::{Clock, JwksFetcher, KeyRing, Provider, Settings, Store};
 use portcullis_store::SqliteStore;
 use serde_json::Value;
 
+use crate::audit::{AuditLog, AuditWriter};
 use crate::config::Config;
 use crate::datadir::{self, StartError};
 use crate::login_failures::LoginFailures;
@@ -45,6 +46,10 @@ pub struct AppState {
     pub login_action: String,
     pub consent_action: String,
     pub logout_action: String,
+    /// The evidence log (issue 16 item 5): signed messages of successful requests go here.
+    pub audit: AuditLog,
+    /// `audit.retention_days` in seconds; 0 keeps entries forever.
+    pub audit_retention: i64,
 }
 
 /// Opens the store for `serve` and every command: the data dir is created 0700 and the
@@ -155,7 +160,8 @@ pub async fn load_keys(store: &dyn Store, settings: &Settings, now: i64) -> Resu
     Ok(ring)
 }
 
-pub async fn build(config: &Config, store: Arc<SqliteStore>) -> Result<Arc<AppState>, String> {
+/// The shared state, and the evidence log's writer (finished at shutdown).
+pub async fn build(config: &Config, store: Arc<SqliteStore>) -> Result<(Arc<AppState>, AuditWriter), String> {
     let settings = settings(config)?;
     let certificates = CertificateSource::new(&config.tls.client_cert_header, &config.tls.trusted_proxies)?;
     let clock = Arc::new(SystemClock);
@@ -176,6 +182,7 @@ pub async fn build(config: &Config, store: Arc<SqliteStore>) -> Result<Arc<AppSt
     let base_path = url::Url::parse(&settings.issuer)
         .map(|u| u.path().trim_end_matches('/').to_owned())
         .unwrap_or_default();
+    let (audit, audit_writer) = AuditLog::start(store.clone());
     let provider = Provider::new(
         settings,
         Arc::new(crate::timed_store::TimedStore(store)),
@@ -188,7 +195,9 @@ pub async fn build(config: &Config, store: Arc<SqliteStore>) -> Result<Arc<AppSt
     );
     provider.refresh_secrets().await.map_err(|e| e.to_string())?;
     let metadata = provider.metadata();
-    Ok(Arc::new(AppState {
+    let state = Arc::new(AppState {
+        audit,
+        audit_retention: config.audit.retention_days.saturating_mul(86_400),
         metadata,
         csrf,
         login_failures: LoginFailures::new(&device_secret, 10_000),
@@ -201,7 +210,8 @@ pub async fn build(config: &Config, store: Arc<SqliteStore>) -> Result<Arc<AppSt
         logout_action: format!("{base_path}/logout"),
         base_path,
         provider,
-    }))
+    });
+    Ok((state, audit_writer))
 }
 
 /// Housekeeping: purge expired rows (every 30 s, in bounded batches), delete keys retired
@@ -216,6 +226,13 @@ pub fn spawn_maintenance(state: Arc<AppState>) {
             // issue 13 item 5: bounded batches, so requests are never held up for long
             if let Err(e) = p.store().purge_expired(now).await {
                 tracing::warn!(error = %e, "purge failed");
+            }
+            // issue 16 item 5: evidence older than audit.retention_days (the chain keeps an
+            // anchor, so what remains still verifies)
+            if state.audit_retention > 0
+                && let Err(e) = p.store().purge_audit_before(now - state.audit_retention).await
+            {
+                tracing::warn!(error = %e, "audit log purge failed");
             }
             if let Err(e) = p.refresh_secrets().await {
                 tracing::warn!(error = %e, "cannot refresh the DPoP nonce secrets");

@@ -20,6 +20,23 @@ pub struct Config {
     pub clients: ClientsConfig,
     pub limits: LimitsConfig,
     pub tls: TlsConfig,
+    pub audit: AuditConfig,
+}
+
+/// The non-repudiation evidence log (issue 16 item 5; `portcullis audit`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Days a signed message is kept in the evidence log; older entries are removed by the
+    /// periodic purge (the chain keeps an anchor, so the rest still verifies). 0 keeps them
+    /// forever. Default 400 days (13 months).
+    pub retention_days: i64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { retention_days: 400 }
+    }
 }
 
 /// Mutual TLS (RFC 8705): client CAs, and client certificates forwarded by a TLS-terminating
@@ -293,8 +310,8 @@ impl Default for LogConfig {
 }
 
 /// The sections, longest first, so `PORTCULLIS_DEMO_API_ENABLED` finds `demo_api`.
-const SECTIONS: [&str; 9] = [
-    "demo_api", "storage", "clients", "server", "tokens", "limits", "dpop", "tls", "log",
+const SECTIONS: [&str; 10] = [
+    "demo_api", "storage", "clients", "server", "tokens", "limits", "audit", "dpop", "tls", "log",
 ];
 
 impl Config {
@@ -341,6 +358,9 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if !(0..=36_500).contains(&self.audit.retention_days) {
+            return Err("audit.retention_days must be between 0 (keep forever) and 36500".into());
+        }
         let issuer = url::Url::parse(&self.server.issuer).map_err(|e| format!("server.issuer is not a URL: {e}"))?;
         if issuer.scheme() != "https" {
             return Err("server.issuer must be an https URL (RFC 8414 §2)".into());
@@ -589,6 +609,17 @@ mod tests {
     }
 
     /// The code lifetime limit of SP 5.3.2.1-11 is enforced at start.
+    /// Issue 16 item 5: evidence retention, 400 days unless set; 0 keeps it forever.
+    #[test]
+    fn audit_retention() {
+        assert_eq!(Config::load_from(None, None, &[]).unwrap().audit.retention_days, 400);
+        let c = Config::load_from(None, None, &env(&[("PORTCULLIS_AUDIT_RETENTION_DAYS", "0")])).unwrap();
+        assert_eq!(c.audit.retention_days, 0);
+        assert!(c.to_masked_toml().contains("[audit]"));
+        let e = Config::load_from(None, None, &env(&[("PORTCULLIS_AUDIT_RETENTION_DAYS", "-1")])).unwrap_err();
+        assert!(e.contains("audit.retention_days"), "{e}");
+    }
+
     #[test]
     fn limits_are_enforced() {
         let e = Config::load_from(None, None, &env(&[("PORTCULLIS_TOKENS_CODE_LIFETIME", "61")])).unwrap_err();

@@ -31,6 +31,19 @@ use crate::tls::PeerCertificate;
 use crate::web::{form, http_status};
 
 pub const INTERACTION_ID: HeaderName = HeaderName::from_static("x-fapi-interaction-id");
+
+/// The request's `x-fapi-interaction-id` (echoed, or minted by [`conventions`]), as a request
+/// extension: what the evidence log files the request's signed messages under.
+#[derive(Clone, Debug, Default)]
+pub struct InteractionId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for InteractionId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<InteractionId>().cloned().unwrap_or_default())
+    }
+}
 const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 /// RFC 9701 §4: the media type of a signed introspection response.
 const INTROSPECTION_JWT: &str = "application/token-introspection+jwt";
@@ -235,7 +248,7 @@ fn busy(budget: &BodyBudget, version: axum::http::Version) -> Response {
 
 /// IA 2.2.1 (IA-02): echo `x-fapi-interaction-id` or mint a UUID; log with it; `no-store` unless
 /// a handler chose otherwise (RFC 6749 §5.1); HSTS everywhere (AS-SP-07).
-async fn conventions(base: Arc<str>, req: Request, next: Next) -> Response {
+async fn conventions(base: Arc<str>, mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get(&INTERACTION_ID)
@@ -254,6 +267,7 @@ async fn conventions(base: Arc<str>, req: Request, next: Next) -> Response {
     let path: String = req.uri().path().chars().take(200).collect();
     let client_address = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let span = tracing::info_span!("request", interaction_id = %id, %method, %path);
+    req.extensions_mut().insert(InteractionId(id.clone()));
     let context = audit_events::RequestContext {
         interaction_id: Arc::from(id.as_str()),
         client_address,
@@ -408,6 +422,11 @@ impl FromRequestParts<Arc<AppState>> for Direct {
             dpop: all(&parts.headers, "dpop"),
             authorization: all(&parts.headers, "authorization"),
             certificate,
+            interaction_id: parts
+                .extensions
+                .get::<InteractionId>()
+                .map(|i| i.0.clone())
+                .unwrap_or_default(),
         }))
     }
 }
@@ -428,6 +447,10 @@ async fn par(State(s): State<Arc<AppState>>, Direct(req): Direct, headers: Heade
     let req = with_form(&s, req, &headers, &body)?;
     let r = s.provider.push_authorization_request(req).await?;
     metrics::counter!(crate::management::FLOWS_STARTED).increment(1);
+    // issue 16 item 5: the verified request object, once the request has succeeded
+    if let Some(e) = r.evidence {
+        s.audit.record(e).await;
+    }
     // RFC 9126 §2.2: 201 with request_uri and expires_in
     Ok(json_response(
         StatusCode::CREATED,
@@ -489,8 +512,9 @@ async fn introspect(State(s): State<Arc<AppState>>, Direct(req): Direct, headers
                 .eq_ignore_ascii_case(INTROSPECTION_JWT)
         });
     if wants_jwt {
-        let jwt = s.provider.signed_introspection(&req).await?;
-        return Ok(([(header::CONTENT_TYPE, INTROSPECTION_JWT)], jwt).into_response());
+        let signed = s.provider.signed_introspection(&req).await?;
+        s.audit.record(signed.evidence).await;
+        return Ok(([(header::CONTENT_TYPE, INTROSPECTION_JWT)], signed.jwt).into_response());
     }
     let r = s.provider.introspect(&req).await?;
     Ok(json_response(StatusCode::OK, r, None))

@@ -2,6 +2,8 @@
 #![forbid(unsafe_code)]
 
 mod app;
+mod audit;
+mod audit_cli;
 mod audit_events;
 mod config;
 mod connections;
@@ -62,6 +64,9 @@ enum Command {
     /// The server's signing keys
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// The non-repudiation evidence log
+    #[command(subcommand)]
+    Audit(audit_cli::AuditCommand),
 }
 
 #[derive(Subcommand)]
@@ -236,6 +241,15 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
             Ok(())
         }
         Command::Keys(k) => keys_command(&config, k).await,
+        Command::Audit(a) => {
+            let store = app::open_store(&config).await?;
+            match audit_cli::run(store.as_ref(), a).await {
+                Ok(true) => Ok(()),
+                // `audit verify` found a broken link (already printed): exit 1
+                Ok(false) => Err(Failure::Runtime("the evidence log is not intact".into())),
+                Err(e) => Err(rt(e)),
+            }
+        }
     }
 }
 
@@ -270,7 +284,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
     // (issue 13 item 17)
     let init = datadir::StartupLock::acquire(&config.server.data_dir).await?;
     let store = app::open_store(&config).await?;
-    let state = app::build(&config, store.clone()).await.map_err(rt)?;
+    let (state, audit_writer) = app::build(&config, store.clone()).await.map_err(rt)?;
     let files = tls::TlsFiles::new(&config.server.data_dir);
     let issuer_host = url::Url::parse(&config.server.issuer)
         .ok()
@@ -383,6 +397,8 @@ async fn serve(config: Config) -> Result<(), Failure> {
     let _ = a.await;
     let _ = b.await;
     let _ = c.await;
+    // the evidence still queued goes into the chain before the database closes
+    audit_writer.finish(std::time::Duration::from_secs(10)).await;
     // a clean close checkpoints the SQLite write-ahead log
     store.close().await;
     tracing::info!("stopped");

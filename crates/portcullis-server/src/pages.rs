@@ -19,6 +19,7 @@ use portcullis_jose::{b64url, b64url_decode};
 
 use crate::app::AppState;
 use crate::audit_events;
+use crate::http::InteractionId;
 use crate::login_failures::DEVICE_COOKIE_LIFETIME;
 use crate::users::Verdict;
 use crate::web::{form, html, html_with_form_targets, http_status};
@@ -127,7 +128,7 @@ fn see_other(location: &str) -> Response {
 async fn failure(s: &AppState, e: OAuthError) -> Response {
     if let Some(response) = e.authorization_response() {
         tracing::info!(error = e.code.as_str(), description = %e.public_description(), "authorization refused (redirected)");
-        return respond(s, &response).await;
+        return respond(s, &response, None).await;
     }
     if e.status.is_server_error() {
         tracing::error!(error = %e, "authorization failed");
@@ -140,10 +141,18 @@ async fn failure(s: &AppState, e: OAuthError) -> Response {
     error_page(http_status(e.status), &e.public_description())
 }
 
-/// Sends the browser to the client with an authorization response, in its response mode.
-async fn respond(s: &AppState, response: &AuthorizationResponse) -> Response {
-    match s.provider.authorization_redirect(response).await {
-        Ok(url) => see_other(&url),
+/// Sends the browser to the client with an authorization response, in its response mode. A
+/// signed (JARM) response of a request that succeeded (`interaction`: the browser request's
+/// id) goes into the evidence log (issue 16 item 5); a refusal's does not.
+async fn respond(s: &AppState, response: &AuthorizationResponse, interaction: Option<&InteractionId>) -> Response {
+    let id = interaction.map_or("", |i| i.0.as_str());
+    match s.provider.authorization_redirect(response, id).await {
+        Ok(redirect) => {
+            if let (Some(e), Some(_)) = (redirect.evidence, interaction) {
+                s.audit.record(e).await;
+            }
+            see_other(&redirect.url)
+        }
         Err(e) => {
             tracing::error!(error = %e, "authorization response failed");
             error_page(
@@ -255,7 +264,12 @@ async fn browser(state: &AppState, headers: &HeaderMap) -> Result<Browser, Respo
 }
 
 /// GET on the authorization endpoint.
-pub async fn authorize(State(s): State<Arc<AppState>>, RawQuery(q): RawQuery, headers: HeaderMap) -> Response {
+pub async fn authorize(
+    State(s): State<Arc<AppState>>,
+    interaction: InteractionId,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
     let query = query_pairs(q.as_deref());
     let pending = match s.provider.begin_authorization(query.clone()).await {
         Ok(p) => p,
@@ -271,7 +285,7 @@ pub async fn authorize(State(s): State<Arc<AppState>>, RawQuery(q): RawQuery, he
         .map(|(_, v)| v.as_str())
         .unwrap_or("");
     let mut res = match (s.provider.next_step(&pending, b.session.as_ref()), &b.session) {
-        (NextStep::Respond(response), _) => return respond(&s, &response).await,
+        (NextStep::Respond(response), _) => return respond(&s, &response, Some(&interaction)).await,
         (NextStep::Consent, Some(session)) => {
             consent_page(&s, &pending, request_uri, &b.csrf_cookie, &session.username)
         }
@@ -536,7 +550,12 @@ fn too_many_attempts() -> Response {
 }
 
 /// POST of the consent form.
-pub async fn consent(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn consent(
+    State(s): State<Arc<AppState>>,
+    interaction: InteractionId,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let (form, pending, b) = match posted(&s, &headers, &body, FormPurpose::Consent).await {
         Ok(x) => x,
         Err(r) => return r,
@@ -549,7 +568,7 @@ pub async fn consent(State(s): State<Arc<AppState>>, headers: HeaderMap, body: B
     match s.provider.next_step(&pending, Some(&session)) {
         NextStep::Consent => {}
         NextStep::Login => return see_other(&authorize_again(&s, &form)),
-        NextStep::Respond(response) => return respond(&s, &response).await,
+        NextStep::Respond(response) => return respond(&s, &response, Some(&interaction)).await,
     }
     let decision = match form.get("decision") {
         "allow" => {
@@ -586,7 +605,7 @@ pub async fn consent(State(s): State<Arc<AppState>>, headers: HeaderMap, body: B
             } else {
                 audit_events::record("consent", "denied", Some(client_id), None);
             }
-            respond(&s, &response).await
+            respond(&s, &response, Some(&interaction)).await
         }
         Err(e) => {
             audit_events::record("consent", "failure", Some(client_id), sub.as_deref());

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use portcullis_core::Store;
+use portcullis_core::audit::{AuditRecord, ChainPoint};
 use portcullis_core::model::{
     AuthorizationCode, Client, CodeRedemption, Grant, PushedRequest, Session, StoredKey, TokenKind, TokenRecord, User,
 };
@@ -218,5 +219,29 @@ impl Store for TimedStore {
 
     async fn table_sizes(&self) -> StoreResult<TableSizes> {
         timed!("table_sizes", self.0.table_sizes())
+    }
+
+    async fn append_audit(&self, records: &[AuditRecord]) -> StoreResult<bool> {
+        timed!("append_audit", self.0.append_audit(records))
+    }
+
+    async fn audit_head(&self) -> StoreResult<ChainPoint> {
+        timed!("audit_head", self.0.audit_head())
+    }
+
+    async fn audit_anchor(&self) -> StoreResult<ChainPoint> {
+        timed!("audit_anchor", self.0.audit_anchor())
+    }
+
+    async fn audit_by_interaction(&self, interaction_id: &str) -> StoreResult<Vec<AuditRecord>> {
+        timed!("audit_by_interaction", self.0.audit_by_interaction(interaction_id))
+    }
+
+    async fn audit_range(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
+        timed!("audit_range", self.0.audit_range(after_seq, limit))
+    }
+
+    async fn purge_audit_before(&self, before: i64) -> StoreResult<u64> {
+        timed!("purge_audit_before", self.0.purge_audit_before(before))
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use portcullis_core::StoreError;
+use portcullis_core::audit::{AuditRecord, ChainHash, ChainPoint, Direction, Evidence, EvidenceKind, Proof};
 use portcullis_core::model::{
     AuthorizationCode, Client, CodeRedemption, Grant, PushedRequest, Session, StoredKey, TokenKind, TokenRecord, User,
 };
@@ -24,7 +25,7 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// The version `schema.sql` describes.
 const BASE_VERSION: i64 = 1;
 /// Each later version's change, applied in order to a database at an older version.
-const MIGRATIONS: [(i64, &[&str]); 3] = [
+const MIGRATIONS: [(i64, &[&str]); 4] = [
     // issue 13 item 14: registration access tokens expire; tokens issued before get the
     // default lifetime (30 days) from the upgrade on
     (
@@ -46,9 +47,39 @@ const MIGRATIONS: [(i64, &[&str]); 3] = [
             "ALTER TABLE tokens ADD COLUMN audience TEXT",
         ],
     ),
+    // issue 16 item 5: the non-repudiation evidence log, hash-chained (portcullis_core::audit).
+    // Hashes are lowercase hex; signature and body are BLOB (BYTEA on PostgreSQL); the
+    // anchor is one row (id 1): the last entry the retention purge removed.
+    (
+        5,
+        &[
+            "CREATE TABLE IF NOT EXISTS audit_log (
+                seq BIGINT PRIMARY KEY,
+                prev_hash TEXT NOT NULL,
+                hash TEXT NOT NULL,
+                at BIGINT NOT NULL,
+                kind TEXT NOT NULL,
+                direction TEXT NOT NULL,
+                interaction_id TEXT NOT NULL,
+                client_id TEXT NOT NULL,
+                alg TEXT NOT NULL,
+                jwk TEXT NOT NULL,
+                proof TEXT NOT NULL,
+                message TEXT NOT NULL,
+                signature BLOB,
+                body BLOB
+            )",
+            "CREATE INDEX IF NOT EXISTS audit_log_interaction ON audit_log (interaction_id, seq)",
+            "CREATE TABLE IF NOT EXISTS audit_anchor (
+                id INTEGER PRIMARY KEY,
+                seq BIGINT NOT NULL,
+                hash TEXT NOT NULL
+            )",
+        ],
+    ),
 ];
 /// The version this binary writes.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -78,8 +109,20 @@ enum OpenError {
     Refused(String),
 }
 
-/// Rows deleted per statement by `purge_expired`.
+/// Rows deleted per statement by `purge_expired` (and per transaction by
+/// `purge_audit_before`).
 const PURGE_BATCH: i64 = 500;
+
+/// `SELECT` of every column of an audit entry (as `audit_from_row` reads them), then `$rest`.
+macro_rules! select_audit {
+    ($rest:literal) => {
+        concat!(
+            "SELECT seq, prev_hash, hash, at, kind, direction, interaction_id, client_id, alg, jwk, proof, \
+             message, signature, body FROM audit_log ",
+            $rest
+        )
+    };
+}
 
 /// The file a `sqlite:` URL names, if it names one (not an in-memory database).
 pub fn sqlite_url_file(url: &str) -> Option<std::path::PathBuf> {
@@ -256,6 +299,75 @@ async fn migrate(pool: &SqlitePool, from: i64) -> Result<(), sqlx::Error> {
         applied?;
     }
     Ok(())
+}
+
+/// An audit entry as stored. A value no entry could have (an unknown kind, a hash that is not
+/// hex) is an error naming the entry: `audit verify` reports it as the broken link.
+fn audit_from_row(row: &SqliteRow) -> StoreResult<AuditRecord> {
+    let seq: i64 = row.try_get("seq").map_err(err)?;
+    let bad = |what: &str| StoreError(format!("audit entry {seq}: {what}"));
+    let hash = |name: &str| -> StoreResult<ChainHash> {
+        let v: String = row.try_get(name).map_err(err)?;
+        ChainHash::from_hex(&v).ok_or_else(|| bad(&format!("{name} is not a SHA-256 hash")))
+    };
+    let kind: String = row.try_get("kind").map_err(err)?;
+    let direction: String = row.try_get("direction").map_err(err)?;
+    let proof: String = row.try_get("proof").map_err(err)?;
+    let message: String = row.try_get("message").map_err(err)?;
+    let proof = match proof.as_str() {
+        "jws" => Proof::Jws { compact: message },
+        "http_signature" => Proof::HttpSignature {
+            base: message,
+            signature: row
+                .try_get::<Option<Vec<u8>>, _>("signature")
+                .map_err(err)?
+                .ok_or_else(|| bad("an HTTP signature entry without a signature"))?,
+            body: row.try_get("body").map_err(err)?,
+        },
+        other => return Err(bad(&format!("unknown proof type {other:?}"))),
+    };
+    Ok(AuditRecord {
+        seq,
+        prev_hash: hash("prev_hash")?,
+        hash: hash("hash")?,
+        evidence: Evidence {
+            kind: EvidenceKind::parse(&kind).ok_or_else(|| bad(&format!("unknown kind {kind:?}")))?,
+            direction: Direction::parse(&direction).ok_or_else(|| bad(&format!("unknown direction {direction:?}")))?,
+            interaction_id: row.try_get("interaction_id").map_err(err)?,
+            client_id: row.try_get("client_id").map_err(err)?,
+            at: row.try_get("at").map_err(err)?,
+            alg: row.try_get("alg").map_err(err)?,
+            key: row.try_get("jwk").map_err(err)?,
+            proof,
+        },
+    })
+}
+
+/// The stored head inside a transaction: the last entry, else the anchor, else genesis.
+async fn audit_head_in(conn: &mut sqlx::SqliteConnection) -> StoreResult<ChainPoint> {
+    let row = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(err)?;
+    match row {
+        Some(row) => point_from_row(&row),
+        None => audit_anchor_in(conn).await,
+    }
+}
+
+async fn audit_anchor_in(conn: &mut sqlx::SqliteConnection) -> StoreResult<ChainPoint> {
+    let row = sqlx::query("SELECT seq, hash FROM audit_anchor WHERE id = 1")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(err)?;
+    row.as_ref().map_or(Ok(ChainPoint::GENESIS), point_from_row)
+}
+
+fn point_from_row(row: &SqliteRow) -> StoreResult<ChainPoint> {
+    let seq: i64 = row.try_get("seq").map_err(err)?;
+    let hash: String = row.try_get("hash").map_err(err)?;
+    let hash = ChainHash::from_hex(&hash).ok_or_else(|| StoreError(format!("audit entry {seq}: bad hash")))?;
+    Ok(ChainPoint { seq, hash })
 }
 
 fn client_from_row(row: &SqliteRow) -> StoreResult<Client> {
@@ -956,7 +1068,8 @@ impl Store for SqliteStore {
                     (SELECT COUNT(*) FROM tokens) AS tokens, \
                     (SELECT COUNT(*) FROM replay) AS replay, \
                     (SELECT COUNT(*) FROM sessions) AS sessions, \
-                    (SELECT COUNT(*) FROM signing_keys) AS signing_keys",
+                    (SELECT COUNT(*) FROM signing_keys) AS signing_keys, \
+                    (SELECT COUNT(*) FROM audit_log) AS audit",
         )
         .fetch_one(&self.pool)
         .await
@@ -976,6 +1089,133 @@ impl Store for SqliteStore {
             replay: n("replay")?,
             sessions: n("sessions")?,
             signing_keys: n("signing_keys")?,
+            audit: n("audit")?,
         })
+    }
+
+    async fn append_audit(&self, records: &[AuditRecord]) -> StoreResult<bool> {
+        let Some(first) = records.first() else {
+            return Ok(true);
+        };
+        // the write lock first, so that the head read is still the head at the insert
+        // (PostgreSQL: the seq primary key refuses the loser of a race)
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let head = audit_head_in(&mut tx).await?;
+        if first.seq != head.seq + 1 || first.prev_hash != head.hash {
+            tx.rollback().await.map_err(err)?;
+            return Ok(false);
+        }
+        for r in records {
+            let e = &r.evidence;
+            let (proof, message, signature, body) = match &e.proof {
+                Proof::Jws { compact } => ("jws", compact.as_str(), None, None),
+                Proof::HttpSignature { base, signature, body } => (
+                    "http_signature",
+                    base.as_str(),
+                    Some(signature.as_slice()),
+                    body.as_deref(),
+                ),
+            };
+            sqlx::query(
+                "INSERT INTO audit_log (seq, prev_hash, hash, at, kind, direction, interaction_id, client_id, alg, \
+                 jwk, proof, message, signature, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(r.seq)
+            .bind(r.prev_hash.to_hex())
+            .bind(r.hash.to_hex())
+            .bind(e.at)
+            .bind(e.kind.as_str())
+            .bind(e.direction.as_str())
+            .bind(&e.interaction_id)
+            .bind(&e.client_id)
+            .bind(&e.alg)
+            .bind(&e.key)
+            .bind(proof)
+            .bind(message)
+            .bind(signature)
+            .bind(body)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(true)
+    }
+
+    async fn audit_head(&self) -> StoreResult<ChainPoint> {
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        audit_head_in(&mut conn).await
+    }
+
+    async fn audit_anchor(&self) -> StoreResult<ChainPoint> {
+        let mut conn = self.pool.acquire().await.map_err(err)?;
+        audit_anchor_in(&mut conn).await
+    }
+
+    async fn audit_by_interaction(&self, interaction_id: &str) -> StoreResult<Vec<AuditRecord>> {
+        let rows = sqlx::query(select_audit!("WHERE interaction_id = ? ORDER BY seq"))
+            .bind(interaction_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn audit_range(&self, after_seq: i64, limit: u32) -> StoreResult<Vec<AuditRecord>> {
+        let rows = sqlx::query(select_audit!("WHERE seq > ? ORDER BY seq LIMIT ?"))
+            .bind(after_seq)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    async fn purge_audit_before(&self, before: i64) -> StoreResult<u64> {
+        // one transaction per batch from the start of the chain, by primary key: the oldest
+        // entries up to the first one to keep, and the last of them as the new anchor
+        let mut total = 0;
+        loop {
+            let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+            let rows = sqlx::query("SELECT seq, hash, at FROM audit_log ORDER BY seq LIMIT ?")
+                .bind(PURGE_BATCH)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(err)?;
+            let mut last = None;
+            for row in &rows {
+                let at: i64 = row.try_get("at").map_err(err)?;
+                if at >= before {
+                    break;
+                }
+                last = Some(row);
+            }
+            let Some(last) = last else {
+                tx.rollback().await.map_err(err)?;
+                return Ok(total);
+            };
+            let anchor = point_from_row(last)?;
+            let n = sqlx::query("DELETE FROM audit_log WHERE seq <= ?")
+                .bind(anchor.seq)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?
+                .rows_affected();
+            sqlx::query(
+                "INSERT INTO audit_anchor (id, seq, hash) VALUES (1, ?, ?) \
+                 ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+            )
+            .bind(anchor.seq)
+            .bind(anchor.hash.to_hex())
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+            tx.commit().await.map_err(err)?;
+            total += n;
+            if n < PURGE_BATCH as u64 {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
     }
 }

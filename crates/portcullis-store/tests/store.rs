@@ -76,6 +76,12 @@ async fn version_1_databases_are_migrated() {
             .unwrap()
             .is_none()
     );
+    // issue 16 item 5: the evidence log arrives with the upgrade, empty
+    assert_eq!(store.table_sizes().await.unwrap().audit, 0);
+    assert_eq!(
+        store.audit_head().await.unwrap(),
+        portcullis_core::audit::ChainPoint::GENESIS
+    );
     store.close().await;
     // opening again changes nothing
     SqliteStore::open(&path).await.unwrap().close().await;

@@ -2,7 +2,7 @@
 //! Message Signing rules (MS 5.3.1, AS-MS-01..09): once verified, the object's claims are the
 //! authorization parameters, and they go through the very checks form parameters go through.
 
-use portcullis_jose::{CompactJws, JoseError};
+use portcullis_jose::{CompactJws, JoseError, PublicJwk};
 use serde_json::Value;
 
 use crate::error::{OAuthError, OAuthResult};
@@ -29,13 +29,14 @@ fn number(claims: &serde_json::Map<String, Value>, name: &str) -> OAuthResult<Op
 
 impl Provider {
     /// Verifies the request object `jwt` pushed by `client` and returns its claims as
-    /// authorization parameters. Every refusal is 400 `invalid_request_object` (AS-MS-09).
+    /// authorization parameters, with the client key that verified it (evidence). Every
+    /// refusal is 400 `invalid_request_object` (AS-MS-09).
     pub(crate) async fn verify_request_object(
         &self,
         client: &ParsedClient,
         jwt: &str,
         max_params: usize,
-    ) -> OAuthResult<Vec<(String, String)>> {
+    ) -> OAuthResult<(Vec<(String, String)>, PublicJwk)> {
         // SP 5.4.1 (AS-MS-06): FAPI algorithms only; `none` and RS256 do not parse
         let jws = CompactJws::parse(jwt).map_err(|e| match e {
             JoseError::UnsupportedAlgorithm(a) => bad(format!(
@@ -50,7 +51,7 @@ impl Provider {
             return Err(bad(format!("request object typ {typ} is not oauth-authz-req+jwt")));
         }
         // AS-MS-06: signed by the authenticated client's key
-        self.verify_with_client_keys(client, &jws).await?.map_err(|e| match e {
+        let key = self.verify_with_client_keys(client, &jws).await?.map_err(|e| match e {
             JoseError::NoMatchingKey => bad("no registered key of the client matches the request object (kid, alg)"),
             _ => bad("the request object signature does not verify with the client's registered keys"),
         })?;
@@ -133,6 +134,6 @@ impl Provider {
                 return Err(bad(format!("the request object has more than {max_params} parameters")));
             }
         }
-        Ok(pairs)
+        Ok((pairs, key))
     }
 }

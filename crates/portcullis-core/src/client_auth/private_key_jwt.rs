@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use portcullis_jose::{CompactJws, JoseError};
+use portcullis_jose::{CompactJws, JoseError, PublicJwk};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -159,34 +159,37 @@ impl Provider {
     }
 
     async fn verify_client_signature(&self, client: &ParsedClient, jws: &CompactJws<'_>) -> OAuthResult<()> {
-        self.verify_with_client_keys(client, jws).await?.map_err(|e| match e {
-            JoseError::NoMatchingKey => {
-                OAuthError::invalid_client("no registered client key matches the client assertion (kid, alg)")
-            }
-            _ => OAuthError::invalid_client(
-                "the client assertion signature does not verify with the client's registered keys",
-            ),
-        })
+        self.verify_with_client_keys(client, jws)
+            .await?
+            .map(drop)
+            .map_err(|e| match e {
+                JoseError::NoMatchingKey => {
+                    OAuthError::invalid_client("no registered client key matches the client assertion (kid, alg)")
+                }
+                _ => OAuthError::invalid_client(
+                    "the client assertion signature does not verify with the client's registered keys",
+                ),
+            })
     }
 
     /// Verifies a JWS the client signed (client assertion, request object) with its registered
     /// keys: the outer error is ours (a `jwks_uri` that cannot be used), the inner one the
     /// signature's. A `jwks_uri` is refetched for an unknown key at most once per interval
-    /// (issue 13 item 3).
+    /// (issue 13 item 3). The answer is the key that verified (for the evidence log).
     pub(crate) async fn verify_with_client_keys(
         &self,
         client: &ParsedClient,
         jws: &CompactJws<'_>,
-    ) -> OAuthResult<Result<(), JoseError>> {
+    ) -> OAuthResult<Result<PublicJwk, JoseError>> {
         if let Some(jwks) = &client.inline_jwks {
-            return Ok(jws.verify_with_set(jwks));
+            return Ok(jws.verifying_key(jwks).cloned());
         }
         let Some(uri) = client.client.metadata.jwks_uri.as_deref() else {
             return Ok(Err(JoseError::NoMatchingKey));
         };
         let now = self.now();
         let jwks = self.remote_jwks.get(uri, now, self.fetcher.as_ref()).await?;
-        match jws.verify_with_set(&jwks) {
+        match jws.verifying_key(&jwks).cloned() {
             // a key we do not know yet (key rotation at the client): one forced refresh per
             // interval for this URI, and a kid still unknown after it is a remembered miss
             Err(JoseError::NoMatchingKey) => {
@@ -209,7 +212,7 @@ impl Provider {
                 let Refreshed::Newer(fresh) = refreshed else {
                     return Ok(Err(JoseError::NoMatchingKey));
                 };
-                let r = jws.verify_with_set(&fresh);
+                let r = jws.verifying_key(&fresh).cloned();
                 if matches!(r, Err(JoseError::NoMatchingKey)) {
                     self.remote_jwks.remember_miss(uri, &miss, now).await;
                 }

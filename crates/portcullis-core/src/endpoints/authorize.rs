@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::audit::{Direction, Evidence, EvidenceKind};
 use crate::checks::{self, Check, CheckFuture, Run};
 use crate::error::{ErrorCode, OAuthError, OAuthResult, Status};
 use crate::model::{AuthorizationCode, AuthorizationRequest, Grant, PushedRequest, Session};
@@ -22,6 +23,14 @@ pub struct PendingAuthorization {
     pub client_name: String,
     /// When the request was pushed (for `prompt=login`).
     pub pushed_at: i64,
+}
+
+/// Where the browser goes with an authorization response, and, for a signed (JARM) one, the
+/// evidence of what was sent.
+#[derive(Debug, Clone)]
+pub struct AuthorizationRedirect {
+    pub url: String,
+    pub evidence: Option<Evidence>,
 }
 
 /// What the authorization endpoint does next for a pending request.
@@ -210,10 +219,19 @@ impl Provider {
 
     /// The redirect for `response`, in its response mode: the query, or a JARM `response`
     /// JWT (AS-MS-11..13) signed with the client's `authorization_signed_response_alg` (a FAPI
-    /// algorithm; ES256 by default), `kid` in the header, valid for 5 minutes.
-    pub async fn authorization_redirect(&self, response: &AuthorizationResponse) -> OAuthResult<String> {
+    /// algorithm; ES256 by default), `kid` in the header, valid for 5 minutes. A signed
+    /// response comes with its evidence (issue 16 item 5), filed under the interaction that
+    /// pushed the request, else under `interaction_id` (the browser request's).
+    pub async fn authorization_redirect(
+        &self,
+        response: &AuthorizationResponse,
+        interaction_id: &str,
+    ) -> OAuthResult<AuthorizationRedirect> {
         if !response.is_signed() {
-            return Ok(response.redirect_url(&self.settings.issuer));
+            return Ok(AuthorizationRedirect {
+                url: response.redirect_url(&self.settings.issuer),
+                evidence: None,
+            });
         }
         let alg = self
             .client(&response.target().client_id)
@@ -228,7 +246,25 @@ impl Provider {
         let jwt = key
             .sign_jwt(alg, None, &claims)
             .map_err(|e| OAuthError::server_error(format!("JARM signing failed: {e}")))?;
-        Ok(response.signed_redirect_url(&jwt))
+        let target = response.target();
+        let interaction = if target.interaction_id.is_empty() {
+            interaction_id
+        } else {
+            &target.interaction_id
+        };
+        let evidence = Evidence::jws(
+            EvidenceKind::AuthorizationResponse,
+            Direction::Sent,
+            interaction,
+            &target.client_id,
+            self.now(),
+            key.public_jwk(),
+            &jwt,
+        );
+        Ok(AuthorizationRedirect {
+            url: response.signed_redirect_url(&jwt),
+            evidence: Some(evidence),
+        })
     }
 
     /// OIDC Core §3.1.2.1: a login is good enough unless `prompt=login` asks for one newer than
@@ -322,6 +358,7 @@ fn par_required(_: &Provider, c: &mut AuthorizeContext) -> OAuthResult<()> {
             redirect_uri: r.to_owned(),
             state: c.get("state").map(str::to_owned),
             mode: ResponseMode::Query,
+            interaction_id: String::new(),
         }),
         _ => page(
             ErrorCode::InvalidRequest,

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::audit::{Direction, Evidence, EvidenceKind};
 use crate::checks::authorization as rules;
 use crate::checks::{self, Check, CheckFuture, Run};
 use crate::client_auth::ClientCredentials;
@@ -21,6 +22,9 @@ pub struct PushedAuthorizationResponse {
     pub expires_in: i64,
     /// A DPoP nonce to send along (RFC 9449 §8.2).
     pub dpop_nonce: Option<String>,
+    /// The verified request object with the client key that verified it, for the evidence
+    /// log (issue 16 item 5); only for a request that passed every check.
+    pub evidence: Option<Evidence>,
 }
 
 /// What the PAR checks work on and fill in.
@@ -32,6 +36,7 @@ pub struct ParContext {
     proof: Option<VerifiedProof>,
     client: Option<Arc<ParsedClient>>,
     request: Option<AuthorizationRequest>,
+    evidence: Option<Evidence>,
 }
 
 impl ParContext {
@@ -167,6 +172,7 @@ impl Provider {
             proof: None,
             client: None,
             request: None,
+            evidence: None,
         };
         checks::run(self, PAR_CHECKS, &mut ctx).await?;
         let request = ctx
@@ -185,6 +191,7 @@ impl Provider {
             request_uri,
             expires_in: self.settings.request_uri_lifetime,
             dpop_nonce: ctx.proof.and_then(|p| p.fresh_nonce),
+            evidence: ctx.evidence,
         })
     }
 }
@@ -213,6 +220,7 @@ fn client_authentication<'a>(p: &'a Provider, c: &'a mut ParContext) -> CheckFut
             prompt: Vec::new(),
             response_mode: Default::default(),
             resources: Vec::new(),
+            interaction_id: c.req.interaction_id.clone(),
         });
         c.client = Some(client);
         Ok(())
@@ -244,10 +252,19 @@ fn request_object<'a>(p: &'a Provider, c: &'a mut ParContext) -> CheckFuture<'a>
             }
             return Ok(());
         };
-        let pairs = p
+        let (pairs, key) = p
             .verify_request_object(&client, jwt, p.settings.max_form_params)
             .await?;
         c.object = Some(pairs);
+        c.evidence = Some(Evidence::jws(
+            EvidenceKind::RequestObject,
+            Direction::Received,
+            &c.req.interaction_id,
+            &client.client.client_id,
+            p.now(),
+            &key,
+            jwt,
+        ));
         Ok(())
     })
 }

@@ -11,6 +11,7 @@ use portcullis_resource::{
     TokenSource, admit,
 };
 
+use crate::audit::{Direction, Evidence, EvidenceKind};
 use crate::client_auth::ClientCredentials;
 use crate::error::{Challenge, ErrorCode, OAuthError, OAuthResult, Status};
 use crate::model::TokenKind;
@@ -38,6 +39,13 @@ fn resource_error(e: ResourceError) -> OAuthError {
         o.challenge = Some(Challenge::DpopOrBearer);
     }
     o
+}
+
+/// A signed introspection response (RFC 9701) and its evidence.
+#[derive(Debug, Clone)]
+pub struct SignedIntrospection {
+    pub jwt: String,
+    pub evidence: Evidence,
 }
 
 /// A successful userinfo answer, with the DPoP nonce to rotate to (if any).
@@ -273,7 +281,8 @@ impl Provider {
     /// `token-introspection+jwt`, `iss`, `aud` (the caller), `iat` and `token_introspection`,
     /// signed with the caller's `introspection_signed_response_alg` (a FAPI algorithm; ES256
     /// by default).
-    pub async fn signed_introspection(&self, req: &DirectRequest) -> OAuthResult<String> {
+    /// The answer comes with its evidence (issue 16 item 5).
+    pub async fn signed_introspection(&self, req: &DirectRequest) -> OAuthResult<SignedIntrospection> {
         let client = self
             .authenticate_client(&ClientCredentials::from_request(self, req)?)
             .await?;
@@ -293,8 +302,19 @@ impl Provider {
             "iat": self.now(),
             "token_introspection": answer,
         });
-        key.sign_jwt(alg, Some("token-introspection+jwt"), &claims)
-            .map_err(|e| OAuthError::server_error(format!("introspection signing failed: {e}")))
+        let jwt = key
+            .sign_jwt(alg, Some("token-introspection+jwt"), &claims)
+            .map_err(|e| OAuthError::server_error(format!("introspection signing failed: {e}")))?;
+        let evidence = Evidence::jws(
+            EvidenceKind::IntrospectionResponse,
+            Direction::Sent,
+            &req.interaction_id,
+            &client.client.client_id,
+            self.now(),
+            key.public_jwk(),
+            &jwt,
+        );
+        Ok(SignedIntrospection { jwt, evidence })
     }
 
     /// The RFC 7662 answer to `client` for the request's token.

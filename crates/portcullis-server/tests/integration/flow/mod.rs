@@ -1,6 +1,7 @@
 //! The FAPI 2.0 Security Profile flow (PAR, PKCE, private_key_jwt, DPoP, login and consent,
 //! tokens, id_token, userinfo) and every refusal the checklist requires.
 
+mod audit;
 mod audit_events;
 mod authorize;
 mod client_auth;
