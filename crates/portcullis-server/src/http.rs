@@ -16,10 +16,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use http_body_util::BodyExt;
 use http_body_util::LengthLimitError;
+use portcullis_core::audit::{Direction, Evidence, EvidenceKind, Proof};
 use portcullis_core::endpoints::resource::SignedResourceRequest;
 use portcullis_core::request::{DirectRequest, Endpoint, FormParams, Listener};
 use portcullis_core::settings::{DEMO_API_PAYMENTS_SCOPE, DEMO_API_SCOPE};
 use portcullis_core::{ErrorCode, OAuthError, Status};
+use portcullis_resource::httpsig::SignedMessage;
 use serde_json::Value;
 use tower_http::limit::RequestBodyLimitLayer;
 
@@ -620,14 +622,38 @@ async fn demo_api(
         .provider
         .admit_signed(&call.req, endpoint, &[scope], Some(&resource), Some(&signed))
         .await;
+    let now = s.provider.now();
+    let interaction = call.req.interaction_id.as_str();
+    // the client an admitted request came from (evidence is kept only for those: a refusal
+    // before authentication writes nothing)
+    let mut client = None;
+    let mut evidence = Vec::new();
     let (res, request_signature) = match admitted {
-        Ok(a) => match answer(&a.token, call.body) {
-            Ok((status, value)) => (
-                json_response(status, value, a.dpop_nonce.as_deref()),
-                a.signed.map(|s| s.signature),
-            ),
-            Err(e) => (ApiError(e).into_response(), a.signed.map(|s| s.signature)),
-        },
+        Ok(a) => {
+            let signed = a.signed.map(|signed| {
+                // issue 16 item 5: the signed request, with the client key that verified it
+                evidence.push(Evidence {
+                    kind: EvidenceKind::ResourceRequest,
+                    direction: Direction::Received,
+                    interaction_id: interaction.to_owned(),
+                    client_id: a.token.client_id.clone(),
+                    at: now,
+                    alg: signed.signature.algorithm().as_str().to_owned(),
+                    key: signed.key.to_json().to_string(),
+                    proof: Proof::HttpSignature {
+                        base: signed.signature.base().to_owned(),
+                        signature: signed.signature.signature().to_vec(),
+                        body: (!call.body.is_empty()).then(|| call.body.to_vec()),
+                    },
+                });
+                signed.signature
+            });
+            client = Some(a.token.client_id.clone());
+            match answer(&a.token, call.body) {
+                Ok((status, value)) => (json_response(status, value, a.dpop_nonce.as_deref()), signed),
+                Err(e) => (ApiError(e).into_response(), signed),
+            }
+        }
         Err(e) => (ApiError(e).into_response(), None),
     };
     let url = settings.url(call.req.listener, endpoint);
@@ -640,27 +666,55 @@ async fn demo_api(
         target_uri: &target_uri,
         headers: call.headers,
     };
-    sign_response(s, res, &request, !call.body.is_empty(), request_signature.as_ref()).await
+    let (res, sent) = sign_response(s, res, &request, !call.body.is_empty(), request_signature.as_ref()).await;
+    if let (Some(client_id), Some((message, key, body))) = (client, sent) {
+        evidence.push(Evidence {
+            kind: EvidenceKind::ResourceResponse,
+            direction: Direction::Sent,
+            interaction_id: interaction.to_owned(),
+            client_id,
+            at: now,
+            alg: message.algorithm.as_str().to_owned(),
+            key,
+            proof: Proof::HttpSignature {
+                base: message.base,
+                signature: message.signature,
+                body: (!body.is_empty()).then(|| body.to_vec()),
+            },
+        });
+    }
+    for e in evidence {
+        s.audit.record(e).await;
+    }
+    res
 }
 
 /// HS 5.3.2.1 (RS-MS-09..12): `Content-Digest` and a `fapi-2-response` signature over
 /// `@status`, the body's digest and the request's components, with the server's ES256 key.
+/// The response, and what was signed (the message, the public key as JSON, the body) for the
+/// evidence log.
 async fn sign_response(
     s: &AppState,
     res: Response,
     request: &portcullis_resource::httpsig::RequestView<'_>,
     request_body_present: bool,
     request_signature: Option<&portcullis_resource::httpsig::VerifiedSignature>,
-) -> Response {
+) -> (Response, Option<(SignedMessage, String, Bytes)>) {
     let keys = s.provider.keys();
     let Some(key) = keys.active(portcullis_jose::Algorithm::Es256) else {
         tracing::error!("no active ES256 key to sign the demo API's response with");
-        return ApiError(OAuthError::server_error("no signing key")).into_response();
+        return (
+            ApiError(OAuthError::server_error("no signing key")).into_response(),
+            None,
+        );
     };
     let (mut parts, body) = res.into_parts();
     // our own JSON answers: small
     let Ok(bytes) = axum::body::to_bytes(body, 1024 * 1024).await else {
-        return ApiError(OAuthError::server_error("response too large to sign")).into_response();
+        return (
+            ApiError(OAuthError::server_error("response too large to sign")).into_response(),
+            None,
+        );
     };
     match portcullis_resource::httpsig::sign_response(
         &mut parts.headers,
@@ -672,8 +726,17 @@ async fn sign_response(
         key,
         s.provider.now(),
     ) {
-        Ok(_) => Response::from_parts(parts, Body::from(bytes)),
-        Err(e) => ApiError(OAuthError::server_error(format!("cannot sign the response: {e}"))).into_response(),
+        Ok(message) => {
+            let key = key.public_jwk().to_json().to_string();
+            (
+                Response::from_parts(parts, Body::from(bytes.clone())),
+                Some((message, key, bytes)),
+            )
+        }
+        Err(e) => (
+            ApiError(OAuthError::server_error(format!("cannot sign the response: {e}"))).into_response(),
+            None,
+        ),
     }
 }
 

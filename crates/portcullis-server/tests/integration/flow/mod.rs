@@ -7,6 +7,7 @@ mod authorize;
 mod client_auth;
 mod demo_api;
 mod happy;
+mod http_signatures;
 mod jar;
 mod jarm;
 mod par;
