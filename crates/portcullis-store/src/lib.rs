@@ -297,10 +297,12 @@ async fn check_connection(conn: &mut sqlx::SqliteConnection) -> Result<i64, Data
         .fetch_all(&mut *conn)
         .await
         .map_err(problem)?;
+    // one problem a line (a row may hold several), without SQLite's "*** in database main ***"
     let findings: Vec<String> = rows
         .iter()
         .filter_map(|r| r.try_get::<String, _>(0).ok())
-        .filter(|m| m != "ok")
+        .flat_map(|m| m.lines().map(str::trim).map(String::from).collect::<Vec<_>>())
+        .filter(|m| !m.is_empty() && m != "ok" && !m.starts_with("***"))
         .collect();
     if !findings.is_empty() {
         return Err(DatabaseProblem::Corrupt(findings));
