@@ -99,14 +99,15 @@ async function spawnPortcullis(extraEnv) {
     throw new Error(`Portcullis binary not found at ${bin} (build it, set PORTCULLIS_BIN, or point INTEROP_ISSUER at a running issuer)`);
   }
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'portcullis-interop-'));
-  const [port, mtlsPort, managementPort] = [await freePort(), await freePort(), await freePort()];
+  const [port, mtlsPort] = [await freePort(), await freePort()];
   const issuer = `https://localhost:${port}`;
   const env = {
     ...process.env,
     PORTCULLIS_SERVER_ISSUER: issuer,
     PORTCULLIS_SERVER_LISTEN: `127.0.0.1:${port}`,
     PORTCULLIS_SERVER_MTLS_LISTEN: `127.0.0.1:${mtlsPort}`,
-    PORTCULLIS_SERVER_MANAGEMENT_LISTEN: `127.0.0.1:${managementPort}`,
+    // any free port: these tests do not scrape it
+    PORTCULLIS_SERVER_MANAGEMENT_LISTEN: '127.0.0.1:0',
     ...extraEnv,
   };
   const dd = ['--data-dir', dataDir];

@@ -11,7 +11,7 @@ use crate::keyring::generate_stored_key;
 use crate::model::Session;
 use crate::model::{
     AuthorizationCode, AuthorizationRequest, Client, ClientAuthMethod, ClientMetadata, CodeRedemption, Grant,
-    PushedRequest, SenderConstraint, TokenKind, TokenRecord,
+    InitialAccessToken, PushedRequest, SenderConstraint, TokenKind, TokenRecord, User,
 };
 use crate::store::{Store, TableSizes};
 use crate::types::{CertificateThumbprint, JwkThumbprint, PkceChallenge};
@@ -28,7 +28,9 @@ macro_rules! store_contract_tests {
             clients_round_trip_and_delete_cascades, secrets_first_writer_wins,
             signing_key_insert_if_missing_has_one_winner, rotation_replaces_the_active_keys_atomically,
             purge_removes_what_can_no_longer_be_used, purge_goes_on_until_done,
-            audit_entries_append_and_read_back, audit_appends_never_fork, audit_purge_leaves_an_anchor);
+            audit_entries_append_and_read_back, audit_appends_never_fork, audit_purge_leaves_an_anchor,
+            initial_access_tokens_are_listed_and_deleted, users_round_trip, changing_a_password_ends_sessions,
+            deleting_a_user_takes_what_acts_for_them);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -62,6 +64,26 @@ fn code(hash: &str, grant_id: &str, expires_at: i64) -> AuthorizationCode {
         dpop_jkt: Some(JwkThumbprint::from_trusted("jkt".into())),
         nonce: None,
         expires_at,
+    }
+}
+
+fn iat(hash: &str, expires_at: i64, uses_left: Option<i64>) -> InitialAccessToken {
+    InitialAccessToken {
+        token_hash: hash.into(),
+        created_at: Some(expires_at - 3600),
+        expires_at,
+        uses_left,
+    }
+}
+
+fn user(username: &str, sub: &str) -> User {
+    User {
+        username: username.into(),
+        sub: sub.into(),
+        password_hash: format!("hash of {username}"),
+        claims: serde_json::from_value(serde_json::json!({"email": format!("{username}@example.com")}))
+            .unwrap_or_default(),
+        created_at: Some(1000),
     }
 }
 
@@ -190,11 +212,11 @@ pub async fn remember_once_has_one_winner(s: Arc<dyn Store>) {
 }
 
 pub async fn initial_access_token_uses_are_counted(s: Arc<dyn Store>) {
-    s.insert_initial_access_token("t1", 2000, Some(2)).await.unwrap();
+    s.insert_initial_access_token(&iat("t1", 2000, Some(2))).await.unwrap();
     assert!(s.use_initial_access_token("t1", 1000).await.unwrap());
     assert!(s.use_initial_access_token("t1", 1000).await.unwrap());
     assert!(!s.use_initial_access_token("t1", 1000).await.unwrap());
-    s.insert_initial_access_token("t2", 2000, None).await.unwrap();
+    s.insert_initial_access_token(&iat("t2", 2000, None)).await.unwrap();
     for _ in 0..5 {
         assert!(s.use_initial_access_token("t2", 1000).await.unwrap());
     }
@@ -466,11 +488,15 @@ pub async fn purge_removes_what_can_no_longer_be_used(s: Arc<dyn Store>) {
     s.insert_session("s2", &session(now + 1)).await.unwrap();
     assert!(s.remember_once("k1", now, 1000).await.unwrap());
     assert!(s.remember_once("k2", now + 10, 1000).await.unwrap());
-    s.insert_initial_access_token("i1", 9000, None).await.unwrap();
-    s.insert_initial_access_token("i2", 20_000, Some(1)).await.unwrap();
+    s.insert_initial_access_token(&iat("i1", 9000, None)).await.unwrap();
+    s.insert_initial_access_token(&iat("i2", 20_000, Some(1)))
+        .await
+        .unwrap();
     assert!(s.use_initial_access_token("i2", 1000).await.unwrap());
-    s.insert_initial_access_token("i3", 20_000, None).await.unwrap();
-    s.insert_initial_access_token("i4", 20_000, Some(2)).await.unwrap();
+    s.insert_initial_access_token(&iat("i3", 20_000, None)).await.unwrap();
+    s.insert_initial_access_token(&iat("i4", 20_000, Some(2)))
+        .await
+        .unwrap();
     assert!(s.use_initial_access_token("i4", 1000).await.unwrap());
 
     s.purge_expired(now).await.unwrap();
@@ -647,4 +673,164 @@ pub async fn audit_purge_leaves_an_anchor(s: Arc<dyn Store>) {
     assert!(s.append_audit(&next).await.unwrap());
     assert_eq!(verify_all(s.as_ref()).await, 1);
     assert_eq!(s.table_sizes().await.unwrap().audit, 1);
+}
+
+/// Issue 17: `registration-token list | revoke`: every token with its creation, expiry and uses
+/// left; a deleted one allows no further registration.
+pub async fn initial_access_tokens_are_listed_and_deleted(s: Arc<dyn Store>) {
+    assert!(s.list_initial_access_tokens().await.unwrap().is_empty());
+    s.insert_initial_access_token(&iat("t2", 5000, None)).await.unwrap();
+    s.insert_initial_access_token(&iat("t1", 2000, Some(2))).await.unwrap();
+    s.insert_initial_access_token(&InitialAccessToken {
+        created_at: None,
+        ..iat("t0", 3000, Some(1))
+    })
+    .await
+    .unwrap();
+    assert!(s.use_initial_access_token("t1", 1000).await.unwrap());
+    let listed = s.list_initial_access_tokens().await.unwrap();
+    let hashes: Vec<&str> = listed.iter().map(|t| t.token_hash.as_str()).collect();
+    assert_eq!(hashes, ["t0", "t1", "t2"], "oldest first, unknown creation first");
+    assert_eq!(
+        listed[0],
+        InitialAccessToken {
+            created_at: None,
+            ..iat("t0", 3000, Some(1))
+        }
+    );
+    assert_eq!(listed[1], iat("t1", 2000, Some(1)), "one use spent");
+    assert_eq!(listed[2], iat("t2", 5000, None));
+    assert!(s.delete_initial_access_token("t1").await.unwrap());
+    assert!(!s.delete_initial_access_token("t1").await.unwrap(), "already gone");
+    assert!(!s.initial_access_token_valid("t1", 1000).await.unwrap());
+    assert!(!s.use_initial_access_token("t1", 1000).await.unwrap());
+    assert!(
+        s.use_initial_access_token("t2", 1000).await.unwrap(),
+        "the others are kept"
+    );
+    assert_eq!(s.list_initial_access_tokens().await.unwrap().len(), 2);
+}
+
+/// Issue 17: `user list | show`.
+pub async fn users_round_trip(s: Arc<dyn Store>) {
+    assert!(s.list_users().await.unwrap().is_empty());
+    s.insert_user(&user("bob", "sub-b")).await.unwrap();
+    s.insert_user(&User {
+        created_at: None,
+        ..user("alice", "sub-a")
+    })
+    .await
+    .unwrap();
+    let users = s.list_users().await.unwrap();
+    let names: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
+    assert_eq!(names, ["alice", "bob"], "by username");
+    assert_eq!(users[0].created_at, None);
+    assert_eq!(users[1].created_at, Some(1000));
+    assert_eq!(users[1].sub, "sub-b");
+    assert_eq!(users[1].claims["email"], "bob@example.com");
+    let by_sub = s.get_user_by_sub("sub-b").await.unwrap().unwrap();
+    assert_eq!((by_sub.username.as_str(), by_sub.created_at), ("bob", Some(1000)));
+}
+
+fn user_session(username: &str) -> Session {
+    Session {
+        username: username.into(),
+        auth_time: 1000,
+        expires_at: 9000,
+        login_request: None,
+    }
+}
+
+/// Issue 17: `user passwd` replaces the hash and ends the user's sessions, no one else's.
+pub async fn changing_a_password_ends_sessions(s: Arc<dyn Store>) {
+    s.insert_user(&user("alice", "sub-a")).await.unwrap();
+    s.insert_user(&user("bob", "sub-b")).await.unwrap();
+    s.insert_session("sa1", &user_session("alice")).await.unwrap();
+    s.insert_session("sa2", &user_session("alice")).await.unwrap();
+    s.insert_session("sb", &user_session("bob")).await.unwrap();
+    assert!(s.set_user_password("alice", "new hash").await.unwrap());
+    assert_eq!(s.get_user("alice").await.unwrap().unwrap().password_hash, "new hash");
+    assert_eq!(s.get_user("bob").await.unwrap().unwrap().password_hash, "hash of bob");
+    assert!(s.get_session("sa1", 1500).await.unwrap().is_none());
+    assert!(s.get_session("sa2", 1500).await.unwrap().is_none());
+    assert!(
+        s.get_session("sb", 1500).await.unwrap().is_some(),
+        "another user's session"
+    );
+    assert!(!s.set_user_password("nobody", "x").await.unwrap());
+    assert!(s.get_user("nobody").await.unwrap().is_none(), "no user made");
+}
+
+/// Issue 17: `user remove` takes the user's sessions, grants, codes, access and refresh tokens
+/// with it, and nothing of anyone else's.
+pub async fn deleting_a_user_takes_what_acts_for_them(s: Arc<dyn Store>) {
+    s.insert_user(&user("alice", "u1")).await.unwrap();
+    s.insert_user(&user("bob", "u2")).await.unwrap();
+    s.insert_session("sa", &user_session("alice")).await.unwrap();
+    s.insert_session("sb", &user_session("bob")).await.unwrap();
+    let token = |h: &str, kind, grant: &str| TokenRecord {
+        token_hash: h.into(),
+        kind,
+        grant_id: grant.into(),
+        constraint: None,
+        scope: vec!["openid".into()],
+        audience: vec![],
+        issued_at: 1000,
+        expires_at: 2000,
+    };
+    // alice (u1): a redeemed grant with tokens and a pending code; bob (u2): the same
+    s.insert_code(&code("ca1", "ga1", 2000)).await.unwrap();
+    s.insert_code(&code("ca2", "ga2", 2000)).await.unwrap();
+    let bobs = |hash: &str, id: &str| AuthorizationCode {
+        grant: Grant {
+            sub: "u2".into(),
+            ..grant(id)
+        },
+        ..code(hash, id, 2000)
+    };
+    s.insert_code(&bobs("cb1", "gb1")).await.unwrap();
+    s.insert_code(&bobs("cb2", "gb2")).await.unwrap();
+    s.insert_tokens(&[
+        token("aa", TokenKind::Access, "ga1"),
+        token("ar", TokenKind::Refresh, "ga1"),
+    ])
+    .await
+    .unwrap();
+    s.insert_tokens(&[
+        token("ba", TokenKind::Access, "gb1"),
+        token("br", TokenKind::Refresh, "gb1"),
+    ])
+    .await
+    .unwrap();
+
+    assert!(s.delete_user("alice").await.unwrap());
+    assert!(!s.delete_user("alice").await.unwrap(), "already gone");
+    assert!(s.get_user("alice").await.unwrap().is_none());
+    assert!(s.get_user_by_sub("u1").await.unwrap().is_none());
+    assert!(s.get_session("sa", 1500).await.unwrap().is_none());
+    assert!(s.get_token("aa", TokenKind::Access, 1500).await.unwrap().is_none());
+    assert!(s.get_token("ar", TokenKind::Refresh, 1500).await.unwrap().is_none());
+    assert!(
+        !matches!(
+            s.redeem_code("ca2", "c1", 1500).await.unwrap(),
+            CodeRedemption::Redeemed(_)
+        ),
+        "a pending code of the removed user is not redeemable"
+    );
+    // bob keeps everything
+    assert!(s.get_user("bob").await.unwrap().is_some());
+    assert!(s.get_session("sb", 1500).await.unwrap().is_some());
+    assert!(s.get_token("ba", TokenKind::Access, 1500).await.unwrap().is_some());
+    assert!(s.get_token("br", TokenKind::Refresh, 1500).await.unwrap().is_some());
+    assert!(matches!(
+        s.redeem_code("cb2", "c1", 1500).await.unwrap(),
+        CodeRedemption::Redeemed(_)
+    ));
+    let sizes = s.table_sizes().await.unwrap();
+    assert_eq!((sizes.users, sizes.sessions, sizes.tokens), (1, 1, 2));
+    assert_eq!(
+        (sizes.grants, sizes.codes),
+        (2, 2),
+        "only bob's grants and codes are left"
+    );
 }

@@ -8,7 +8,8 @@ use async_trait::async_trait;
 
 use crate::audit::{AuditRecord, ChainPoint};
 use crate::model::{
-    AuthorizationCode, Client, CodeRedemption, Grant, PushedRequest, Session, StoredKey, TokenKind, TokenRecord, User,
+    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, PushedRequest, Session, StoredKey, TokenKind,
+    TokenRecord, User,
 };
 use crate::store::{Store, StoreResult, TableSizes};
 use crate::sync::lock;
@@ -21,7 +22,7 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct Inner {
     clients: HashMap<String, (Client, Option<(String, i64)>)>,
-    initial_tokens: HashMap<String, (i64, Option<i64>)>,
+    initial_tokens: HashMap<String, InitialAccessToken>,
     users: HashMap<String, User>,
     pushed: HashMap<String, PushedRequest>,
     codes: HashMap<String, (AuthorizationCode, Option<i64>)>,
@@ -123,15 +124,10 @@ impl Store for MemoryStore {
         Ok(v)
     }
 
-    async fn insert_initial_access_token(
-        &self,
-        token_hash: &str,
-        expires_at: i64,
-        uses: Option<i64>,
-    ) -> StoreResult<()> {
+    async fn insert_initial_access_token(&self, token: &InitialAccessToken) -> StoreResult<()> {
         lock(&self.inner)
             .initial_tokens
-            .insert(token_hash.to_owned(), (expires_at, uses));
+            .insert(token.token_hash.clone(), token.clone());
         Ok(())
     }
 
@@ -139,20 +135,30 @@ impl Store for MemoryStore {
         Ok(lock(&self.inner)
             .initial_tokens
             .get(token_hash)
-            .is_some_and(|(exp, uses)| *exp > now && uses.is_none_or(|u| u > 0)))
+            .is_some_and(|t| t.expires_at > now && t.uses_left.is_none_or(|u| u > 0)))
     }
 
     async fn use_initial_access_token(&self, token_hash: &str, now: i64) -> StoreResult<bool> {
         let mut g = lock(&self.inner);
         match g.initial_tokens.get_mut(token_hash) {
-            Some((exp, uses)) if *exp > now && uses.is_none_or(|u| u > 0) => {
-                if let Some(u) = uses {
+            Some(t) if t.expires_at > now && t.uses_left.is_none_or(|u| u > 0) => {
+                if let Some(u) = &mut t.uses_left {
                     *u -= 1;
                 }
                 Ok(true)
             }
             _ => Ok(false),
         }
+    }
+
+    async fn list_initial_access_tokens(&self) -> StoreResult<Vec<InitialAccessToken>> {
+        let mut v: Vec<InitialAccessToken> = lock(&self.inner).initial_tokens.values().cloned().collect();
+        v.sort_by(|a, b| (a.created_at, &a.token_hash).cmp(&(b.created_at, &b.token_hash)));
+        Ok(v)
+    }
+
+    async fn delete_initial_access_token(&self, token_hash: &str) -> StoreResult<bool> {
+        Ok(lock(&self.inner).initial_tokens.remove(token_hash).is_some())
     }
 
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
@@ -166,6 +172,40 @@ impl Store for MemoryStore {
 
     async fn get_user_by_sub(&self, sub: &str) -> StoreResult<Option<User>> {
         Ok(lock(&self.inner).users.values().find(|u| u.sub == sub).cloned())
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        let mut v: Vec<User> = lock(&self.inner).users.values().cloned().collect();
+        v.sort_by(|a, b| a.username.cmp(&b.username));
+        Ok(v)
+    }
+
+    async fn set_user_password(&self, username: &str, password_hash: &str) -> StoreResult<bool> {
+        let mut g = lock(&self.inner);
+        let Some(user) = g.users.get_mut(username) else {
+            return Ok(false);
+        };
+        user.password_hash = password_hash.to_owned();
+        g.sessions.retain(|_, s| s.username != username);
+        Ok(true)
+    }
+
+    async fn delete_user(&self, username: &str) -> StoreResult<bool> {
+        let mut g = lock(&self.inner);
+        let Some(user) = g.users.remove(username) else {
+            return Ok(false);
+        };
+        let grants: HashSet<String> = g
+            .grants
+            .iter()
+            .filter(|(_, (gr, _))| gr.sub == user.sub)
+            .map(|(k, _)| k.clone())
+            .collect();
+        g.tokens.retain(|_, t| !grants.contains(&t.grant_id));
+        g.codes.retain(|_, (c, _)| c.grant.sub != user.sub);
+        g.grants.retain(|k, _| !grants.contains(k));
+        g.sessions.retain(|_, s| s.username != username);
+        Ok(true)
     }
 
     async fn insert_pushed_request(&self, request: &PushedRequest) -> StoreResult<()> {
@@ -341,7 +381,7 @@ impl Store for MemoryStore {
         g.codes.retain(|_, (c, _)| c.expires_at > grace);
         g.tokens.retain(|_, t| t.expires_at > now);
         g.initial_tokens
-            .retain(|_, (exp, uses)| *exp > now && uses.is_none_or(|u| u > 0));
+            .retain(|_, t| t.expires_at > now && t.uses_left.is_none_or(|u| u > 0));
         // a grant lives while a token or a code refers to it
         let live: HashSet<String> = g
             .tokens

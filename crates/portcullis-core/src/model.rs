@@ -146,6 +146,20 @@ pub struct User {
     pub password_hash: String,
     /// Claims for the id_token and userinfo (OIDC Core §5.1), e.g. `email`, `name`.
     pub claims: Map<String, Value>,
+    /// When the user was added (Unix seconds); unknown for users added before it was recorded.
+    pub created_at: Option<i64>,
+}
+
+/// An initial access token for dynamic client registration (RFC 7591 §3), stored as the hash
+/// of the token only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitialAccessToken {
+    pub token_hash: String,
+    /// Unknown for tokens created before it was recorded.
+    pub created_at: Option<i64>,
+    pub expires_at: i64,
+    /// Registrations it still allows; `None`: any number until it expires.
+    pub uses_left: Option<i64>,
 }
 
 /// What a client's access tokens are bound to (SP 5.3.2.1-4, AS-SP-72): a client is registered

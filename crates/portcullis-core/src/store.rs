@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use crate::audit::{AuditRecord, ChainPoint};
 use crate::error::StoreError;
 use crate::model::{
-    AuthorizationCode, Client, CodeRedemption, Grant, PushedRequest, Session, StoredKey, TokenKind, TokenRecord, User,
+    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, PushedRequest, Session, StoredKey, TokenKind,
+    TokenRecord, User,
 };
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -41,21 +42,31 @@ pub trait Store: Send + Sync + 'static {
     async fn list_clients(&self) -> StoreResult<Vec<Client>>;
 
     // initial access tokens for registration
-    async fn insert_initial_access_token(
-        &self,
-        token_hash: &str,
-        expires_at: i64,
-        uses: Option<i64>,
-    ) -> StoreResult<()>;
+    async fn insert_initial_access_token(&self, token: &InitialAccessToken) -> StoreResult<()>;
     /// Whether the token exists, is unexpired and has uses left (spends nothing).
     async fn initial_access_token_valid(&self, token_hash: &str, now: i64) -> StoreResult<bool>;
     /// Atomically spends one use of an unexpired token.
     async fn use_initial_access_token(&self, token_hash: &str, now: i64) -> StoreResult<bool>;
+    /// Every stored initial access token (expired and used-up ones too, until the purge), oldest
+    /// first.
+    async fn list_initial_access_tokens(&self) -> StoreResult<Vec<InitialAccessToken>>;
+    /// Deletes one: it allows no further registration. False if there was none.
+    async fn delete_initial_access_token(&self, token_hash: &str) -> StoreResult<bool>;
 
     // users
     async fn insert_user(&self, user: &User) -> StoreResult<()>;
     async fn get_user(&self, username: &str) -> StoreResult<Option<User>>;
     async fn get_user_by_sub(&self, sub: &str) -> StoreResult<Option<User>>;
+    /// Every user, by username.
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    /// Replaces the user's password hash and ends every session of theirs, in one step (a
+    /// browser signed in with the old password stays signed in no longer). False if there is no
+    /// such user.
+    async fn set_user_password(&self, username: &str, password_hash: &str) -> StoreResult<bool>;
+    /// Deletes the user and, in the same step, everything that acts for them: their sessions,
+    /// and every grant made by them with its codes, access and refresh tokens (no token issued
+    /// to them works afterwards). False if there is no such user.
+    async fn delete_user(&self, username: &str) -> StoreResult<bool>;
 
     // pushed authorization requests (RFC 9126)
     async fn insert_pushed_request(&self, request: &PushedRequest) -> StoreResult<()>;

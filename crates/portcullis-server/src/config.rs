@@ -8,6 +8,8 @@ use portcullis_core::Settings;
 use portcullis_core::settings::{MAX_CODE_LIFETIME, MAX_REQUEST_URI_LIFETIME};
 use serde::{Deserialize, Serialize};
 
+use crate::config_shape::Shape;
+
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -322,14 +324,20 @@ impl Config {
     }
 
     pub fn load_from(file: Option<&Path>, data_dir: Option<&Path>, env: &[(String, String)]) -> Result<Self, String> {
+        let shape = Shape::new(&Self::defaults_table()?);
         let mut table: toml::Table = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-                text.parse()
-                    .map_err(|e: toml::de::Error| format!("{}: {}", path.display(), e.message()))?
+                let table = text
+                    .parse()
+                    .map_err(|e: toml::de::Error| format!("{}: {}", path.display(), one_line(e.message())))?;
+                shape.check_file(&table, &path.display().to_string())?;
+                table
             }
             None => toml::Table::new(),
         };
+        // the variables that set something, for messages about the values they gave
+        let mut from_env: Vec<(String, &str)> = Vec::new();
         for (name, value) in env {
             let Some(rest) = name.strip_prefix("PORTCULLIS_") else {
                 continue;
@@ -339,22 +347,39 @@ impl Config {
                 continue;
             };
             let key = &rest[section.len() + 1..];
+            let typed = shape.env_value(section, key, name, value)?;
+            from_env.push((format!("{section}.{key}"), name.as_str()));
             let entry = table
                 .entry(section.to_string())
                 .or_insert_with(|| toml::Value::Table(toml::Table::new()));
             let toml::Value::Table(t) = entry else {
                 return Err(format!("[{section}] must be a table"));
             };
-            t.insert(key.to_owned(), env_value(value));
+            t.insert(key.to_owned(), typed);
         }
         let mut config: Config = toml::Value::Table(table)
             .try_into()
-            .map_err(|e: toml::de::Error| format!("invalid configuration: {}", e.message()))?;
+            .map_err(|e: toml::de::Error| format!("invalid configuration: {}", one_line(e.message())))?;
         if let Some(d) = data_dir {
             config.server.data_dir = d.to_path_buf();
         }
-        config.validate()?;
+        config.validate().map_err(|e| {
+            // a message about a setting names the variable it came from
+            let about = |key: &str| {
+                e.strip_prefix(key)
+                    .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
+            };
+            match from_env.iter().find(|(key, _)| about(key)) {
+                Some((_, var)) => format!("{e} (from {var})"),
+                None => e,
+            }
+        })?;
         Ok(config)
+    }
+
+    /// The default configuration as a TOML table of sections (the shape settings must have).
+    fn defaults_table() -> Result<toml::Table, String> {
+        toml::Table::try_from(Config::default()).map_err(|e| format!("cannot describe the default configuration: {e}"))
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -441,6 +466,7 @@ impl Config {
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return Err("log.format must be text or json".into());
         }
+        check_log_level(&self.log.level)?;
         let db = &self.storage.database_url;
         if !db.is_empty() && !db.starts_with("sqlite:") {
             return Err("storage.database_url: only sqlite: URLs are supported so far".into());
@@ -554,14 +580,37 @@ impl Config {
     }
 }
 
-fn env_value(raw: &str) -> toml::Value {
-    if let Ok(b) = raw.parse::<bool>() {
-        return toml::Value::Boolean(b);
+/// The levels `log.level` knows.
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// `log.level`: a level, or comma-separated `target=level` directives (`info,portcullis=debug`).
+/// Anything else is refused rather than read as a target name that matches nothing (issue 17).
+fn check_log_level(filter: &str) -> Result<(), String> {
+    let level = |l: &str| LOG_LEVELS.iter().any(|known| known.eq_ignore_ascii_case(l.trim()));
+    let target = |t: &str| {
+        !t.is_empty()
+            && t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | ':' | '-' | '.'))
+    };
+    for directive in filter.split(',') {
+        let ok = match directive.split_once('=') {
+            Some((t, l)) => target(t.trim()) && level(l),
+            None => level(directive),
+        };
+        if !ok {
+            return Err(format!(
+                "log.level: unknown level {directive:?} (expected one of {}, or target=level directives \
+                 separated by commas, e.g. \"info,portcullis=debug\")",
+                LOG_LEVELS.join(", ")
+            ));
+        }
     }
-    if let Ok(i) = raw.parse::<i64>() {
-        return toml::Value::Integer(i);
-    }
-    toml::Value::String(raw.to_owned())
+    Ok(())
+}
+
+/// An error message on one line (a TOML parse error shows the offending line below its reason).
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Hides a password in `scheme://user:password@host`.
@@ -734,5 +783,55 @@ mod tests {
         }
         let e = Config::load_from(None, None, &env(&[("PORTCULLIS_SERVER_HEADER_TIMEOUT", "soon")]));
         assert!(e.is_err(), "a non-number time-out was accepted");
+    }
+
+    /// Issue 17: a wrong type names the key, the variable and the type expected, in one line.
+    #[test]
+    fn type_errors_name_the_key_and_the_variable() {
+        let e = Config::load_from(None, None, &env(&[("PORTCULLIS_TOKENS_CODE_LIFETIME", "60s")])).unwrap_err();
+        assert_eq!(
+            e,
+            "tokens.code_lifetime (from PORTCULLIS_TOKENS_CODE_LIFETIME): expected an integer, got \"60s\""
+        );
+        let e = Config::load_from(None, None, &env(&[("PORTCULLIS_DPOP_REQUIRE_NONCE", "yes")])).unwrap_err();
+        assert!(
+            e.starts_with("dpop.require_nonce (from PORTCULLIS_DPOP_REQUIRE_NONCE): expected true or false"),
+            "{e}"
+        );
+        // a string setting takes text that looks like a number or a boolean
+        let c = Config::load_from(None, None, &env(&[("PORTCULLIS_TLS_CLIENT_CERT_HEADER", "true")])).unwrap();
+        assert_eq!(c.tls.client_cert_header, "true");
+        // a value of the right type but out of range names its variable too
+        let e = Config::load_from(None, None, &env(&[("PORTCULLIS_SERVER_MAX_CONNECTIONS", "0")])).unwrap_err();
+        assert!(e.ends_with("(from PORTCULLIS_SERVER_MAX_CONNECTIONS)"), "{e}");
+        let e = Config::load_from(None, None, &env(&[("PORTCULLIS_SERVER_MAX_CONNECTIONS_PER_IP", "0")])).unwrap_err();
+        assert!(e.ends_with("(from PORTCULLIS_SERVER_MAX_CONNECTIONS_PER_IP)"), "{e}");
+    }
+
+    /// Issue 17: `log.level` is a level or target=level directives; anything else is refused.
+    #[test]
+    fn log_levels_are_checked() {
+        for ok in [
+            "info",
+            "WARN",
+            "off",
+            "info,portcullis=debug",
+            "portcullis_server::http=trace",
+        ] {
+            check_log_level(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "verbose",
+            "",
+            "info,",
+            "portcullis=loud",
+            "=info",
+            "a b=info",
+            "info[span]",
+        ] {
+            let e = check_log_level(bad).expect_err(bad);
+            assert!(e.starts_with("log.level: unknown level"), "{e}");
+            assert!(e.contains("off, error, warn, info, debug, trace"), "{e}");
+        }
     }
 }

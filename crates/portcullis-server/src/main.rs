@@ -1,11 +1,14 @@
 //! `portcullis`: a FAPI 2.0 authorization server. See INTERFACE.md for the commands.
 #![forbid(unsafe_code)]
 
+mod admin;
 mod app;
 mod audit;
 mod audit_cli;
 mod audit_events;
+mod check;
 mod config;
+mod config_shape;
 mod connections;
 mod datadir;
 mod demo;
@@ -18,19 +21,18 @@ mod tls;
 mod users;
 mod web;
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use portcullis_core::keyring::{SERVER_ALGORITHMS, generate_stored_key};
-use portcullis_core::model::{Client, User};
-use portcullis_core::random::{credential, hash};
+use portcullis_core::model::Client;
 use portcullis_core::registration::{auth_method_available, validate_metadata, validate_resource_server_metadata};
 use portcullis_core::request::Listener;
 use portcullis_core::{KeyRing, Store};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
+use crate::admin::{TokenCommand, UserCommand};
 use crate::config::Config;
 
 #[derive(Parser)]
@@ -50,7 +52,8 @@ struct Cli {
 enum Command {
     /// Run the authorization server
     Serve,
-    /// Validate the configuration and print the effective settings (secrets masked)
+    /// Validate the configuration and the database (integrity, schema version); print the
+    /// effective settings (secrets masked)
     Check,
     /// Manage users
     #[command(subcommand)]
@@ -67,20 +70,6 @@ enum Command {
     /// The non-repudiation evidence log
     #[command(subcommand)]
     Audit(audit_cli::AuditCommand),
-}
-
-#[derive(Subcommand)]
-enum UserCommand {
-    /// Create a user (argon2id password hash)
-    Add {
-        username: String,
-        /// Read the password from standard input (one line)
-        #[arg(long)]
-        password_stdin: bool,
-        /// A claim for the id_token and userinfo, e.g. email=alice@example.com
-        #[arg(long = "claim", value_name = "K=V")]
-        claims: Vec<String>,
-    },
 }
 
 #[derive(Subcommand)]
@@ -128,19 +117,6 @@ struct ClientAdd {
     /// Do not allow the refresh_token grant
     #[arg(long)]
     no_refresh: bool,
-}
-
-#[derive(Subcommand)]
-enum TokenCommand {
-    /// Print a new initial access token
-    Create {
-        /// Lifetime, e.g. 30m, 1h, 7d
-        #[arg(long, default_value = "1h")]
-        ttl: String,
-        /// Number of registrations it allows (default: any number until it expires)
-        #[arg(long)]
-        uses: Option<i64>,
-    },
 }
 
 #[derive(Subcommand)]
@@ -209,37 +185,17 @@ fn rt(e: impl std::fmt::Display) -> Failure {
 }
 
 async fn run(command: Command, config: Config) -> Result<(), Failure> {
+    // only `serve` makes a data dir: any other command on a missing one is a mistake (a typo
+    // in --data-dir, or the wrong working directory), not a reason to start an empty one
+    if !matches!(command, Command::Serve) {
+        require_data_dir(&config)?;
+    }
     match command {
         Command::Serve => serve(config).await,
-        Command::Check => {
-            print!("{}", config.to_masked_toml());
-            Ok(())
-        }
-        Command::User(UserCommand::Add {
-            username,
-            password_stdin,
-            claims,
-        }) => add_user(&config, username, password_stdin, claims).await,
+        Command::Check => check::run(&config).await,
+        Command::User(u) => admin::user_command(&config, u).await,
         Command::Client(c) => client_command(&config, c).await,
-        Command::RegistrationToken(TokenCommand::Create { ttl, uses }) => {
-            let ttl = parse_duration(&ttl).map_err(Failure::Usage)?;
-            if uses.is_some_and(|u| u < 1) {
-                return Err(Failure::Usage("--uses must be at least 1".into()));
-            }
-            let store = app::open_store(&config).await?;
-            let token = credential();
-            let expires_at = now() + ttl;
-            store
-                .insert_initial_access_token(&hash(&token), expires_at, uses)
-                .await
-                .map_err(rt)?;
-            println!("{token}");
-            eprintln!(
-                "expires in {ttl} s{}",
-                uses.map(|u| format!(", {u} use(s)")).unwrap_or_default()
-            );
-            Ok(())
-        }
+        Command::RegistrationToken(t) => admin::token_command(&config, t).await,
         Command::Keys(k) => keys_command(&config, k).await,
         Command::Audit(a) => {
             let store = app::open_store(&config).await?;
@@ -250,6 +206,26 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
                 Err(e) => Err(rt(e)),
             }
         }
+    }
+}
+
+/// The data dir of every command but `serve` must exist already (issue 17).
+fn require_data_dir(config: &Config) -> Result<(), Failure> {
+    let dir = &config.server.data_dir;
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Failure::Usage(format!(
+            "data directory {} is not a directory (pass --data-dir)",
+            dir.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Failure::Usage(format!(
+            "data directory {} does not exist (run `portcullis serve` first, or pass --data-dir)",
+            dir.display()
+        ))),
+        Err(e) => Err(Failure::Usage(format!(
+            "cannot read the data directory {}: {e}",
+            dir.display()
+        ))),
     }
 }
 
@@ -488,55 +464,6 @@ fn init_tracing(config: &Config) {
     }
 }
 
-async fn add_user(config: &Config, username: String, password_stdin: bool, claims: Vec<String>) -> Result<(), Failure> {
-    if username.is_empty() || username.len() > 256 || username.chars().any(char::is_control) {
-        return Err(Failure::Usage(
-            "the username must be 1 to 256 printable characters".into(),
-        ));
-    }
-    let mut claim_map = Map::new();
-    for c in claims {
-        let Some((k, v)) = c.split_once('=') else {
-            return Err(Failure::Usage(format!("--claim {c:?} must look like key=value")));
-        };
-        if matches!(k, "sub" | "iss" | "aud" | "exp" | "iat") {
-            return Err(Failure::Usage(format!("--claim {k} is reserved")));
-        }
-        let value = match (k, v) {
-            ("email_verified", "true") => Value::Bool(true),
-            ("email_verified", "false") => Value::Bool(false),
-            _ => Value::String(v.to_owned()),
-        };
-        claim_map.insert(k.to_owned(), value);
-    }
-    if !password_stdin {
-        eprintln!("reading the password from standard input (use --password-stdin to silence this)");
-    }
-    let mut input = String::new();
-    std::io::stdin().read_to_string(&mut input).map_err(rt)?;
-    let password = input.lines().next().unwrap_or("").to_owned();
-    if password.is_empty() {
-        return Err(Failure::Usage("the password must not be empty".into()));
-    }
-    let password_hash = tokio::task::spawn_blocking(move || users::hash_password(&password))
-        .await
-        .map_err(rt)?
-        .map_err(rt)?;
-    let store = app::open_store(config).await?;
-    if store.get_user(&username).await.map_err(rt)?.is_some() {
-        return Err(Failure::Usage(format!("user {username} already exists")));
-    }
-    let user = User {
-        username: username.clone(),
-        sub: uuid::Uuid::new_v4().to_string(),
-        password_hash,
-        claims: claim_map,
-    };
-    store.insert_user(&user).await.map_err(rt)?;
-    println!("{}", json!({ "username": username, "sub": user.sub }));
-    Ok(())
-}
-
 async fn client_command(config: &Config, command: ClientCommand) -> Result<(), Failure> {
     let store = app::open_store(config).await?;
     let settings = app::settings(config).map_err(Failure::Usage)?;
@@ -608,7 +535,12 @@ async fn client_command(config: &Config, command: ClientCommand) -> Result<(), F
             println!("{}", serde_json::to_string_pretty(&body(&client)).unwrap_or_default());
         }
         ClientCommand::List => {
-            for c in store.list_clients().await.map_err(rt)? {
+            let clients = store.list_clients().await.map_err(rt)?;
+            // on standard error: standard output stays one line per client for scripts
+            if clients.is_empty() {
+                eprintln!("no clients registered");
+            }
+            for c in clients {
                 let name = c.metadata.client_name.clone().unwrap_or_default();
                 println!(
                     "{}\t{}\t{}",

@@ -34,7 +34,7 @@ const DEVICE_COOKIE: &str = "__Host-portcullis-device";
 #[template(path = "login.html")]
 struct LoginPage<'a> {
     action: &'a str,
-    client_name: &'a str,
+    client_name: Option<&'a str>,
     client_id: &'a str,
     request_uri: &'a str,
     csrf_token: &'a str,
@@ -46,7 +46,7 @@ struct LoginPage<'a> {
 #[template(path = "consent.html")]
 struct ConsentPage<'a> {
     action: &'a str,
-    client_name: &'a str,
+    client_name: Option<&'a str>,
     client_id: &'a str,
     request_uri: &'a str,
     csrf_token: &'a str,
@@ -311,7 +311,7 @@ fn login_page(
     render(
         &LoginPage {
             action: &s.login_action,
-            client_name: &pending.client_name,
+            client_name: pending.client_name.as_deref(),
             client_id: &pending.request.client_id,
             request_uri,
             csrf_token: &csrf,
@@ -339,7 +339,7 @@ fn consent_page(
     render_for(
         &ConsentPage {
             action: &s.consent_action,
-            client_name: &pending.client_name,
+            client_name: pending.client_name.as_deref(),
             client_id: &pending.request.client_id,
             request_uri,
             csrf_token: &csrf,

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use portcullis_core::Store;
 use portcullis_core::audit::{AuditRecord, ChainPoint};
 use portcullis_core::model::{
-    AuthorizationCode, Client, CodeRedemption, Grant, PushedRequest, Session, StoredKey, TokenKind, TokenRecord, User,
+    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, PushedRequest, Session, StoredKey, TokenKind,
+    TokenRecord, User,
 };
 use portcullis_core::store::{StoreResult, TableSizes};
 
@@ -73,16 +74,8 @@ impl Store for TimedStore {
         timed!("list_clients", self.0.list_clients())
     }
 
-    async fn insert_initial_access_token(
-        &self,
-        token_hash: &str,
-        expires_at: i64,
-        uses: Option<i64>,
-    ) -> StoreResult<()> {
-        timed!(
-            "insert_initial_access_token",
-            self.0.insert_initial_access_token(token_hash, expires_at, uses)
-        )
+    async fn insert_initial_access_token(&self, token: &InitialAccessToken) -> StoreResult<()> {
+        timed!("insert_initial_access_token", self.0.insert_initial_access_token(token))
     }
 
     async fn initial_access_token_valid(&self, token_hash: &str, now: i64) -> StoreResult<bool> {
@@ -99,6 +92,17 @@ impl Store for TimedStore {
         )
     }
 
+    async fn list_initial_access_tokens(&self) -> StoreResult<Vec<InitialAccessToken>> {
+        timed!("list_initial_access_tokens", self.0.list_initial_access_tokens())
+    }
+
+    async fn delete_initial_access_token(&self, token_hash: &str) -> StoreResult<bool> {
+        timed!(
+            "delete_initial_access_token",
+            self.0.delete_initial_access_token(token_hash)
+        )
+    }
+
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
         timed!("insert_user", self.0.insert_user(user))
     }
@@ -109,6 +113,18 @@ impl Store for TimedStore {
 
     async fn get_user_by_sub(&self, sub: &str) -> StoreResult<Option<User>> {
         timed!("get_user_by_sub", self.0.get_user_by_sub(sub))
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        timed!("list_users", self.0.list_users())
+    }
+
+    async fn set_user_password(&self, username: &str, password_hash: &str) -> StoreResult<bool> {
+        timed!("set_user_password", self.0.set_user_password(username, password_hash))
+    }
+
+    async fn delete_user(&self, username: &str) -> StoreResult<bool> {
+        timed!("delete_user", self.0.delete_user(username))
     }
 
     async fn insert_pushed_request(&self, request: &PushedRequest) -> StoreResult<()> {

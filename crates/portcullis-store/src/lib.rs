@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use portcullis_core::StoreError;
 use portcullis_core::audit::{AuditRecord, ChainHash, ChainPoint, Direction, Evidence, EvidenceKind, Proof};
 use portcullis_core::model::{
-    AuthorizationCode, Client, CodeRedemption, Grant, PushedRequest, Session, StoredKey, TokenKind, TokenRecord, User,
+    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, PushedRequest, Session, StoredKey, TokenKind,
+    TokenRecord, User,
 };
 use portcullis_core::store::{Store, StoreResult, TableSizes};
 use portcullis_core::types::{JwkThumbprint, PkceChallenge};
@@ -25,7 +26,7 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// The version `schema.sql` describes.
 const BASE_VERSION: i64 = 1;
 /// Each later version's change, applied in order to a database at an older version.
-const MIGRATIONS: [(i64, &[&str]); 4] = [
+const MIGRATIONS: [(i64, &[&str]); 5] = [
     // issue 13 item 14: registration access tokens expire; tokens issued before get the
     // default lifetime (30 days) from the upgrade on
     (
@@ -77,9 +78,21 @@ const MIGRATIONS: [(i64, &[&str]); 4] = [
             )",
         ],
     ),
+    // issue 17: creation times for `user list` and `registration-token list` (unknown for
+    // older rows); removing a user finds their sessions and grants by index
+    (
+        6,
+        &[
+            "ALTER TABLE users ADD COLUMN created_at BIGINT",
+            "ALTER TABLE initial_access_tokens ADD COLUMN created_at BIGINT",
+            "CREATE INDEX IF NOT EXISTS sessions_username ON sessions (username)",
+            "CREATE INDEX IF NOT EXISTS grants_sub ON grants (sub)",
+            "CREATE INDEX IF NOT EXISTS codes_sub ON codes (sub)",
+        ],
+    ),
 ];
 /// The version this binary writes.
-const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -268,6 +281,132 @@ impl SqliteStore {
     }
 }
 
+/// Why a database file is not one this binary can use (`portcullis check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DatabaseProblem {
+    /// The file cannot be opened or read at all.
+    Unreadable(String),
+    /// The file is not an SQLite database.
+    NotADatabase,
+    /// SQLite's integrity check failed: the first problems it reported.
+    Corrupt(Vec<String>),
+    /// An SQLite database, but not Portcullis's: these tables are missing.
+    Foreign(Vec<String>),
+    /// Portcullis's, at another schema version than this binary's.
+    SchemaVersion { found: i64, expected: i64 },
+}
+
+impl std::fmt::Display for DatabaseProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unreadable(e) => write!(f, "cannot be read: {e}"),
+            Self::NotADatabase => f.write_str("is not an SQLite database"),
+            Self::Corrupt(problems) => write!(f, "is corrupt: {}", problems.join("; ")),
+            Self::Foreign(missing) => match missing.as_slice() {
+                [one] => write!(f, "is not a Portcullis database (it has no {one})"),
+                [first, rest @ ..] => write!(
+                    f,
+                    "is not a Portcullis database (it has no {first}, nor {} more of Portcullis's tables)",
+                    rest.len()
+                ),
+                [] => f.write_str("is not a Portcullis database"),
+            },
+            Self::SchemaVersion { found, expected } if found < expected => write!(
+                f,
+                "has schema version {found}, older than this binary's {expected} (the next `portcullis serve` upgrades it)"
+            ),
+            Self::SchemaVersion { found, expected } => write!(
+                f,
+                "has schema version {found}, newer than this binary's {expected} (run the newer portcullis that wrote it)"
+            ),
+        }
+    }
+}
+
+/// Checks an existing database file without changing it (opened read-only, nothing created or
+/// migrated): SQLite's `PRAGMA integrity_check`, Portcullis's tables, and a schema version equal
+/// to this binary's. Returns that version.
+pub async fn check_database(path: &Path) -> Result<i64, DatabaseProblem> {
+    use sqlx::ConnectOptions;
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .create_if_missing(false)
+        .busy_timeout(Duration::from_secs(10));
+    let mut conn = options.connect().await.map_err(problem)?;
+    let outcome = check_connection(&mut conn).await;
+    let _ = sqlx::Connection::close(conn).await;
+    outcome
+}
+
+async fn check_connection(conn: &mut sqlx::SqliteConnection) -> Result<i64, DatabaseProblem> {
+    // the first five problems SQLite finds are enough to say what is wrong
+    let rows = sqlx::query("PRAGMA integrity_check(5)")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(problem)?;
+    // one problem a line (a row may hold several), without SQLite's "*** in database main ***"
+    let findings: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.try_get::<String, _>(0).ok())
+        .flat_map(|m| m.lines().map(str::trim).map(String::from).collect::<Vec<_>>())
+        .filter(|m| !m.is_empty() && m != "ok" && !m.starts_with("***"))
+        .collect();
+    if !findings.is_empty() {
+        return Err(DatabaseProblem::Corrupt(findings));
+    }
+    let tables: Vec<String> = sqlx::query("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(problem)?
+        .iter()
+        .filter_map(|r| r.try_get::<String, _>("name").ok())
+        .collect();
+    let missing: Vec<String> = schema_tables()
+        .filter(|t| !tables.iter().any(|have| have == t))
+        .map(|t| format!("{t} table"))
+        .collect();
+    if !missing.is_empty() {
+        return Err(DatabaseProblem::Foreign(missing));
+    }
+    let found: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM schema_version")
+        .fetch_one(&mut *conn)
+        .await
+        .and_then(|row| row.try_get("v"))
+        .map_err(problem)?;
+    match found {
+        Some(v) if v == SCHEMA_VERSION => Ok(v),
+        Some(v) => Err(DatabaseProblem::SchemaVersion {
+            found: v,
+            expected: SCHEMA_VERSION,
+        }),
+        None => Err(DatabaseProblem::Foreign(vec!["schema_version row".into()])),
+    }
+}
+
+/// The tables `schema.sql` creates.
+fn schema_tables() -> impl Iterator<Item = &'static str> {
+    SCHEMA.lines().filter_map(|l| {
+        l.trim()
+            .strip_prefix("CREATE TABLE IF NOT EXISTS ")
+            .and_then(|rest| rest.split([' ', '(']).next())
+    })
+}
+
+/// SQLite's result codes for "not a database" (26) and "malformed" (11), and their extended
+/// forms, as what they mean here.
+fn problem(e: sqlx::Error) -> DatabaseProblem {
+    if let sqlx::Error::Database(d) = &e {
+        match d.code().and_then(|c| c.parse::<i32>().ok()).map(|c| c & 0xff) {
+            Some(26) => return DatabaseProblem::NotADatabase,
+            Some(11) => return DatabaseProblem::Corrupt(vec![d.message().to_owned()]),
+            _ => {}
+        }
+    }
+    DatabaseProblem::Unreadable(e.to_string())
+}
+
 /// Applies every migration newer than `from`, each with its version row in one transaction (a
 /// second process racing this one finds the version already written and skips it).
 async fn migrate(pool: &SqlitePool, from: i64) -> Result<(), sqlx::Error> {
@@ -386,7 +525,18 @@ fn user_from_row(row: &SqliteRow) -> StoreResult<User> {
         sub: row.try_get("sub").map_err(err)?,
         password_hash: row.try_get("password_hash").map_err(err)?,
         claims: serde_json::from_str(&claims).map_err(err)?,
+        created_at: row.try_get("created_at").map_err(err)?,
     })
+}
+
+/// `SELECT` of every user column, with `$tail` (a `WHERE` or `ORDER BY` clause) after it.
+macro_rules! select_users {
+    ($tail:literal) => {
+        concat!(
+            "SELECT username, sub, password_hash, claims, created_at FROM users ",
+            $tail
+        )
+    };
 }
 
 /// A space-separated list column (NULL in rows written before the column existed).
@@ -506,20 +656,47 @@ impl Store for SqliteStore {
         rows.iter().map(client_from_row).collect()
     }
 
-    async fn insert_initial_access_token(
-        &self,
-        token_hash: &str,
-        expires_at: i64,
-        uses: Option<i64>,
-    ) -> StoreResult<()> {
-        sqlx::query("INSERT INTO initial_access_tokens (token_hash, expires_at, uses_left) VALUES (?, ?, ?)")
+    async fn insert_initial_access_token(&self, token: &InitialAccessToken) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO initial_access_tokens (token_hash, created_at, expires_at, uses_left) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&token.token_hash)
+        .bind(token.created_at)
+        .bind(token.expires_at)
+        .bind(token.uses_left)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn list_initial_access_tokens(&self) -> StoreResult<Vec<InitialAccessToken>> {
+        let rows = sqlx::query(
+            "SELECT token_hash, created_at, expires_at, uses_left FROM initial_access_tokens \
+             ORDER BY created_at, token_hash",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|row| {
+                Ok(InitialAccessToken {
+                    token_hash: row.try_get("token_hash").map_err(err)?,
+                    created_at: row.try_get("created_at").map_err(err)?,
+                    expires_at: row.try_get("expires_at").map_err(err)?,
+                    uses_left: row.try_get("uses_left").map_err(err)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delete_initial_access_token(&self, token_hash: &str) -> StoreResult<bool> {
+        let r = sqlx::query("DELETE FROM initial_access_tokens WHERE token_hash = ?")
             .bind(token_hash)
-            .bind(expires_at)
-            .bind(uses)
             .execute(&self.pool)
             .await
             .map_err(err)?;
-        Ok(())
+        Ok(r.rows_affected() == 1)
     }
 
     async fn initial_access_token_valid(&self, token_hash: &str, now: i64) -> StoreResult<bool> {
@@ -549,11 +726,12 @@ impl Store for SqliteStore {
     }
 
     async fn insert_user(&self, user: &User) -> StoreResult<()> {
-        sqlx::query("INSERT INTO users (username, sub, password_hash, claims) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO users (username, sub, password_hash, claims, created_at) VALUES (?, ?, ?, ?, ?)")
             .bind(&user.username)
             .bind(&user.sub)
             .bind(&user.password_hash)
             .bind(serde_json::to_string(&user.claims).map_err(err)?)
+            .bind(user.created_at)
             .execute(&self.pool)
             .await
             .map_err(err)?;
@@ -561,7 +739,7 @@ impl Store for SqliteStore {
     }
 
     async fn get_user(&self, username: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query("SELECT username, sub, password_hash, claims FROM users WHERE username = ?")
+        let row = sqlx::query(select_users!("WHERE username = ?"))
             .bind(username)
             .fetch_optional(&self.pool)
             .await
@@ -570,12 +748,74 @@ impl Store for SqliteStore {
     }
 
     async fn get_user_by_sub(&self, sub: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query("SELECT username, sub, password_hash, claims FROM users WHERE sub = ?")
+        let row = sqlx::query(select_users!("WHERE sub = ?"))
             .bind(sub)
             .fetch_optional(&self.pool)
             .await
             .map_err(err)?;
         row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        let rows = sqlx::query(select_users!("ORDER BY username"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(err)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn set_user_password(&self, username: &str, password_hash: &str) -> StoreResult<bool> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let r = sqlx::query("UPDATE users SET password_hash = ? WHERE username = ?")
+            .bind(password_hash)
+            .bind(username)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        if r.rows_affected() != 1 {
+            tx.rollback().await.map_err(err)?;
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM sessions WHERE username = ?")
+            .bind(username)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(true)
+    }
+
+    async fn delete_user(&self, username: &str) -> StoreResult<bool> {
+        // IMMEDIATE: the write lock first, so that no code or token for the user is written
+        // between reading their sub and deleting what hangs off it
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let sub: Option<String> = sqlx::query("DELETE FROM users WHERE username = ? RETURNING sub")
+            .bind(username)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(err)?
+            .map(|row| row.try_get("sub"))
+            .transpose()
+            .map_err(err)?;
+        let Some(sub) = sub else {
+            tx.rollback().await.map_err(err)?;
+            return Ok(false);
+        };
+        sqlx::query("DELETE FROM tokens WHERE grant_id IN (SELECT grant_id FROM grants WHERE sub = ?)")
+            .bind(&sub)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        for sql in ["DELETE FROM codes WHERE sub = ?", "DELETE FROM grants WHERE sub = ?"] {
+            sqlx::query(sql).bind(&sub).execute(&mut *tx).await.map_err(err)?;
+        }
+        sqlx::query("DELETE FROM sessions WHERE username = ?")
+            .bind(username)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(true)
     }
 
     async fn insert_pushed_request(&self, request: &PushedRequest) -> StoreResult<()> {

@@ -169,3 +169,94 @@ async fn open_waits_for_a_database_another_process_holds() {
         .expect("the bound is kept");
     assert!(e.0.contains("held the database locked"), "{e}");
 }
+
+/// Issue 17: `portcullis check` on a good database, a corrupt one, a file that is no database,
+/// another program's database and one at an older schema version; the check changes nothing.
+#[tokio::test]
+async fn check_database_tells_what_is_wrong() {
+    use portcullis_store::{DatabaseProblem, SCHEMA_VERSION, check_database};
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.db");
+    let store = SqliteStore::open(&good).await.unwrap();
+    // enough rows for several pages, so that the middle of the file is table data
+    for i in 0..300 {
+        store
+            .insert_user(&portcullis_core::model::User {
+                username: format!("user{i}"),
+                sub: format!("sub{i}"),
+                password_hash: "x".repeat(200),
+                claims: serde_json::Map::new(),
+                created_at: Some(i),
+            })
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    assert_eq!(check_database(&good).await, Ok(SCHEMA_VERSION));
+
+    let corrupt = dir.path().join("corrupt.db");
+    let mut bytes = std::fs::read(&good).unwrap();
+    let (from, to) = (bytes.len() / 4, bytes.len() * 3 / 4);
+    bytes[from..to].fill(0x5a);
+    std::fs::write(&corrupt, &bytes).unwrap();
+    let e = check_database(&corrupt).await.unwrap_err();
+    assert!(matches!(e, DatabaseProblem::Corrupt(_)), "{e:?}");
+    assert!(e.to_string().starts_with("is corrupt: "), "{e}");
+
+    let text = dir.path().join("text.db");
+    std::fs::write(
+        &text,
+        "not a database, only text, but more than a header's worth of it".repeat(20),
+    )
+    .unwrap();
+    assert_eq!(check_database(&text).await, Err(DatabaseProblem::NotADatabase));
+
+    let foreign = dir.path().join("foreign.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}?mode=rwc", foreign.display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql("CREATE TABLE notes (x TEXT)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let e = check_database(&foreign).await.unwrap_err();
+    assert!(matches!(&e, DatabaseProblem::Foreign(m) if m.len() > 1), "{e:?}");
+    assert!(e.to_string().contains("not a Portcullis database"), "{e}");
+    // nothing was created in it
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", foreign.display()))
+        .await
+        .unwrap();
+    let tables: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(tables, 1, "check changed the database");
+    pool.close().await;
+
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", good.display()))
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM schema_version WHERE version = ?")
+        .bind(SCHEMA_VERSION)
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let e = check_database(&good).await.unwrap_err();
+    assert_eq!(
+        e,
+        DatabaseProblem::SchemaVersion {
+            found: SCHEMA_VERSION - 1,
+            expected: SCHEMA_VERSION
+        }
+    );
+    assert!(e.to_string().contains("older"), "{e}");
+
+    let missing = dir.path().join("missing.db");
+    assert!(matches!(
+        check_database(&missing).await,
+        Err(DatabaseProblem::Unreadable(_))
+    ));
+    assert!(!missing.exists(), "check created a database");
+}

@@ -20,7 +20,9 @@ const JARM_LIFETIME: i64 = 300;
 pub struct PendingAuthorization {
     pub request_uri_hash: String,
     pub request: AuthorizationRequest,
-    pub client_name: String,
+    /// The client's registered `client_name`, if it gave one. Pages show a neutral phrase
+    /// without it, never the client_id (issue 17 item 9: an id is no name a person can judge).
+    pub client_name: Option<String>,
     /// When the request was pushed (for `prompt=login`).
     pub pushed_at: i64,
 }
@@ -135,12 +137,7 @@ impl Provider {
         let (Some(client), Some(request_uri), Some(pushed)) = (ctx.client, ctx.request_uri, ctx.pushed) else {
             return Err(OAuthError::server_error("authorize check table: incomplete"));
         };
-        let client_name = client
-            .client
-            .metadata
-            .client_name
-            .clone()
-            .unwrap_or_else(|| client.client.client_id.clone());
+        let client_name = client.client.metadata.client_name.clone();
         let pushed_at = pushed.expires_at - self.settings.request_uri_lifetime;
         Ok(PendingAuthorization {
             request_uri_hash: request_uri.hash(),

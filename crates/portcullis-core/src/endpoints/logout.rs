@@ -15,7 +15,8 @@ pub struct LogoutRequest {
     /// Where to send the browser once the session has ended: a `post_logout_redirect_uri`
     /// registered by the client that asked, with its `state` (§3).
     pub redirect: Option<String>,
-    /// The asking client's name, to show on the confirmation page.
+    /// The asking client's registered name, to show on the confirmation page (none when it
+    /// registered none: a client_id is never shown as a name).
     pub client_name: Option<String>,
 }
 
@@ -102,13 +103,8 @@ impl Provider {
         };
         Ok(LogoutRequest {
             redirect,
-            client_name: client.map(|c| {
-                c.client
-                    .metadata
-                    .client_name
-                    .clone()
-                    .unwrap_or_else(|| c.client.client_id.clone())
-            }),
+            // a client without a registered name is not named at all (never by its client_id)
+            client_name: client.and_then(|c| c.client.metadata.client_name.clone()),
         })
     }
 

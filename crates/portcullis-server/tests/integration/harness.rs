@@ -24,6 +24,14 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Makes `dir` as the server would: 0700, since its contents are secret.
+pub fn private_dir(dir: &Path) {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.recursive(true).create(dir).unwrap();
+}
+
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -55,6 +63,8 @@ impl Server {
     pub async fn start_with(extra_env: &[(&str, &str)]) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
+        // `user add` runs before the first `serve`: only `serve` makes a missing data dir
+        private_dir(&dir);
         let port = free_port();
         let mtls_port = free_port();
         let management_port = free_port();

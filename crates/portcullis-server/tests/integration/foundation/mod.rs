@@ -1,6 +1,7 @@
 //! Discovery, JWKS, registration (RFC 7591/7592), the CLI, restarts and TLS.
 
 mod cli;
+mod cli_admin;
 mod connections;
 mod discovery;
 mod management;
