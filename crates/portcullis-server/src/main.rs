@@ -316,10 +316,10 @@ async fn serve(config: Config) -> Result<(), Failure> {
         "listening: https://{} and https://{} (client certificates requested)",
         config.server.listen, config.server.mtls_listen
     );
-    println!(
-        "management: http://{} (/health/live, /health/ready, /metrics)",
-        config.server.management_listen
-    );
+    let management_addr = management_listener
+        .local_addr()
+        .unwrap_or(config.server.management_listen);
+    println!("management: http://{management_addr} (/health/live, /health/ready, /metrics)");
     let (gate, timeouts) = connection_limits(&config);
     let body_timeouts = http::BodyTimeouts {
         whole: secs(config.server.body_timeout),

@@ -204,10 +204,7 @@ fn run_bin(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.env("PORTCULLIS_SERVER_ISSUER", format!("https://localhost:{port}"))
         .env("PORTCULLIS_SERVER_LISTEN", format!("127.0.0.1:{port}"))
         .env("PORTCULLIS_SERVER_MTLS_LISTEN", format!("127.0.0.1:{}", free_port()))
-        .env(
-            "PORTCULLIS_SERVER_MANAGEMENT_LISTEN",
-            format!("127.0.0.1:{}", free_port()),
-        )
+        .env("PORTCULLIS_SERVER_MANAGEMENT_LISTEN", "127.0.0.1:0")
         .env("PORTCULLIS_LOG_LEVEL", "warn");
     for (k, v) in env {
         cmd.env(k, v);
