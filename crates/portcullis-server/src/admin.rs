@@ -13,7 +13,7 @@ use portcullis_core::random::{credential, hash};
 use serde_json::{Map, Value, json};
 
 use crate::config::Config;
-use crate::{Failure, app, now, parse_duration, rt, users};
+use crate::{Failure, app, audit_events, now, parse_duration, rt, users};
 
 #[derive(Subcommand)]
 pub enum UserCommand {
@@ -97,6 +97,7 @@ pub async fn user_command(config: &Config, command: UserCommand) -> Result<(), F
             if !store.delete_user(&username).await.map_err(rt)? {
                 return Err(no_user(&username));
             }
+            audit_events::record_with("user_removed", "success", None, None, &format!("username={username}"));
             println!("removed {username}: sessions ended, grants and tokens revoked");
             Ok(())
         }
@@ -111,6 +112,13 @@ pub async fn user_command(config: &Config, command: UserCommand) -> Result<(), F
             if !store.set_user_password(&username, &password_hash).await.map_err(rt)? {
                 return Err(no_user(&username));
             }
+            audit_events::record_with(
+                "password_changed",
+                "success",
+                None,
+                None,
+                &format!("username={username}"),
+            );
             println!("password changed for {username}; their sessions were ended");
             Ok(())
         }
@@ -134,6 +142,13 @@ pub async fn token_command(config: &Config, command: TokenCommand) -> Result<(),
                 uses_left: uses,
             };
             store.insert_initial_access_token(&record).await.map_err(rt)?;
+            audit_events::record_with(
+                "registration_token_created",
+                "success",
+                None,
+                None,
+                &format!("id={}", token_id(&record.token_hash)),
+            );
             // the token alone on standard output: scripts read it as `$(portcullis ...)`
             println!("{token}");
             eprintln!(
@@ -199,6 +214,7 @@ pub async fn token_command(config: &Config, command: TokenCommand) -> Result<(),
             if !store.delete_initial_access_token(&token.token_hash).await.map_err(rt)? {
                 return Err(Failure::Runtime(format!("no initial access token with ID {id}")));
             }
+            audit_events::record_with("registration_token_revoked", "success", None, None, &format!("id={id}"));
             println!("revoked {id}");
             Ok(())
         }
@@ -241,6 +257,13 @@ async fn add_user(config: &Config, username: String, password_stdin: bool, claim
         created_at: Some(now()),
     };
     store.insert_user(&user).await.map_err(rt)?;
+    audit_events::record_with(
+        "user_created",
+        "success",
+        None,
+        Some(&user.sub),
+        &format!("username={username}"),
+    );
     println!("{}", json!({ "username": username, "sub": user.sub }));
     Ok(())
 }

@@ -24,6 +24,17 @@ tokio::task_local! {
 /// Records one action, with the current request's interaction id and client address (if in
 /// one), whatever the log level of the request span.
 pub fn record(action: &'static str, outcome: &'static str, client_id: Option<&str>, sub: Option<&str>) {
+    record_with(action, outcome, client_id, sub, "");
+}
+
+/// [`record`] with a `detail` (never a secret: a token's ID, the new key ids).
+pub fn record_with(
+    action: &'static str,
+    outcome: &'static str,
+    client_id: Option<&str>,
+    sub: Option<&str>,
+    detail: &str,
+) {
     let ctx = REQUEST.try_with(Clone::clone).ok();
     let interaction_id = ctx.as_ref().map_or("", |c| &*c.interaction_id);
     let client_address = ctx.as_ref().and_then(|c| c.client_address);
@@ -35,6 +46,7 @@ pub fn record(action: &'static str, outcome: &'static str, client_id: Option<&st
         sub = sub.unwrap_or(""),
         interaction_id,
         client_address = client_address.map(tracing::field::display),
+        detail,
         "audit"
     );
 }

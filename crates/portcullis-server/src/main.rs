@@ -117,6 +117,10 @@ struct ClientAdd {
     /// Do not allow the refresh_token grant
     #[arg(long)]
     no_refresh: bool,
+    /// The client signs every demo API request (HTTP message signatures, FAPI 2.0 HTTP
+    /// Signatures) with a key of its JWKS; unsigned ones are refused
+    #[arg(long)]
+    require_signed_resource_requests: bool,
 }
 
 #[derive(Subcommand)]
@@ -189,6 +193,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
     // in --data-dir, or the wrong working directory), not a reason to start an empty one
     if !matches!(command, Command::Serve) {
         require_data_dir(&config)?;
+        init_cli_tracing(&config);
     }
     match command {
         Command::Serve => serve(config).await,
@@ -441,6 +446,20 @@ async fn shutdown_signal() {
     }
 }
 
+/// The log of a command other than `serve`: warnings, and its audit events (issue 17 item 2).
+fn init_cli_tracing(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::new(format!("warn,{}=info,sqlx=warn", audit_events::TARGET));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    if config.log.format == "json" {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
 fn init_tracing(config: &Config) {
     let mut filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -500,6 +519,9 @@ async fn client_command(config: &Config, command: ClientCommand) -> Result<(), F
             if let Some(f) = &a.access_token_format {
                 meta["access_token_format"] = json!(f);
             }
+            if a.require_signed_resource_requests {
+                meta["require_signed_resource_requests"] = json!(true);
+            }
             if let Some(dn) = a.tls_subject_dn {
                 meta["tls_client_auth_subject_dn"] = json!(dn);
             }
@@ -532,6 +554,7 @@ async fn client_command(config: &Config, command: ClientCommand) -> Result<(), F
                 metadata,
             };
             store.insert_client(&client, None).await.map_err(rt)?;
+            audit_events::record_with("client_registered", "success", Some(&client.client_id), None, "by=cli");
             println!("{}", serde_json::to_string_pretty(&body(&client)).unwrap_or_default());
         }
         ClientCommand::List => {
@@ -558,6 +581,7 @@ async fn client_command(config: &Config, command: ClientCommand) -> Result<(), F
             if !store.delete_client(&client_id).await.map_err(rt)? {
                 return Err(Failure::Usage(format!("no client {client_id}")));
             }
+            audit_events::record_with("client_removed", "success", Some(&client_id), None, "by=cli");
             println!("removed {client_id}");
         }
     }

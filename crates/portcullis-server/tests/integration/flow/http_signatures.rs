@@ -321,3 +321,51 @@ async fn signed_resource_messages_are_kept_as_evidence() {
         String::from_utf8_lossy(&verify.stderr)
     );
 }
+
+/// The operator's way to the same registration: `client add --require-signed-resource-requests`
+/// (keys required), with an audit event naming the client.
+#[tokio::test]
+async fn cli_registers_signing_clients() {
+    let s = Server::start().await;
+    let key = SigningKey::generate(Algorithm::Es256).unwrap();
+    let jwks = s.dir.parent().unwrap().join("client-jwks.json");
+    std::fs::write(&jwks, json!({"keys": [key.public_jwk().to_json()]}).to_string()).unwrap();
+    let out = s.cli(
+        &[
+            "client",
+            "add",
+            "--auth",
+            "private_key_jwt",
+            "--redirect-uri",
+            REDIRECT_URI,
+            "--jwks-file",
+            jwks.to_str().unwrap(),
+            "--require-signed-resource-requests",
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let client: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(client["require_signed_resource_requests"], true);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("client_registered") && err.contains(client["client_id"].as_str().unwrap()),
+        "{err}"
+    );
+    // without keys there is nothing to verify signatures with
+    let out = s.cli(
+        &[
+            "client",
+            "add",
+            "--auth",
+            "self_signed_tls_client_auth",
+            "--redirect-uri",
+            REDIRECT_URI,
+            "--require-signed-resource-requests",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("jwks"), "{err}");
+}

@@ -306,7 +306,18 @@ async fn cli_registration_tokens_are_listed_and_revoked() {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
     let id: String = digest.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect();
     let err = stderr_of(&out);
-    assert!(err.starts_with(&format!("id {id}; expires in 3600 s")), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with(&format!("id {id}; expires in 3600 s"))),
+        "{err}"
+    );
+    // the audit event names the token by its ID, never the token
+    assert!(
+        err.lines()
+            .any(|l| l.contains("registration_token_created") && l.contains(&format!("id={id}"))),
+        "{err}"
+    );
+    assert!(!err.contains(&token));
     let unlimited = registration_token(&s, &[]);
 
     let out = s.cli(&["registration-token", "list"], None);
