@@ -88,17 +88,21 @@ for (const [clientAlg, dpopAlg] of [['PS256', 'PS256'], ['Ed25519', 'Ed25519'], 
 }
 
 // FAPI 2.0 Message Signing with the same driver: a signed request object at PAR (JAR), a
-// signed authorization response (JARM) and a signed introspection response (RFC 9701).
-test('peer/flow.mjs with --jar --jarm --jwt-introspection', async () => {
-  const args = [
-    path.join('.peer-run', 'flow.mjs'),
-    '--jar', '--jarm', '--jwt-introspection',
-    '--issuer', server.issuer,
-    '--ca', server.caFile,
-    `--initial-access-token=${server.initialAccessToken ?? 'none'}`,
-    `--username=${server.username}`,
-    `--password=${server.password}`,
-  ];
-  const { status, output } = await run(args, 120_000);
-  assert.equal(status, 0, `node ${args.join(' ')} exited with ${status}:\n${output}`);
-});
+// signed authorization response (JARM) and a signed introspection response (RFC 9701), for
+// ES256, PS256 and Ed25519 clients (issue 16).
+for (const clientAlg of ['ES256', 'PS256', 'Ed25519']) {
+  test(`peer/flow.mjs with --jar --jarm --jwt-introspection --client-alg ${clientAlg}`, async () => {
+    const args = [
+      path.join('.peer-run', 'flow.mjs'),
+      '--jar', '--jarm', '--jwt-introspection',
+      '--client-alg', clientAlg, '--dpop-alg', clientAlg,
+      '--issuer', server.issuer,
+      '--ca', server.caFile,
+      `--initial-access-token=${server.initialAccessToken ?? 'none'}`,
+      `--username=${server.username}`,
+      `--password=${server.password}`,
+    ];
+    const { status, output } = await run(args, 120_000);
+    assert.equal(status, 0, `node ${args.join(' ')} exited with ${status}:\n${output}`);
+  });
+}
