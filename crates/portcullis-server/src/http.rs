@@ -666,7 +666,9 @@ async fn demo_api(
         target_uri: &target_uri,
         headers: call.headers,
     };
-    let (res, sent) = sign_response(s, res, &request, !call.body.is_empty(), request_signature.as_ref()).await;
+    // the request's digest is covered when it sent one (an unsigned body may come without)
+    let request_digest = !call.body.is_empty() && call.headers.contains_key("content-digest");
+    let (res, sent) = sign_response(s, res, &request, request_digest, request_signature.as_ref()).await;
     if let (Some(client_id), Some((message, key, body))) = (client, sent) {
         evidence.push(Evidence {
             kind: EvidenceKind::ResourceResponse,

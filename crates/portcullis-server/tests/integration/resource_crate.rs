@@ -512,3 +512,161 @@ async fn access_token_format_per_client() {
     let (status, error, _) = error_of(r).await;
     assert_eq!((status, error.as_str()), (400, "invalid_client_metadata"));
 }
+
+/// FAPI 2.0 HTTP Signatures in the resource crate's service (HS 5.3.1.2, 5.3.2.1): the
+/// `require_token` layer verifies a client's signed request over its whole body with the
+/// client's keys, refuses unsigned and tampered ones with 401 `invalid_signature`, and signs
+/// every response with the API's own key; the `Verified` extractor behind the layer does not
+/// admit the request a second time.
+#[tokio::test]
+async fn the_service_verifies_signed_requests_and_signs_responses() {
+    use portcullis_httpsig::http::{HeaderMap, HeaderValue};
+    use portcullis_httpsig::{RequestPolicy, RequestView, ResponseView, sign_request, verify_response};
+    use portcullis_resource::ClientSigning;
+    use portcullis_resource::service::StaticClientKeys;
+
+    let s = Server::start_with(&[
+        ("PORTCULLIS_TOKENS_RESOURCES", RS),
+        ("PORTCULLIS_TOKENS_ACCESS_TOKEN_FORMAT", "jwt"),
+    ])
+    .await;
+    let rp = Rp::register(&s).await;
+    let key = DpopKey::new();
+    let mut par = Par::new(&rp).set("scope", "openid accounts");
+    par.params.push(("resource".into(), RS.into()));
+    let (code, par) = authorize(&s, &rp, par).await;
+    let t: Value = token_request(&s, &rp, &key, code_params(&code, &par.verifier))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let at = t["access_token"].as_str().unwrap().to_owned();
+
+    let ca = std::fs::read(s.ca_path()).unwrap();
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
+        .build()
+        .unwrap();
+    let source = portcullis_resource::service::JwtAccessTokens::discover(http, &s.issuer)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = format!("http://127.0.0.1:{}/api/data", listener.local_addr().unwrap().port());
+    let api_key = Arc::new(SigningKey::generate(Algorithm::Es256).unwrap());
+    let client_jwks = portcullis_jose::Jwks::from_json(&json!({"keys": [rp.key.public_jwk().to_json()]})).unwrap();
+    let mut clients = std::collections::HashMap::new();
+    clients.insert(
+        rp.client_id.clone(),
+        ClientSigning {
+            required: true,
+            keys: Arc::new(client_jwks),
+        },
+    );
+    let resource = Arc::new(ProtectedResource {
+        url: api.clone(),
+        audience: Some(RS.into()),
+        scopes: vec!["accounts".into()],
+        nonce_required: false,
+        source: Arc::new(source),
+        nonces: Arc::new(LocalNonces::new().unwrap()),
+        replay: Arc::new(MemoryReplay::new(1000)),
+        certificates: None,
+        client_keys: Some(Arc::new(StaticClientKeys(clients))),
+        require_signed_requests: false,
+        response_signer: Some(api_key.clone()),
+    });
+    let app = Router::new()
+        .route(
+            "/api/data",
+            axum::routing::post(|Verified(t): Verified, body: String| async move {
+                axum::Json(json!({"sub": t.subject, "echo": body}))
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            resource.clone(),
+            portcullis_resource::service::require_token,
+        ))
+        .with_state(resource);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let body = r#"{"amount":"1.00"}"#;
+    let headers = |signed: bool, sign_body: &str| {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_str(&format!("DPoP {at}")).unwrap());
+        h.insert(
+            "dpop",
+            HeaderValue::from_str(&key.proof("POST", &api, None, Some(&at))).unwrap(),
+        );
+        let label = signed.then(|| {
+            sign_request(&mut h, "POST", &api, sign_body.as_bytes(), &rp.key, now())
+                .unwrap()
+                .label
+        });
+        (h, label)
+    };
+    let send = |h: HeaderMap, body: &'static str| {
+        let mut req = reqwest::Client::new().post(&api);
+        for (k, v) in &h {
+            req = req.header(k.as_str(), v.to_str().unwrap());
+        }
+        req.body(body).send()
+    };
+    let api_jwk = api_key.public_jwk().clone();
+    let check_signed =
+        |status: u16, rh: &reqwest::header::HeaderMap, rbody: &[u8], h: &HeaderMap, label: Option<&str>| {
+            let mut resp_headers = HeaderMap::new();
+            for (k, v) in rh {
+                resp_headers.append(
+                    k.as_str().parse::<portcullis_httpsig::http::HeaderName>().unwrap(),
+                    HeaderValue::from_bytes(v.as_bytes()).unwrap(),
+                );
+            }
+            let lookup = |kid: &str| (api_jwk.kid() == Some(kid)).then(|| api_jwk.clone());
+            verify_response(
+                &ResponseView {
+                    status,
+                    headers: &resp_headers,
+                },
+                rbody,
+                &RequestView {
+                    method: "POST",
+                    target_uri: &api,
+                    headers: h,
+                },
+                h.contains_key("content-digest"),
+                label,
+                now(),
+                &RequestPolicy::default(),
+                &lookup,
+            )
+            .unwrap_or_else(|e| panic!("the API's response signature: {e}"));
+        };
+
+    // signed: admitted once (the extractor reuses the layer's admission), answered and signed
+    let (h, label) = headers(true, body);
+    let r = send(h.clone(), body).await.unwrap();
+    let status = r.status().as_u16();
+    let rh = r.headers().clone();
+    let rbody = r.bytes().await.unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&rbody));
+    check_signed(status, &rh, &rbody, &h, label.as_deref());
+    let v: Value = serde_json::from_slice(&rbody).unwrap();
+    assert_eq!(v["echo"], body, "the handler got the whole body");
+
+    // unsigned from a client that must sign: 401, and the refusal is signed too
+    let (h, _) = headers(false, body);
+    let r = send(h.clone(), body).await.unwrap();
+    let status = r.status().as_u16();
+    let rh = r.headers().clone();
+    let rbody = r.bytes().await.unwrap();
+    assert_eq!(status, 401);
+    check_signed(status, &rh, &rbody, &h, None);
+    let e: Value = serde_json::from_slice(&rbody).unwrap();
+    assert_eq!(e["error"], "invalid_signature");
+
+    // the body changed after signing: 401
+    let (h, _) = headers(true, body);
+    let r = send(h, r#"{"amount":"9.00"}"#).await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(error_of(r).await.1, "invalid_signature");
+}

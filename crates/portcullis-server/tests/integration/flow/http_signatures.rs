@@ -238,6 +238,34 @@ async fn clients_not_registered_to_sign_may_sign_and_are_checked() {
     let r = send(&s, "GET", &accounts, h.clone(), "").await;
     let (status, _) = verified_response(&s, r, "GET", &accounts, &h, "", None).await;
     assert_eq!(status, 200);
+    // an unsigned body (no Content-Digest): 201, the response signed without the request's digest
+    let payments = demo(&s, "payments_endpoint");
+    let h = base_headers(&s, &c, "POST", &payments, true).await;
+    let r = send(&s, "POST", &payments, h.clone(), PAYMENT).await;
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = r.bytes().await.unwrap();
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
+    let jwks = server_keys(&s).await;
+    let lookup = |kid: &str| -> Option<PublicJwk> { jwks.keys().iter().find(|k| k.kid() == Some(kid)).cloned() };
+    verify_response(
+        &ResponseView {
+            status,
+            headers: &headers,
+        },
+        &body,
+        &RequestView {
+            method: "POST",
+            target_uri: &payments,
+            headers: &h,
+        },
+        false,
+        None,
+        now(),
+        &RequestPolicy::default(),
+        &lookup,
+    )
+    .unwrap();
     // signed badly: refused
     let other = SigningKey::generate(Algorithm::Es256).unwrap();
     let mut h = base_headers(&s, &c, "GET", &accounts, false).await;
