@@ -19,7 +19,7 @@ use axum::Router;
 use axum::routing::get;
 use portcullis_jose::{Algorithm, SigningKey};
 use portcullis_resource::service::{
-    Introspection, LocalNonces, MemoryReplay, ProtectedResource, Verified, fapi_headers,
+    Introspection, LocalNonces, MemoryReplay, ProtectedResource, Verified, fapi_headers, require_token,
 };
 use serde_json::json;
 
@@ -51,6 +51,11 @@ async fn serve() -> Result<(), String> {
     let kid = std::fs::read_to_string(key_dir.join("api-key.kid")).map_err(|e| format!("KEY_DIR: {e}"))?;
     let key =
         SigningKey::from_pkcs8(Algorithm::Es256, &pkcs8, Some(kid.trim().to_owned())).map_err(|e| e.to_string())?;
+    // the same key signs the API's responses (FAPI 2.0 HTTP Signatures); its public JWK is
+    // served at /api/jwks for clients that verify them
+    let response_key =
+        SigningKey::from_pkcs8(Algorithm::Es256, &pkcs8, Some(kid.trim().to_owned())).map_err(|e| e.to_string())?;
+    let public_jwks = json!({"keys": [response_key.public_jwk().to_json()]});
     let resource = env("RESOURCE")?;
     let listen = std::env::var("LISTEN").unwrap_or_else(|_| "127.0.0.1:9300".into());
     let url = std::env::var("PUBLIC_URL").unwrap_or_else(|_| format!("http://{listen}/api/accounts"));
@@ -69,10 +74,11 @@ async fn serve() -> Result<(), String> {
         nonces: Arc::new(LocalNonces::new().map_err(|e| e.0)?),
         replay: Arc::new(MemoryReplay::new(100_000)),
         certificates: None,
-        // HTTP message signatures: see ProtectedResource::client_keys / response_signer
+        // HTTP message signatures: signed requests would need the clients' keys
+        // (ProtectedResource::client_keys); every response is signed
         client_keys: None,
         require_signed_requests: false,
-        response_signer: None,
+        response_signer: Some(Arc::new(response_key)),
     });
     let app = Router::new()
         .route(
@@ -84,6 +90,8 @@ async fn serve() -> Result<(), String> {
                 }))
             }),
         )
+        .route_layer(axum::middleware::from_fn_with_state(protected.clone(), require_token))
+        .route("/api/jwks", get(move || async move { axum::Json(public_jwks) }))
         .layer(axum::middleware::from_fn(fapi_headers))
         .with_state(protected);
     let listener = tokio::net::TcpListener::bind(&listen)

@@ -294,11 +294,31 @@ async fn the_example_service_runs_as_its_readme_says() {
         .await
         .unwrap();
     let status = r.status();
+    let signature_input = r
+        .headers()
+        .get("signature-input")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
     let body: Value = r.json().await.unwrap();
+    // the API publishes the key its responses are signed with
+    let jwks: Value = http
+        .get(api.replace("/api/accounts", "/api/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let _ = child.kill();
     let _ = child.wait();
     assert_eq!(status, 200, "{body}");
     assert!(body["owner"].is_string());
+    // FAPI 2.0 HTTP Signatures: the response is signed with that key
+    let kid = jwks["keys"][0]["kid"].as_str().unwrap();
+    assert!(
+        signature_input.contains("tag=\"fapi-2-response\"") && signature_input.contains(&format!("keyid=\"{kid}\"")),
+        "{signature_input}"
+    );
 }
 
 /// RFC 9068 JWT access tokens (`tokens.access_token_format = "jwt"`): checked with an
