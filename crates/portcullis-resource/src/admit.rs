@@ -27,9 +27,7 @@ pub struct TokenInfo {
     pub binding: Option<SenderConstraint>,
 }
 
-/// The token source or replay store failed (not the request's fault).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceError(pub String);
+pub use crate::source::SourceError;
 
 /// Where a resource learns about tokens.
 #[async_trait]

@@ -18,6 +18,7 @@ pub mod proxy;
 #[cfg(feature = "service")]
 pub mod service;
 pub mod signature;
+pub mod source;
 
 pub use access::{Presented, ResourceError, ResourceErrorKind, ResourceRequest, Scheme};
 pub use admit::{AdmitError, Admitted, Policy, ReplayGuard, SourceError, TokenInfo, TokenSource, admit};

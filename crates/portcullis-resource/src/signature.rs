@@ -11,7 +11,7 @@ use portcullis_httpsig::{RequestPolicy, RequestView, SigError, VerifiedSignature
 use portcullis_jose::{Jwks, PublicJwk};
 
 use crate::access::{ResourceError, ResourceErrorKind};
-use crate::admit::SourceError;
+use crate::source::SourceError;
 
 /// A client's part in HTTP message signatures.
 #[derive(Debug, Clone)]

@@ -40,8 +40,7 @@ pub const FLOWS_COMPLETED: &str = "portcullis_flows_completed_total";
 pub const TOKENS_ISSUED: &str = "portcullis_tokens_issued_total";
 /// Password checks waiting for a worker.
 pub const PASSWORD_QUEUE: &str = "portcullis_password_queue_depth";
-/// Database call latency by operation (seconds, histogram).
-pub const DB_DURATION: &str = "portcullis_db_query_duration_seconds";
+pub use crate::timed_store::DB_DURATION;
 
 /// Latency buckets (seconds): 0.5 ms to 10 s.
 const BUCKETS: [f64; 14] = [

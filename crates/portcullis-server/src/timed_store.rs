@@ -14,7 +14,8 @@ use portcullis_core::model::{
 };
 use portcullis_core::store::{StoreResult, TableSizes};
 
-use crate::management::DB_DURATION;
+/// Database call latency by operation (seconds, histogram).
+pub const DB_DURATION: &str = "portcullis_db_query_duration_seconds";
 
 /// Times every call of the store it wraps.
 pub struct TimedStore(pub Arc<dyn Store>);
