@@ -34,6 +34,20 @@ pub use fapi::{
 pub use http;
 pub use params::{SignatureEntry, SignatureParams, parse_signatures};
 
+/// The `@target-uri` (RFC 9421 §2.2.2) of a request received for `url` (the resource's public
+/// URL, from configuration) with the raw query `query`: bytes outside ASCII and controls in the
+/// query are percent-encoded, as a client builds the URI it signs, so that a request whose
+/// query HTTP parsers let through unencoded still has a well-formed target.
+pub fn target_uri(url: &str, query: Option<&str>) -> String {
+    match query {
+        Some(q) => format!(
+            "{url}?{}",
+            percent_encoding::utf8_percent_encode(q, percent_encoding::CONTROLS)
+        ),
+        None => url.to_owned(),
+    }
+}
+
 /// The signature base (RFC 9421 §2.5) of `message` for `params`: one line per covered component
 /// (`"<identifier>": <value>`), then `"@signature-params": <serialised params>`, exactly as in
 /// `Signature-Input`. Public for tests and evidence logs.

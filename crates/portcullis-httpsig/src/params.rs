@@ -161,6 +161,12 @@ impl SignatureParams {
                 "a member must be an inner list of components",
             ));
         };
+        if inner.items.len() > MAX_COMPONENTS {
+            return Err(SigError::malformed(
+                INPUT,
+                format!("a signature may cover at most {MAX_COMPONENTS} components"),
+            ));
+        }
         let components = inner
             .items
             .iter()
@@ -238,6 +244,13 @@ pub fn parse_signatures(headers: &HeaderMap) -> Result<Vec<SignatureEntry>, SigE
         .ok_or(SigError::MissingField(SIGNATURE))?;
     let inputs = parse_dictionary(INPUT, &input)?;
     let signatures = parse_dictionary(SIGNATURE, &signature)?;
+    // bounded work per request, whatever a client sends
+    if inputs.len() > MAX_SIGNATURES || signatures.len() > MAX_SIGNATURES {
+        return Err(SigError::malformed(
+            INPUT,
+            format!("at most {MAX_SIGNATURES} signatures per message"),
+        ));
+    }
     for label in signatures.keys() {
         if !inputs.contains_key(label.as_str()) {
             return Err(SigError::InputMissingForLabel(label.as_str().to_owned()));
@@ -273,6 +286,13 @@ pub fn parse_signatures(headers: &HeaderMap) -> Result<Vec<SignatureEntry>, SigE
     Ok(out)
 }
 
+/// Signatures (labels) a message may carry.
+pub const MAX_SIGNATURES: usize = 8;
+/// Components one signature may cover (the FAPI profile needs five; RFC 9421 sets no limit,
+/// a server must).
+pub const MAX_COMPONENTS: usize = 32;
+
+/// Quadratic, but over at most [`MAX_COMPONENTS`] items.
 fn check_unique(components: &[ComponentId]) -> Result<(), SigError> {
     for (i, c) in components.iter().enumerate() {
         if components[..i].iter().any(|earlier| earlier == c) {
@@ -285,6 +305,31 @@ fn check_unique(components: &[ComponentId]) -> Result<(), SigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The review's L3: a client cannot make the parser do unbounded work.
+    #[test]
+    fn signatures_and_components_are_capped() {
+        let headers = |input: String, signature: String| {
+            let mut h = HeaderMap::new();
+            h.insert("signature-input", input.parse().unwrap());
+            h.insert("signature", signature.parse().unwrap());
+            h
+        };
+        let labels = |n: usize| {
+            let input: Vec<String> = (0..n).map(|i| format!("s{i}=(\"@method\");created=1")).collect();
+            let sig: Vec<String> = (0..n).map(|i| format!("s{i}=:AAAA:")).collect();
+            headers(input.join(", "), sig.join(", "))
+        };
+        assert!(parse_signatures(&labels(MAX_SIGNATURES)).is_ok());
+        assert!(parse_signatures(&labels(MAX_SIGNATURES + 1)).is_err());
+        let components = |n: usize| {
+            let c: Vec<String> = (0..n).map(|i| format!("\"x-h{i}\"")).collect();
+            headers(format!("s=({});created=1", c.join(" ")), "s=:AAAA:".into())
+        };
+        assert!(parse_signatures(&components(MAX_COMPONENTS)).is_ok());
+        let e = parse_signatures(&components(MAX_COMPONENTS + 1)).unwrap_err();
+        assert!(e.to_string().contains("at most"), "{e}");
+    }
 
     #[test]
     fn parse_and_reserialise_keep_parameter_order() {

@@ -496,10 +496,7 @@ impl ProtectedResource {
         now: i64,
     ) -> Result<Admitted, Refusal> {
         let url = self.target(path);
-        let target_uri = match signed.query {
-            Some(q) => format!("{url}?{q}"),
-            None => url.clone(),
-        };
+        let target_uri = portcullis_httpsig::target_uri(&url, signed.query);
         let all = |name: header::HeaderName| -> Vec<&str> {
             headers
                 .get_all(name)
@@ -759,10 +756,7 @@ pub async fn require_token(
     };
     let now = unix_now();
     let method = parts.method.as_str().to_owned();
-    let target_uri = match parts.uri.query() {
-        Some(q) => format!("{}?{q}", resource.target(parts.uri.path())),
-        None => resource.target(parts.uri.path()),
-    };
+    let target_uri = portcullis_httpsig::target_uri(&resource.target(parts.uri.path()), parts.uri.query());
     let request_headers = parts.headers.clone();
     let (res, signature) = match admit_parts(&resource, &mut parts, &bytes).await {
         Ok(admitted) => {

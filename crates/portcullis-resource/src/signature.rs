@@ -61,9 +61,10 @@ pub struct SignedBy {
     pub key: PublicJwk,
 }
 
-/// Whether the request carries an HTTP message signature at all.
+/// Whether the request carries an RFC 9421 message signature at all: `Signature-Input` is what
+/// marks one (a lone `Signature` header of another scheme, e.g. the Cavage drafts, is not).
 fn carries_signature(request: &RequestView<'_>) -> bool {
-    request.headers.contains_key("signature-input") || request.headers.contains_key("signature")
+    request.headers.contains_key("signature-input")
 }
 
 fn refused(description: String) -> ResourceError {

@@ -15,7 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use portcullis_core::Store;
-use portcullis_core::audit::{ChainPoint, Evidence, link_all};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use portcullis_core::audit::{ChainPoint, Evidence, EvidenceKind, Proof, link_all};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -27,10 +29,32 @@ const BATCH: usize = 256;
 /// Attempts at writing one batch before its entries are given up (and logged as lost).
 const ATTEMPTS: u32 = 8;
 
+/// Bytes of resource evidence (HTTP-signed requests and responses, with their bodies) that may
+/// wait for the writer; beyond it such evidence is dropped (and counted) rather than holding up
+/// requests: one client's flood of API calls must not stall everyone's sign-ins, whose
+/// evidence ([`AuditLog::record`]) always waits its turn.
+pub const MAX_OFFERED_BYTES: usize = 32 * 1024 * 1024;
+
+/// Resource evidence dropped because the writer was behind.
+pub const DROPPED: &str = "portcullis_audit_evidence_dropped_total";
+
 /// A clone-able handle that queues evidence for the writer.
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<Evidence>,
+    /// Bytes of offered evidence queued (see [`MAX_OFFERED_BYTES`]).
+    offered: Arc<AtomicUsize>,
+}
+
+/// What an entry holds in memory, roughly.
+fn size(e: &Evidence) -> usize {
+    let proof = match &e.proof {
+        Proof::Jws { compact } => compact.len(),
+        Proof::HttpSignature { base, signature, body } => {
+            base.len() + signature.len() + body.as_ref().map_or(0, Vec::len)
+        }
+    };
+    proof + e.key.len() + e.interaction_id.len() + e.client_id.len() + 64
 }
 
 /// The writer task, to be finished on shutdown.
@@ -44,8 +68,23 @@ impl AuditLog {
     pub fn start(store: Arc<dyn Store>) -> (Self, AuditWriter) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(write_loop(store, rx, stopped));
-        (Self { tx }, AuditWriter { stop, task })
+        let offered = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn(write_loop(store, rx, stopped, offered.clone()));
+        (Self { tx, offered }, AuditWriter { stop, task })
+    }
+
+    /// Queues resource evidence if the writer keeps up: never waits; false (and counted in
+    /// [`DROPPED`]) when [`MAX_OFFERED_BYTES`] are already waiting or the queue is full.
+    pub fn offer(&self, evidence: Evidence) -> bool {
+        let n = size(&evidence);
+        let before = self.offered.fetch_add(n, Ordering::AcqRel);
+        let kept = before + n <= MAX_OFFERED_BYTES && self.tx.try_send(evidence).is_ok();
+        if !kept {
+            self.offered.fetch_sub(n, Ordering::AcqRel);
+            metrics::counter!(DROPPED).increment(1);
+            tracing::warn!(bytes = n, "audit log: the writer is behind; resource evidence dropped");
+        }
+        kept
     }
 
     /// Queues `evidence` (of a request that succeeded). Returns at once unless [`QUEUE`]
@@ -68,7 +107,12 @@ impl AuditWriter {
     }
 }
 
-async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Evidence>, mut stop: watch::Receiver<bool>) {
+async fn write_loop(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Evidence>,
+    mut stop: watch::Receiver<bool>,
+    offered: Arc<AtomicUsize>,
+) {
     let mut head: Option<ChainPoint> = None;
     let mut batch = Vec::with_capacity(BATCH);
     loop {
@@ -77,17 +121,32 @@ async fn write_loop(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Evidence>, mut
                 if n == 0 {
                     return;
                 }
-                write_batch(store.as_ref(), &mut head, std::mem::take(&mut batch)).await;
+                let written = std::mem::take(&mut batch);
+                release(&offered, &written);
+                write_batch(store.as_ref(), &mut head, written).await;
             }
             _ = stop.changed() => {
                 rx.close();
                 while rx.recv_many(&mut batch, BATCH).await > 0 {
-                    write_batch(store.as_ref(), &mut head, std::mem::take(&mut batch)).await;
+                    let written = std::mem::take(&mut batch);
+                release(&offered, &written);
+                write_batch(store.as_ref(), &mut head, written).await;
                 }
                 return;
             }
         }
     }
+}
+
+/// Gives back the offered bytes of entries taken off the queue (resource evidence only; the
+/// count never goes below zero for flow evidence, which was never counted).
+fn release(offered: &AtomicUsize, taken: &[Evidence]) {
+    let n: usize = taken
+        .iter()
+        .filter(|e| matches!(e.kind, EvidenceKind::ResourceRequest | EvidenceKind::ResourceResponse))
+        .map(size)
+        .sum();
+    let _ = offered.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| Some(v.saturating_sub(n)));
 }
 
 /// Links `evidence` after the head and appends it; re-reads the head when another writer got
@@ -146,6 +205,30 @@ mod tests {
             key.public_jwk(),
             &jwt,
         )
+    }
+
+    /// Review M3: resource evidence beyond the byte budget is dropped at once (never waits), and
+    /// what was taken is given back when written.
+    #[tokio::test]
+    async fn offered_evidence_is_bounded_by_bytes() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let key = SigningKey::generate(Algorithm::Es256).unwrap();
+        let (log, writer) = AuditLog::start(store.clone());
+        let resource = |body: usize| {
+            let mut e = evidence(&key, 1);
+            e.kind = EvidenceKind::ResourceRequest;
+            e.proof = Proof::HttpSignature {
+                base: "\"@method\": GET".into(),
+                signature: vec![0; 64],
+                body: Some(vec![b'x'; body]),
+            };
+            e
+        };
+        assert!(!log.offer(resource(MAX_OFFERED_BYTES)), "larger than the budget");
+        assert!(log.offer(resource(1000)));
+        writer.finish(Duration::from_secs(10)).await;
+        assert_eq!(store.audit_range(0, 10).await.unwrap().len(), 1);
+        assert_eq!(log.offered.load(Ordering::Acquire), 0, "given back once written");
     }
 
     /// Many handlers at once, and two writers (two nodes) on one store: one unbroken chain

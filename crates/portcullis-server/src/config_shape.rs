@@ -22,9 +22,10 @@ pub enum Kind {
 
 /// Settings whose type the default's TOML form does not tell: addresses are written as
 /// strings, counts as integers.
-const SPECIAL: [(&str, &str, Kind); 3] = [
+const SPECIAL: [(&str, &str, Kind); 4] = [
     ("server", "listen", Kind::Address),
     ("server", "mtls_listen", Kind::Address),
+    ("server", "management_listen", Kind::Address),
     ("limits", "max_form_params", Kind::Count),
 ];
 

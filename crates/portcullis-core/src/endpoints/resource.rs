@@ -86,6 +86,8 @@ pub struct AdmittedRequest {
 /// What an HTTP message signature on a resource request covers beside what
 /// [`DirectRequest`] holds: every header, the query and the body (FAPI 2.0 HTTP Signatures).
 pub struct SignedResourceRequest<'a> {
+    /// The request method as received (`@method`; HEAD is not GET).
+    pub method: &'a str,
     pub headers: &'a portcullis_resource::http::HeaderMap,
     /// The query string as received (part of `@target-uri`).
     pub query: Option<&'a str>,
@@ -194,15 +196,12 @@ impl Provider {
             certificate: req.certificate.as_deref(),
         };
         let url = resource_request.url;
-        let target_uri = signed.map(|s| match s.query {
-            Some(q) => format!("{url}?{q}"),
-            None => url.to_owned(),
-        });
+        let target_uri = signed.map(|s| portcullis_resource::httpsig::target_uri(url, s.query));
         let clients = RegisteredClientKeys(self);
         let check = match (signed, &target_uri) {
             (Some(s), Some(target_uri)) => Some(SignatureCheck {
                 request: portcullis_resource::httpsig::RequestView {
-                    method: req.method.as_str(),
+                    method: s.method,
                     target_uri,
                     headers: s.headers,
                 },
