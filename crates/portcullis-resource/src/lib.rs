@@ -28,7 +28,7 @@ pub use dpop::{DpopRequest, NonceSource, ProofError, VerifiedProof};
 pub use portcullis_httpsig as httpsig;
 /// The `http` types signatures are read from.
 pub use portcullis_httpsig::http;
-pub use signature::{ClientKeys, ClientSigning, SignatureCheck, SignedBy};
+pub use signature::{ClientKeys, ClientSigning, RequestBody, SignatureCheck, SignedBy};
 
 /// Constant-time equality (for values that may be secrets, and cheap for public ones).
 pub fn secure_eq(a: &[u8], b: &[u8]) -> bool {

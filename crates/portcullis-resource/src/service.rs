@@ -20,7 +20,7 @@ use crate::access::{ResourceError, ResourceErrorKind, ResourceRequest, Scheme};
 use crate::admit::{AdmitError, Admitted, Policy, ReplayGuard, SourceError, TokenInfo, TokenSource, admit};
 use crate::binding::SenderConstraint;
 use crate::dpop::NonceSource;
-use crate::signature::{ClientKeys, ClientSigning, SignatureCheck};
+use crate::signature::{ClientKeys, ClientSigning, RequestBody, SignatureCheck};
 use crate::{DPOP_ALGS, secure_eq};
 
 /// The nonce time step: a nonce is accepted in its step and the next (60 to 120 s).
@@ -451,11 +451,12 @@ pub struct ProtectedResource {
     pub response_signer: Option<Arc<portcullis_jose::SigningKey>>,
 }
 
-/// A request's body and full URL, for its signature (see [`ProtectedResource::admit_signed`]).
+/// A request's query and body, for its signature (see [`ProtectedResource::admit_signed`]).
 pub struct SignedParts<'a> {
     /// The query string as received (part of `@target-uri`).
     pub query: Option<&'a str>,
-    pub body: &'a [u8],
+    /// Read only when a signature is verified, after the token was admitted.
+    pub body: &'a dyn RequestBody,
 }
 
 impl ProtectedResource {
@@ -467,18 +468,20 @@ impl ProtectedResource {
         }
     }
 
-    /// Admits a request given as its method, path, headers and client certificate; the
+    /// Admits a request given as its method, path, query, headers and client certificate; the
     /// verified token and a DPoP nonce to rotate to (if any). A signed request is verified as
     /// one without a body (use [`require_token`] for routes with bodies).
     pub async fn admit(
         &self,
         method: &str,
         path: &str,
+        query: Option<&str>,
         headers: &HeaderMap,
         certificate: Option<&ClientCertificate>,
         now: i64,
     ) -> Result<(TokenInfo, Option<String>), Refusal> {
-        let parts = SignedParts { query: None, body: &[] };
+        let empty: &[u8] = &[];
+        let parts = SignedParts { query, body: &empty };
         self.admit_signed(method, path, headers, certificate, &parts, now)
             .await
             .map(|a| (a.token, a.fresh_nonce))
@@ -661,9 +664,25 @@ where
         // the request's path (under a nested router axum strips the prefix, and the proof's
         // htu then does not match: mount protected routes unnested)
         let path = parts.uri.path().to_owned();
+        // review M5: without the layer the body is not at hand, so a signed request that has
+        // one cannot be verified here: refused rather than admitted over an unchecked body
+        if resource.client_keys.is_some() && parts.headers.contains_key("signature-input") && has_body(&parts.headers) {
+            return Err(Refusal {
+                error: AdmitError::Refused(ResourceError {
+                    kind: ResourceErrorKind::InvalidSignature,
+                    description:
+                        "signed requests with a body are verified by the require_token layer, which this route lacks"
+                            .into(),
+                    without_credentials: false,
+                }),
+                scheme: Scheme::Bearer,
+                nonce: String::new(),
+            });
+        }
+        let empty: &[u8] = &[];
         let signed = SignedParts {
             query: parts.uri.query(),
-            body: &[],
+            body: &empty,
         };
         let admitted = resource
             .admit_signed(
@@ -715,61 +734,112 @@ fn certificate_of(resource: &ProtectedResource, parts: &Parts) -> Result<Option<
 struct LayerAdmitted(TokenInfo);
 
 /// The largest request body [`require_token`] holds to check its signature's `Content-Digest`
-/// (larger ones are answered 413).
+/// (larger ones are refused).
 pub const MAX_SIGNED_BODY: usize = 1024 * 1024;
+
+/// How long [`require_token`] waits for a signed request's body once it reads it.
+const SIGNED_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The largest response body [`require_token`] signs.
 const MAX_SIGNED_RESPONSE: usize = 16 * 1024 * 1024;
+
+/// Whether the request says it has a body.
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
+}
+
+/// A request body read only if a signature is to be verified over it (review M4: after the
+/// token was admitted, within [`MAX_SIGNED_BODY`] and [`SIGNED_BODY_TIMEOUT`]); otherwise
+/// handed on untouched.
+struct LazyBody {
+    body: Mutex<Option<axum::body::Body>>,
+    bytes: tokio::sync::OnceCell<axum::body::Bytes>,
+}
+
+impl LazyBody {
+    fn new(body: axum::body::Body) -> Self {
+        Self {
+            body: Mutex::new(Some(body)),
+            bytes: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// The body for the handler: the bytes if they were read, else the body as it came.
+    fn into_body(self) -> axum::body::Body {
+        match self.bytes.into_inner() {
+            Some(bytes) => axum::body::Body::from(bytes),
+            None => self
+                .body
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner)
+                .unwrap_or_else(axum::body::Body::empty),
+        }
+    }
+}
+
+#[async_trait]
+impl RequestBody for LazyBody {
+    async fn bytes(&self) -> Result<std::borrow::Cow<'_, [u8]>, String> {
+        let bytes = self
+            .bytes
+            .get_or_try_init(|| async {
+                let body = self.body.lock().unwrap_or_else(PoisonError::into_inner).take();
+                let Some(body) = body else {
+                    return Err("the request body was already taken".to_owned());
+                };
+                match tokio::time::timeout(SIGNED_BODY_TIMEOUT, axum::body::to_bytes(body, MAX_SIGNED_BODY)).await {
+                    Ok(Ok(b)) => Ok(b),
+                    Ok(Err(_)) => Err(format!(
+                        "the request body is larger than {MAX_SIGNED_BODY} bytes or broken"
+                    )),
+                    Err(_) => Err("the request body did not arrive in time".to_owned()),
+                }
+            })
+            .await?;
+        Ok(std::borrow::Cow::Borrowed(&bytes[..]))
+    }
+}
 
 /// The tower layer form (`axum::middleware::from_fn_with_state(resource, require_token)`):
 /// admits every request of the routes it wraps, hands the handler the [`TokenInfo`] as an
 /// extension (and to the [`Verified`] extractor), or answers with the refusal. With
 /// [`ProtectedResource::client_keys`] it verifies request signatures over the whole body
-/// (HS 5.3.1.2); with [`ProtectedResource::response_signer`] it signs every response of the
-/// route, refusals included (HS 5.3.2.1), bound to the request (`;req`).
+/// (HS 5.3.1.2), reading the body only once the token was admitted; with
+/// [`ProtectedResource::response_signer`] it signs every response of the route, refusals
+/// included (HS 5.3.2.1), bound to the request (`;req`).
 pub async fn require_token(
     axum::extract::State(resource): axum::extract::State<Arc<ProtectedResource>>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
     let (mut parts, body) = req.into_parts();
-    let buffered = resource.client_keys.is_some() || resource.response_signer.is_some();
-    let bytes = if buffered {
-        match axum::body::to_bytes(body, MAX_SIGNED_BODY).await {
-            Ok(b) => b,
-            Err(_) => {
-                let body = json!({"error": "invalid_request", "error_description": "the request body is too large"});
-                return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(body)).into_response();
-            }
-        }
-    } else {
-        // nothing to check the body against: hand it on untouched
-        return match admit_parts(&resource, &mut parts, &[]).await {
-            Ok(admitted) => {
-                let fresh = admitted.fresh_nonce;
-                parts.extensions.insert(LayerAdmitted(admitted.token.clone()));
-                parts.extensions.insert(admitted.token);
-                with_nonce(next.run(axum::extract::Request::from_parts(parts, body)).await, fresh)
-            }
-            Err(refusal) => refusal.into_response(),
-        };
-    };
+    let body = LazyBody::new(body);
+    let signer = resource.response_signer.clone();
+    // what the response signature binds to (only when responses are signed)
+    let request = signer.as_ref().map(|_| {
+        (
+            parts.method.as_str().to_owned(),
+            portcullis_httpsig::target_uri(&resource.target(parts.uri.path()), parts.uri.query()),
+            parts.headers.clone(),
+        )
+    });
     let now = unix_now();
-    let method = parts.method.as_str().to_owned();
-    let target_uri = portcullis_httpsig::target_uri(&resource.target(parts.uri.path()), parts.uri.query());
-    let request_headers = parts.headers.clone();
-    let (res, signature) = match admit_parts(&resource, &mut parts, &bytes).await {
+    let (res, signature) = match admit_parts(&resource, &mut parts, &body).await {
         Ok(admitted) => {
             let fresh = admitted.fresh_nonce;
             let signature = admitted.signed.map(|s| s.signature);
             parts.extensions.insert(LayerAdmitted(admitted.token.clone()));
             parts.extensions.insert(admitted.token);
-            let req = axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
+            let req = axum::extract::Request::from_parts(parts, body.into_body());
             (with_nonce(next.run(req).await, fresh), signature)
         }
         Err(refusal) => (refusal.into_response(), None),
     };
-    let Some(key) = &resource.response_signer else {
+    let (Some(key), Some((method, target_uri, request_headers))) = (signer, request) else {
         return res;
     };
     let request = portcullis_httpsig::RequestView {
@@ -782,16 +852,18 @@ pub async fn require_token(
         return (StatusCode::INTERNAL_SERVER_ERROR, "response too large to sign").into_response();
     };
     let status = res_parts.status.as_u16();
+    // the request's digest is covered when its verified signature covered it
+    let request_digest = signature
+        .as_ref()
+        .is_some_and(|s| s.signature_params().contains("\"content-digest\""));
     match portcullis_httpsig::sign_response(
         &mut res_parts.headers,
         status,
         &res_bytes,
         &request,
-        // the request's digest is covered when it sent one (a body without one was refused,
-        // or the route does not ask for signatures)
-        !bytes.is_empty() && request_headers.contains_key("content-digest"),
+        request_digest,
         signature.as_ref(),
-        key,
+        &key,
         now,
     ) {
         Ok(_) => Response::from_parts(res_parts, axum::body::Body::from(res_bytes)),
@@ -802,7 +874,11 @@ pub async fn require_token(
     }
 }
 
-async fn admit_parts(resource: &ProtectedResource, parts: &mut Parts, body: &[u8]) -> Result<Admitted, Refusal> {
+async fn admit_parts(
+    resource: &ProtectedResource,
+    parts: &mut Parts,
+    body: &dyn RequestBody,
+) -> Result<Admitted, Refusal> {
     let certificate = certificate_of(resource, parts)?;
     let signed = SignedParts {
         query: parts.uri.query(),
@@ -834,8 +910,15 @@ pub struct StaticClientKeys(pub HashMap<String, ClientSigning>);
 
 #[async_trait]
 impl ClientKeys for StaticClientKeys {
-    async fn signing(&self, client_id: &str) -> Result<Option<ClientSigning>, SourceError> {
-        Ok(self.0.get(client_id).cloned())
+    async fn must_sign(&self, client_id: &str) -> Result<bool, SourceError> {
+        Ok(self.0.get(client_id).is_some_and(|c| c.required))
+    }
+
+    async fn key(&self, client_id: &str, kid: &str) -> Result<Option<portcullis_jose::PublicJwk>, SourceError> {
+        Ok(self
+            .0
+            .get(client_id)
+            .and_then(|c| c.keys.keys().iter().find(|k| k.kid() == Some(kid)).cloned()))
     }
 }
 

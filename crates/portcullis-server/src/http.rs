@@ -670,8 +670,11 @@ async fn demo_api(
         target_uri: &target_uri,
         headers: call.headers,
     };
-    // the request's digest is covered when it sent one (an unsigned body may come without)
-    let request_digest = !call.body.is_empty() && call.headers.contains_key("content-digest");
+    // the request's digest is covered when its verified signature covered it (review L1: an
+    // unverified header is nothing to bind to, and may not even be well-formed)
+    let request_digest = request_signature
+        .as_ref()
+        .is_some_and(|s| s.signature_params().contains("\"content-digest\""));
     let (res, sent) = sign_response(s, res, &request, request_digest, request_signature.as_ref()).await;
     if let (Some(client_id), Some((message, key, body))) = (client, sent) {
         evidence.push(Evidence {

@@ -5,15 +5,16 @@
 use serde_json::{Map, Value, json};
 
 use async_trait::async_trait;
+use portcullis_jose::{Jwks, PublicJwk};
 use portcullis_resource::access::{ResourceError, ResourceErrorKind, ResourceRequest};
 use portcullis_resource::{
-    AdmitError, ClientKeys, ClientSigning, Policy, ReplayGuard, SignatureCheck, SignedBy, SourceError, TokenInfo,
-    TokenSource, admit,
+    AdmitError, ClientKeys, Policy, ReplayGuard, SignatureCheck, SignedBy, SourceError, TokenInfo, TokenSource, admit,
 };
 
 use crate::audit::{Direction, Evidence, EvidenceKind};
 use crate::client_auth::ClientCredentials;
 use crate::error::{Challenge, ErrorCode, OAuthError, OAuthResult, Status};
+use crate::jwks_cache::Refreshed;
 use crate::model::TokenKind;
 use crate::provider::Provider;
 use crate::random::hash;
@@ -100,24 +101,60 @@ struct RegisteredClientKeys<'a>(&'a Provider);
 
 #[async_trait]
 impl ClientKeys for RegisteredClientKeys<'_> {
-    async fn signing(&self, client_id: &str) -> Result<Option<ClientSigning>, SourceError> {
+    async fn must_sign(&self, client_id: &str) -> Result<bool, SourceError> {
+        let client = self.0.client(client_id).await.map_err(source_error)?;
+        Ok(client.is_some_and(|c| c.client.metadata.requires_signed_resource_requests()))
+    }
+
+    /// The registered `jwks`, or the `jwks_uri` document (cached; refetched for an unknown
+    /// `kid` at most once per `limits.jwks_refresh_interval`, as for client assertions).
+    async fn key(&self, client_id: &str, kid: &str) -> Result<Option<PublicJwk>, SourceError> {
         let p = self.0;
-        let source = |e: OAuthError| SourceError(e.description.into_owned());
-        let Some(client) = p.client(client_id).await.map_err(source)? else {
+        let Some(client) = p.client(client_id).await.map_err(source_error)? else {
             return Ok(None);
         };
-        let required = client.client.metadata.requires_signed_resource_requests();
-        let keys = match (&client.inline_jwks, client.client.metadata.jwks_uri.as_deref()) {
-            (Some(jwks), _) => jwks.clone(),
-            (None, Some(uri)) => p
-                .remote_jwks
-                .get(uri, p.now(), p.fetcher.as_ref())
-                .await
-                .map_err(source)?,
-            (None, None) => return Ok(None),
+        let find = |jwks: &Jwks| jwks.keys().iter().find(|k| k.kid() == Some(kid)).cloned();
+        if let Some(jwks) = &client.inline_jwks {
+            return Ok(find(jwks));
+        }
+        let Some(uri) = client.client.metadata.jwks_uri.as_deref() else {
+            return Ok(None);
         };
-        Ok(Some(ClientSigning { required, keys }))
+        let now = p.now();
+        let jwks = p
+            .remote_jwks
+            .get(uri, now, p.fetcher.as_ref())
+            .await
+            .map_err(source_error)?;
+        if let Some(key) = find(&jwks) {
+            return Ok(Some(key));
+        }
+        let miss = format!("kid:{kid}");
+        let refreshed = p
+            .remote_jwks
+            .refresh(
+                uri,
+                &jwks,
+                &miss,
+                now,
+                p.settings.jwks_refresh_interval,
+                p.fetcher.as_ref(),
+            )
+            .await
+            .map_err(source_error)?;
+        let found = match refreshed {
+            Refreshed::Newer(fresh) => find(&fresh),
+            _ => None,
+        };
+        if found.is_none() {
+            p.remote_jwks.remember_miss(uri, &miss, now).await;
+        }
+        Ok(found)
     }
+}
+
+fn source_error(e: OAuthError) -> SourceError {
+    SourceError(e.description.into_owned())
 }
 
 /// This server's token store as the resource crate's token source.
@@ -205,7 +242,7 @@ impl Provider {
                     target_uri,
                     headers: s.headers,
                 },
-                body: s.body,
+                body: &s.body,
                 required: self.settings.demo_api_require_signed_requests,
                 clients: &clients,
                 policy: portcullis_resource::httpsig::RequestPolicy::default(),

@@ -689,4 +689,29 @@ async fn the_service_verifies_signed_requests_and_signs_responses() {
     let r = send(h, r#"{"amount":"9.00"}"#).await.unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(error_of(r).await.1, "invalid_signature");
+
+    // review M4: a made-up token with a large signed body is refused for its token, the body
+    // never read (nothing is buffered before the token is admitted)
+    let (mut h, _) = headers(true, body);
+    h.insert("authorization", HeaderValue::from_static("DPoP made-up"));
+    let mut req = reqwest::Client::new().post(&api);
+    for (k, v) in &h {
+        req = req.header(k.as_str(), v.to_str().unwrap());
+    }
+    let r = req.body(vec![b'x'; 2 * 1024 * 1024]).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let (_, error, description) = error_of(r).await;
+    // refused for its credentials (the proof's ath does not fit the made-up token), not its body
+    assert_eq!(error, "invalid_dpop_proof", "{description}");
+    // and an admitted one with a body over the limit is refused for its size
+    let (h, _) = headers(true, body);
+    let mut req = reqwest::Client::new().post(&api);
+    for (k, v) in &h {
+        req = req.header(k.as_str(), v.to_str().unwrap());
+    }
+    let r = req.body(vec![b'x'; 2 * 1024 * 1024]).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let (_, error, description) = error_of(r).await;
+    assert_eq!(error, "invalid_request");
+    assert!(description.contains("larger than"), "{description}");
 }
