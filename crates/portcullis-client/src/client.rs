@@ -112,6 +112,11 @@ impl Client {
         self
     }
 
+    /// The transport this client sends with (to build another client beside it).
+    pub fn transport(&self) -> Arc<dyn Transport> {
+        self.transport.clone()
+    }
+
     pub fn metadata(&self) -> &ServerMetadata {
         &self.metadata
     }
@@ -270,14 +275,18 @@ impl Client {
             })
             .await?;
         if r.value.status != 200 {
-            return Err(resource_error("userinfo", r.value.status, &r.value.headers, &r.value.body));
+            return Err(resource_error(
+                "userinfo",
+                r.value.status,
+                &r.value.headers,
+                &r.value.body,
+            ));
         }
-        let claims = serde_json::from_slice(&r.value.body)
-            .map_err(|_| ClientError::UnexpectedResponse {
-                endpoint: "userinfo",
-                status: 200,
-                detail: "the claims are not JSON".into(),
-            })?;
+        let claims = serde_json::from_slice(&r.value.body).map_err(|_| ClientError::UnexpectedResponse {
+            endpoint: "userinfo",
+            status: 200,
+            detail: "the claims are not JSON".into(),
+        })?;
         Ok(Exchanged {
             value: claims,
             dpop: r.dpop,
@@ -360,7 +369,8 @@ impl Client {
             None => None,
             Some(jwks_uri) => {
                 let jwks = self.jwks_at(jwks_uri).await?;
-                let lookup = |kid: &str| -> Option<PublicJwk> { jwks.keys().iter().find(|k| k.kid() == Some(kid)).cloned() };
+                let lookup =
+                    |kid: &str| -> Option<PublicJwk> { jwks.keys().iter().find(|k| k.kid() == Some(kid)).cloned() };
                 let verified = verify_response(
                     &ResponseView {
                         status: response.status,
@@ -407,7 +417,10 @@ impl Client {
             return Err(unexpected(
                 "token endpoint",
                 &response,
-                &format!("token_type is {:?}, not DPoP: the token is not bound to our key", tokens.token_type),
+                &format!(
+                    "token_type is {:?}, not DPoP: the token is not bound to our key",
+                    tokens.token_type
+                ),
             ));
         }
         Ok(Exchanged {
@@ -514,7 +527,9 @@ pub fn resource_error(endpoint: &'static str, status: u16, headers: &HeaderMap, 
     if response.json().is_some_and(|b| b["error"].is_string()) {
         return endpoint_error(endpoint, &response);
     }
-    let challenge = response.header("www-authenticate").unwrap_or("no WWW-Authenticate challenge");
+    let challenge = response
+        .header("www-authenticate")
+        .unwrap_or("no WWW-Authenticate challenge");
     unexpected(endpoint, &response, challenge)
 }
 

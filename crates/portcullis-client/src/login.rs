@@ -59,7 +59,8 @@ impl HeadlessBrowser {
             signed_in: false,
             consented: false,
         };
-        let mut url = Url::parse(authorization_url).map_err(|e| ClientError::Usage(format!("authorization URL: {e}")))?;
+        let mut url =
+            Url::parse(authorization_url).map_err(|e| ClientError::Usage(format!("authorization URL: {e}")))?;
         let mut form: Option<Vec<(String, String)>> = None;
         for _ in 0..MAX_STEPS {
             let request = match form.take() {
@@ -68,7 +69,7 @@ impl HeadlessBrowser {
             };
             let response = request.send().await.map_err(|e| ClientError::Transport {
                 url: url.to_string(),
-                detail: error_chain(&e),
+                detail: error_chain(&e.without_url()),
             })?;
             let status = response.status().as_u16();
             if (300..400).contains(&status) {
@@ -89,7 +90,7 @@ impl HeadlessBrowser {
             }
             let page = response.text().await.map_err(|e| ClientError::Transport {
                 url: url.to_string(),
-                detail: error_chain(&e),
+                detail: error_chain(&e.without_url()),
             })?;
             let Some(found) = Form::find(&page) else {
                 return Err(login_error(
@@ -103,7 +104,10 @@ impl HeadlessBrowser {
                     // the login page again: the server refused the credentials
                     return Err(login_error(
                         "login",
-                        format!("the server refused the credentials of {username}: {}", page_message(&page)),
+                        format!(
+                            "the server refused the credentials of {username}: {}",
+                            page_message(&page)
+                        ),
                     ));
                 }
                 fields.push(("username".into(), username.into()));

@@ -83,3 +83,28 @@ pub async fn register(
         .to_owned();
     Ok(Registration { client_id, document })
 }
+
+impl Registration {
+    /// RFC 7592 §2.3: deletes the client at its `registration_client_uri` with its
+    /// `registration_access_token`; the server revokes what it issued to the client.
+    pub async fn delete(&self, transport: &dyn Transport) -> Result<(), ClientError> {
+        let (Some(uri), Some(token)) = (
+            self.document["registration_client_uri"].as_str(),
+            self.document["registration_access_token"].as_str(),
+        ) else {
+            return Err(ClientError::Usage(
+                "the registration has no registration_client_uri and registration_access_token (RFC 7592)".into(),
+            ));
+        };
+        let mut request = HttpRequest::get(uri).header("authorization", &format!("Bearer {token}"))?;
+        request.method = crate::http::Method::DELETE;
+        let response = transport.send(request).await?;
+        if response.status != 204 {
+            return Err(crate::client::endpoint_error(
+                "client configuration endpoint",
+                &response,
+            ));
+        }
+        Ok(())
+    }
+}

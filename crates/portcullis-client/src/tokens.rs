@@ -47,13 +47,27 @@ pub struct IdToken {
 
 /// Verifies the signature with the key of `jwks` the header designates, then the claims:
 /// `iss`, `aud` (with `azp` when there are several audiences), `exp`, `iat`, `nonce`, `sub`.
-pub fn validate_id_token(token: &str, jwks: &Jwks, expected: &IdTokenExpectations<'_>) -> Result<IdToken, IdTokenError> {
+pub fn validate_id_token(
+    token: &str,
+    jwks: &Jwks,
+    expected: &IdTokenExpectations<'_>,
+) -> Result<IdToken, IdTokenError> {
     // AS-SP-95/96: the parser knows only the FAPI algorithms; `none` and HS256 fail here
     let jws = CompactJws::parse(token).map_err(IdTokenError::Jws)?;
     jws.verify_with_set(jwks).map_err(IdTokenError::Signature)?;
     let claims: Map<String, Value> = jws.claims().map_err(IdTokenError::Jws)?;
-    let text = |name: &'static str| claims.get(name).and_then(Value::as_str).ok_or(IdTokenError::Claim(name));
-    let number = |name: &'static str| claims.get(name).and_then(Value::as_i64).ok_or(IdTokenError::Claim(name));
+    let text = |name: &'static str| {
+        claims
+            .get(name)
+            .and_then(Value::as_str)
+            .ok_or(IdTokenError::Claim(name))
+    };
+    let number = |name: &'static str| {
+        claims
+            .get(name)
+            .and_then(Value::as_i64)
+            .ok_or(IdTokenError::Claim(name))
+    };
 
     let iss = text("iss")?;
     if iss != expected.issuer {

@@ -160,7 +160,7 @@ impl Transport for ReqwestTransport {
             .await
             .map_err(|e| ClientError::Transport {
                 url: url.clone(),
-                detail: error_chain(&e),
+                detail: error_chain(&e.without_url()),
             })?;
         read_response(response, &url).await
     }
@@ -173,7 +173,7 @@ pub(crate) async fn read_response(mut response: reqwest::Response, url: &str) ->
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| ClientError::Transport {
         url: url.to_owned(),
-        detail: error_chain(&e),
+        detail: error_chain(&e.without_url()),
     })? {
         if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
             return Err(ClientError::Transport {
