@@ -9,7 +9,7 @@ use portcullis_jose::{JoseError, Jwks, PublicJwk, SigningKey};
 use serde_json::{Value, json};
 
 use crate::authorization::{AuthorizationCode, AuthorizationParams, PendingAuthorization, RequestSecrets};
-use crate::dpop::{DpopExchange, DpopKey, DpopNonces, send_with_dpop};
+use crate::dpop::{DpopExchange, DpopKey, DpopNonces, ProofTarget, send_with_dpop};
 use crate::tokens::{IdToken, IdTokenExpectations, TokenResponse, validate_id_token};
 use crate::transport::{HttpRequest, HttpResponse, Transport};
 use crate::{ClientError, ServerMetadata, random};
@@ -165,7 +165,7 @@ impl Client {
         let challenge = secrets.code_challenge();
         let url = self.metadata.pushed_authorization_request_endpoint.clone();
         let (response, dpop) = self
-            .post_with_dpop(&url, None, || {
+            .post_with_dpop(&url, || {
                 let mut form: Vec<(&str, &str)> = vec![
                     ("response_type", "code"),
                     ("client_id", &self.client_id),
@@ -331,9 +331,11 @@ impl Client {
             &self.dpop,
             &self.nonces,
             now,
-            &request.method,
-            request.url,
-            Some(request.access_token),
+            ProofTarget {
+                method: &request.method,
+                url: request.url,
+                access_token: Some(request.access_token),
+            },
             |proof| {
                 let mut r = HttpRequest {
                     method: request.method.clone(),
@@ -406,7 +408,7 @@ impl Client {
 
     async fn token_request(&self, grant: &[(&str, &str)]) -> Result<Exchanged<TokenResponse>, ClientError> {
         let url = self.metadata.token_endpoint.clone();
-        let (response, dpop) = self.post_with_dpop(&url, None, || Ok(grant.to_vec())).await?;
+        let (response, dpop) = self.post_with_dpop(&url, || Ok(grant.to_vec())).await?;
         if response.status != 200 {
             return Err(endpoint_error("token endpoint", &response));
         }
@@ -434,7 +436,6 @@ impl Client {
     async fn post_with_dpop<'a>(
         &self,
         url: &str,
-        access_token: Option<&str>,
         form: impl Fn() -> Result<Vec<(&'a str, &'a str)>, ClientError>,
     ) -> Result<(HttpResponse, DpopExchange), ClientError> {
         send_with_dpop(
@@ -442,9 +443,11 @@ impl Client {
             &self.dpop,
             &self.nonces,
             (self.clock)(),
-            &Method::POST,
-            url,
-            access_token,
+            ProofTarget {
+                method: &Method::POST,
+                url,
+                access_token: None,
+            },
             |proof| {
                 let assertion = self.client_assertion()?;
                 let mut params = form()?;

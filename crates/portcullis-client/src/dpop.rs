@@ -104,6 +104,14 @@ pub struct DpopExchange {
     pub nonce: Option<String>,
 }
 
+/// What a proof is made for: the request's method and URL, and the access token it presents.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ProofTarget<'a> {
+    pub method: &'a Method,
+    pub url: &'a str,
+    pub access_token: Option<&'a str>,
+}
+
 /// Sends a request with a DPoP proof and retries once when the server asks for a nonce (RFC
 /// 9449 §8.2 at the authorization server: 400 `use_dpop_nonce`; §9 at a resource server: 401
 /// with `WWW-Authenticate: DPoP error="use_dpop_nonce"`). `build` makes the request for a given
@@ -113,11 +121,14 @@ pub(crate) async fn send_with_dpop(
     key: &DpopKey,
     nonces: &DpopNonces,
     now: i64,
-    method: &Method,
-    url: &str,
-    access_token: Option<&str>,
+    target: ProofTarget<'_>,
     mut build: impl FnMut(String) -> Result<HttpRequest, ClientError>,
 ) -> Result<(HttpResponse, DpopExchange), ClientError> {
+    let ProofTarget {
+        method,
+        url,
+        access_token,
+    } = target;
     let mut exchange = DpopExchange::default();
     let mut nonce = nonces.get(url);
     loop {
@@ -230,7 +241,12 @@ mod tests {
 
     async fn exchange(t: &Scripted, nonces: &DpopNonces, url: &str) -> (HttpResponse, DpopExchange) {
         let key = DpopKey::generate(Algorithm::Es256).unwrap();
-        send_with_dpop(t, &key, nonces, 1_700_000_000, &Method::POST, url, None, |proof| {
+        let target = ProofTarget {
+            method: &Method::POST,
+            url,
+            access_token: None,
+        };
+        send_with_dpop(t, &key, nonces, 1_700_000_000, target, |proof| {
             HttpRequest::form(url, &[]).header("dpop", &proof)
         })
         .await
