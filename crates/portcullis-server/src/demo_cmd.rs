@@ -26,13 +26,12 @@ use portcullis_client::{
     resource_error,
 };
 use portcullis_core::Store;
-use portcullis_core::model::{InitialAccessToken, User};
-use portcullis_core::random::{credential, hash};
+use portcullis_core::model::User;
 use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Config;
-use crate::{Failure, app, now, users};
+use crate::{Failure, admin, app, now};
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -655,14 +654,10 @@ async fn ensure_user(store: &dyn Store, username: &str, password: &str) -> Resul
     if store.get_user(username).await.map_err(|e| e.to_string())?.is_some() {
         return Ok(false);
     }
-    let password = password.to_owned();
-    let password_hash = tokio::task::spawn_blocking(move || users::hash_password(&password))
-        .await
-        .map_err(|e| e.to_string())??;
     let user = User {
         username: username.to_owned(),
         sub: uuid::Uuid::new_v4().to_string(),
-        password_hash,
+        password_hash: admin::hashed(password.to_owned()).await.map_err(failure_text)?,
         claims: Map::new(),
         created_at: Some(now()),
     };
@@ -672,19 +667,16 @@ async fn ensure_user(store: &dyn Store, username: &str, password: &str) -> Resul
 
 /// One initial access token for one registration, valid 10 minutes.
 async fn initial_access_token(store: &dyn Store) -> Result<String, String> {
-    let token = credential();
-    let t = now();
-    let record = InitialAccessToken {
-        token_hash: hash(&token),
-        created_at: Some(t),
-        expires_at: t + 600,
-        uses_left: Some(1),
-    };
-    store
-        .insert_initial_access_token(&record)
+    admin::create_initial_access_token(store, 600, Some(1))
         .await
-        .map_err(|e| e.to_string())?;
-    Ok(token)
+        .map(|(token, _)| token)
+        .map_err(failure_text)
+}
+
+fn failure_text(f: Failure) -> String {
+    match f {
+        Failure::Usage(m) | Failure::Runtime(m) => m,
+    }
 }
 
 async fn registration_cleanup(transport: &dyn Transport, registration: &Registration) -> Result<(), ClientError> {
@@ -733,6 +725,8 @@ impl CallbackListener {
         let wait = async {
             loop {
                 let Ok((tcp, _)) = self.listener.accept().await else {
+                    // out of file descriptors or similar: do not spin
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 };
                 let handshake = tokio::time::timeout(Duration::from_secs(10), self.acceptor.accept(tcp)).await;
