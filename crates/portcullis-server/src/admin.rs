@@ -133,15 +133,7 @@ pub async fn token_command(config: &Config, command: TokenCommand) -> Result<(),
                 return Err(Failure::Usage("--uses must be at least 1".into()));
             }
             let store = app::open_store(config).await?;
-            let token = credential();
-            let t = now();
-            let record = InitialAccessToken {
-                token_hash: hash(&token),
-                created_at: Some(t),
-                expires_at: t + ttl,
-                uses_left: uses,
-            };
-            store.insert_initial_access_token(&record).await.map_err(rt)?;
+            let (token, record) = create_initial_access_token(store.as_ref(), ttl, uses).await?;
             audit_events::record_with(
                 "registration_token_created",
                 "success",
@@ -330,8 +322,27 @@ fn empty_password() -> Failure {
     Failure::Usage("the password must not be empty".into())
 }
 
+/// A new initial access token valid `ttl` seconds for `uses` registrations (any number when
+/// `None`), stored hashed; the token itself is returned once, here.
+pub(crate) async fn create_initial_access_token(
+    store: &dyn Store,
+    ttl: i64,
+    uses: Option<i64>,
+) -> Result<(String, InitialAccessToken), Failure> {
+    let token = credential();
+    let t = now();
+    let record = InitialAccessToken {
+        token_hash: hash(&token),
+        created_at: Some(t),
+        expires_at: t + ttl,
+        uses_left: uses,
+    };
+    store.insert_initial_access_token(&record).await.map_err(rt)?;
+    Ok((token, record))
+}
+
 /// argon2id, off the async threads (it is deliberately slow).
-async fn hashed(password: String) -> Result<String, Failure> {
+pub(crate) async fn hashed(password: String) -> Result<String, Failure> {
     tokio::task::spawn_blocking(move || users::hash_password(&password))
         .await
         .map_err(rt)?

@@ -12,6 +12,7 @@ mod config_shape;
 mod connections;
 mod datadir;
 mod demo;
+mod demo_cmd;
 mod http;
 mod login_failures;
 mod management;
@@ -70,6 +71,8 @@ enum Command {
     /// The non-repudiation evidence log
     #[command(subcommand)]
     Audit(audit_cli::AuditCommand),
+    /// Register a demo client and run a complete FAPI 2.0 flow against the server, step by step
+    Demo(demo_cmd::DemoArgs),
 }
 
 #[derive(Subcommand)]
@@ -191,7 +194,7 @@ fn rt(e: impl std::fmt::Display) -> Failure {
 async fn run(command: Command, config: Config) -> Result<(), Failure> {
     // only `serve` makes a data dir: any other command on a missing one is a mistake (a typo
     // in --data-dir, or the wrong working directory), not a reason to start an empty one
-    if !matches!(command, Command::Serve) {
+    if !matches!(command, Command::Serve | Command::Demo(_)) {
         require_data_dir(&config)?;
         init_cli_tracing(&config);
     }
@@ -202,6 +205,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
         Command::Client(c) => client_command(&config, c).await,
         Command::RegistrationToken(t) => admin::token_command(&config, t).await,
         Command::Keys(k) => keys_command(&config, k).await,
+        Command::Demo(d) => demo_cmd::run(&config, d).await,
         Command::Audit(a) => {
             let store = app::open_store(&config).await?;
             match audit_cli::run(store.as_ref(), a).await {

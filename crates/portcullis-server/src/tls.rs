@@ -169,14 +169,45 @@ fn fapi_provider() -> CryptoProvider {
     provider
 }
 
-/// The two server configurations: plain, and one that requests client certificates.
-pub fn server_configs(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<ServerConfig>), String> {
+/// The server certificate chain and its key, as `serve` uses them.
+pub fn server_identity(files: &TlsFiles) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(files.server_cert())
         .map_err(|e| format!("{}: {e}", files.server_cert().display()))?
         .collect::<Result<_, _>>()
         .map_err(|e| format!("{}: {e}", files.server_cert().display()))?;
     let key = PrivateKeyDer::from_pem_file(files.server_key())
         .map_err(|e| format!("{}: {e}", files.server_key().display()))?;
+    Ok((certs, key))
+}
+
+/// A TLS configuration for a small local listener of a command (`portcullis demo`'s callback):
+/// the server's development certificate when `files` is given, else a throw-away self-signed
+/// one for 127.0.0.1 (which a browser will warn about).
+pub fn loopback_config(files: Option<&TlsFiles>) -> Result<Arc<ServerConfig>, String> {
+    let (certs, key) = match files {
+        Some(files) => server_identity(files)?,
+        None => {
+            let key = KeyPair::generate().map_err(|e| e.to_string())?;
+            let mut params = CertificateParams::default();
+            params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+            params.subject_alt_names = vec![SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())];
+            let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
+            let der = PrivateKeyDer::try_from(key.serialize_der()).map_err(|e| e.to_string())?;
+            (vec![cert.der().clone()], der)
+        }
+    };
+    let config = ServerConfig::builder_with_provider(Arc::new(fapi_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| e.to_string())?;
+    Ok(Arc::new(config))
+}
+
+/// The two server configurations: plain, and one that requests client certificates.
+pub fn server_configs(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<ServerConfig>), String> {
+    let (certs, key) = server_identity(files)?;
     let provider = Arc::new(fapi_provider());
     let versions: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
     let mut plain = ServerConfig::builder_with_provider(provider.clone())

@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod demo;
 mod flow;
 mod foundation;
 mod hardening;
