@@ -23,6 +23,35 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub tls: TlsConfig,
     pub audit: AuditConfig,
+    pub keys: KeysConfig,
+}
+
+/// The server's signing keys (issue 17 item 4; `portcullis keys`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Seconds between `keys rotate` and the moment the new keys start signing: they are in
+    /// the JWKS at once, so that a client caching the JWKS (the server allows 60 s) never
+    /// meets an unknown `kid`. 0 switches at once (`keys rotate --now` does too). Default an
+    /// hour; at most 30 days.
+    pub prepublication: i64,
+    /// The key-encryption key that seals the signing private keys in the database: the base64
+    /// of 32 random bytes (`openssl rand -base64 32`). Prefer the environment
+    /// (`PORTCULLIS_KEYS_ENCRYPTION_KEY`) or `encryption_key_file` to a configuration file.
+    /// Empty (and no file): `<data_dir>/keys.key`, generated at the first start.
+    pub encryption_key: String,
+    /// A file holding that base64 key (a mounted secret). Not with `encryption_key`.
+    pub encryption_key_file: String,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            prepublication: 3600,
+            encryption_key: String::new(),
+            encryption_key_file: String::new(),
+        }
+    }
 }
 
 /// The non-repudiation evidence log (issue 16 item 5; `portcullis audit`).
@@ -312,8 +341,8 @@ impl Default for LogConfig {
 }
 
 /// The sections, longest first, so `PORTCULLIS_DEMO_API_ENABLED` finds `demo_api`.
-const SECTIONS: [&str; 10] = [
-    "demo_api", "storage", "clients", "server", "tokens", "limits", "audit", "dpop", "tls", "log",
+const SECTIONS: [&str; 11] = [
+    "demo_api", "storage", "clients", "server", "tokens", "limits", "audit", "keys", "dpop", "tls", "log",
 ];
 
 impl Config {
@@ -383,6 +412,14 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if !(0..=MAX_PREPUBLICATION).contains(&self.keys.prepublication) {
+            return Err(format!(
+                "keys.prepublication must be 0 to {MAX_PREPUBLICATION} seconds (30 days)"
+            ));
+        }
+        if !self.keys.encryption_key.is_empty() && !self.keys.encryption_key_file.is_empty() {
+            return Err("keys.encryption_key and keys.encryption_key_file are both set: choose one".into());
+        }
         if !(0..=36_500).contains(&self.audit.retention_days) {
             return Err("audit.retention_days must be between 0 (keep forever) and 36500".into());
         }
@@ -576,9 +613,15 @@ impl Config {
     pub fn to_masked_toml(&self) -> String {
         let mut c = self.clone();
         c.storage.database_url = mask_url(&c.storage.database_url);
+        if !c.keys.encryption_key.is_empty() {
+            c.keys.encryption_key = "****".into();
+        }
         toml::to_string(&c).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }
 }
+
+/// The longest `keys.prepublication`: 30 days.
+pub const MAX_PREPUBLICATION: i64 = 30 * 86_400;
 
 /// The levels `log.level` knows.
 const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
@@ -667,6 +710,40 @@ mod tests {
         assert!(c.to_masked_toml().contains("[audit]"));
         let e = Config::load_from(None, None, &env(&[("PORTCULLIS_AUDIT_RETENTION_DAYS", "-1")])).unwrap_err();
         assert!(e.contains("audit.retention_days"), "{e}");
+    }
+
+    /// Issue 17 item 4: the keys settings, their limits, and the key masked by `check`.
+    #[test]
+    fn keys_settings() {
+        let d = Config::load_from(None, None, &[]).unwrap();
+        assert_eq!(d.keys.prepublication, 3600);
+        let c = Config::load_from(
+            None,
+            None,
+            &env(&[
+                ("PORTCULLIS_KEYS_PREPUBLICATION", "0"),
+                ("PORTCULLIS_KEYS_ENCRYPTION_KEY", "c2VjcmV0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.keys.prepublication, 0);
+        let shown = c.to_masked_toml();
+        assert!(
+            !shown.contains("c2VjcmV0") && shown.contains("encryption_key = \"****\""),
+            "{shown}"
+        );
+        let e = Config::load_from(None, None, &env(&[("PORTCULLIS_KEYS_PREPUBLICATION", "-1")])).unwrap_err();
+        assert!(e.starts_with("keys.prepublication"), "{e}");
+        let e = Config::load_from(
+            None,
+            None,
+            &env(&[
+                ("PORTCULLIS_KEYS_ENCRYPTION_KEY", "x"),
+                ("PORTCULLIS_KEYS_ENCRYPTION_KEY_FILE", "/f"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(e.contains("both set"), "{e}");
     }
 
     #[test]

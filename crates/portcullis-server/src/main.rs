@@ -16,6 +16,7 @@ mod http;
 mod login_failures;
 mod management;
 mod pages;
+mod signing_keys;
 mod timed_store;
 mod tls;
 mod users;
@@ -25,11 +26,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use portcullis_core::keyring::{SERVER_ALGORITHMS, generate_stored_key};
+use portcullis_core::Store;
 use portcullis_core::model::Client;
 use portcullis_core::registration::{auth_method_available, validate_metadata, validate_resource_server_metadata};
 use portcullis_core::request::Listener;
-use portcullis_core::{KeyRing, Store};
 use serde_json::{Value, json};
 
 use crate::admin::{TokenCommand, UserCommand};
@@ -66,7 +66,7 @@ enum Command {
     RegistrationToken(TokenCommand),
     /// The server's signing keys
     #[command(subcommand)]
-    Keys(KeysCommand),
+    Keys(signing_keys::KeysCommand),
     /// The non-repudiation evidence log
     #[command(subcommand)]
     Audit(audit_cli::AuditCommand),
@@ -117,14 +117,6 @@ struct ClientAdd {
     /// Do not allow the refresh_token grant
     #[arg(long)]
     no_refresh: bool,
-}
-
-#[derive(Subcommand)]
-enum KeysCommand {
-    /// List signing keys
-    List,
-    /// Make new keys current; earlier keys stay published until what they signed has expired
-    Rotate,
 }
 
 fn main() -> ExitCode {
@@ -196,7 +188,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
         Command::User(u) => admin::user_command(&config, u).await,
         Command::Client(c) => client_command(&config, c).await,
         Command::RegistrationToken(t) => admin::token_command(&config, t).await,
-        Command::Keys(k) => keys_command(&config, k).await,
+        Command::Keys(k) => Ok(signing_keys::command(&config, k).await?),
         Command::Audit(a) => {
             let store = app::open_store(&config).await?;
             match audit_cli::run(store.as_ref(), a).await {
@@ -260,7 +252,12 @@ async fn serve(config: Config) -> Result<(), Failure> {
     // (issue 13 item 17)
     let init = datadir::StartupLock::acquire(&config.server.data_dir).await?;
     let store = app::open_store(&config).await?;
-    let (state, audit_writer) = app::build(&config, store.clone()).await.map_err(rt)?;
+    // issue 17 item 4: the signing keys are sealed at rest; a wrong key-encryption key is the
+    // operator's to fix (exit 2)
+    let custody = std::sync::Arc::new(signing_keys::Custody::load(&config, store.as_ref()).await?);
+    let settings = app::settings(&config).map_err(Failure::Usage)?;
+    let keys = signing_keys::load(store.as_ref(), &settings, &custody, now()).await?;
+    let (state, audit_writer) = app::build(&config, store.clone(), keys, custody).await.map_err(rt)?;
     let files = tls::TlsFiles::new(&config.server.data_dir);
     let issuer_host = url::Url::parse(&config.server.issuer)
         .ok()
@@ -559,51 +556,6 @@ async fn client_command(config: &Config, command: ClientCommand) -> Result<(), F
                 return Err(Failure::Usage(format!("no client {client_id}")));
             }
             println!("removed {client_id}");
-        }
-    }
-    Ok(())
-}
-
-async fn keys_command(config: &Config, command: KeysCommand) -> Result<(), Failure> {
-    // a rotation (or a first `keys list`, which creates the keys) waits for a starting server
-    let _init = datadir::StartupLock::acquire(&config.server.data_dir).await?;
-    let store = app::open_store(config).await?;
-    let settings = app::settings(config).map_err(Failure::Usage)?;
-    let t = now();
-    match command {
-        KeysCommand::List => {
-            let ring = app::load_keys(store.as_ref(), &settings, t).await.map_err(rt)?;
-            for (kid, alg, created, retired) in ring.describe() {
-                let status = match retired {
-                    None => "active".to_owned(),
-                    Some(r) => format!(
-                        "retired at {r}, published until {}",
-                        r + settings.key_publication_grace()
-                    ),
-                };
-                println!("{kid}\t{alg}\tcreated {created}\t{status}");
-            }
-        }
-        KeysCommand::Rotate => {
-            app::load_keys(store.as_ref(), &settings, t).await.map_err(rt)?;
-            let keys = SERVER_ALGORITHMS
-                .into_iter()
-                .map(|alg| generate_stored_key(alg, t))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(rt)?;
-            // retire and replace in one step: a server starting meanwhile never finds an
-            // algorithm without a key and makes its own (issue 13 item 17)
-            store.rotate_signing_keys(&keys, t).await.map_err(rt)?;
-            for key in &keys {
-                println!("{}\t{}\tnew", key.kid, key.alg);
-            }
-            // keys retired long enough ago that nothing they signed is still valid
-            store
-                .delete_signing_keys_retired_before(t - settings.key_publication_grace())
-                .await
-                .map_err(rt)?;
-            let stored = store.list_signing_keys().await.map_err(rt)?;
-            KeyRing::from_stored(&stored, t, settings.key_publication_grace()).map_err(rt)?;
         }
     }
     Ok(())

@@ -4,6 +4,7 @@ mod cli;
 mod cli_admin;
 mod connections;
 mod discovery;
+mod keys;
 mod management;
 mod registration;
 mod startup;
