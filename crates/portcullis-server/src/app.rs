@@ -355,8 +355,14 @@ mod tests {
     async fn jwks_fetcher_is_careful() {
         let dir = tempfile::tempdir().unwrap();
         let files = tls::TlsFiles::new(dir.path());
-        tls::ensure_dev_certificates(&files, &["localhost".into()]).unwrap();
-        let (config, _) = tls::server_configs(&files).unwrap();
+        let hosts = vec!["localhost".to_owned()];
+        tls::ensure_dev_certificates(&files, &hosts, crate::now()).unwrap();
+        let provider = Arc::new(tls::fapi_provider());
+        let source = crate::server_cert::Source::Dev { files, hosts };
+        let certificate = crate::server_cert::load(&source, &provider, crate::now()).unwrap();
+        let (config, _) =
+            tls::server_configs(crate::server_cert::ServerCertificate::new(certificate), provider).unwrap();
+        let files = tls::TlsFiles::new(dir.path());
         let app = Router::new()
             .route("/jwks", get(|| async { r#"{"keys":[]}"# }))
             .route(

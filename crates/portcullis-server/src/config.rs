@@ -70,9 +70,9 @@ impl Default for AuditConfig {
     }
 }
 
-/// Mutual TLS (RFC 8705): client CAs, and client certificates forwarded by a TLS-terminating
-/// proxy.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+/// The server certificate (issue 17 item 3), and mutual TLS (RFC 8705): client CAs, and client
+/// certificates forwarded by a TLS-terminating proxy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// A PEM file of the CAs whose certificates `tls_client_auth` accepts (RFC 8705 §2.1).
@@ -87,6 +87,16 @@ pub struct TlsConfig {
     /// peer the header is ignored (and logged). From the environment: comma-separated.
     #[serde(deserialize_with = "string_or_list")]
     pub trusted_proxies: Vec<String>,
+    /// The server certificate: a PEM file with the certificate first, then its intermediates
+    /// (e.g. Let's Encrypt's `fullchain.pem`). With `key_file`; when both are set no
+    /// development CA is made or used.
+    pub cert_file: String,
+    /// The server certificate's PEM private key (PKCS#8, PKCS#1 or SEC1; e.g. `privkey.pem`).
+    pub key_file: String,
+    /// Seconds between checks of `cert_file` and `key_file` for new contents (a renewed
+    /// certificate is then used for new connections; SIGHUP reloads at once). 0: only on
+    /// SIGHUP. Default 5.
+    pub reload_interval: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -272,6 +282,19 @@ impl Default for TokenConfig {
             session_lifetime: d.session_lifetime,
             resources: Vec::new(),
             access_token_format: "opaque".into(),
+        }
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            client_ca_file: String::new(),
+            client_cert_header: String::new(),
+            trusted_proxies: Vec::new(),
+            cert_file: String::new(),
+            key_file: String::new(),
+            reload_interval: 5,
         }
     }
 }
@@ -533,6 +556,14 @@ impl Config {
                     u.path()
                 ));
             }
+        }
+        if self.tls.cert_file.is_empty() != self.tls.key_file.is_empty() {
+            return Err(
+                "tls.cert_file and tls.key_file go together: set both (or neither, for the development CA)".into(),
+            );
+        }
+        if !(0..=86_400).contains(&self.tls.reload_interval) {
+            return Err("tls.reload_interval must be 0 (only on SIGHUP) to 86400 seconds".into());
         }
         let h = &self.tls.client_cert_header;
         if !h.is_empty() && axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {

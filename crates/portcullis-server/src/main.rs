@@ -12,10 +12,12 @@ mod config_shape;
 mod connections;
 mod datadir;
 mod demo;
+mod dev_ca;
 mod http;
 mod login_failures;
 mod management;
 mod pages;
+mod server_cert;
 mod signing_keys;
 mod timed_store;
 mod tls;
@@ -258,30 +260,20 @@ async fn serve(config: Config) -> Result<(), Failure> {
     let settings = app::settings(&config).map_err(Failure::Usage)?;
     let keys = signing_keys::load(store.as_ref(), &settings, &custody, now()).await?;
     let (state, audit_writer) = app::build(&config, store.clone(), keys, custody).await.map_err(rt)?;
-    let files = tls::TlsFiles::new(&config.server.data_dir);
-    let issuer_host = url::Url::parse(&config.server.issuer)
-        .ok()
-        .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
-        .unwrap_or_else(|| "localhost".into());
-    let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
-    if !hosts.contains(&issuer_host) {
-        hosts.insert(0, issuer_host);
-    }
-    datadir::check_tls(&files.dir)?;
-    tls::ensure_dev_certificates(&files, &hosts).map_err(|e| {
-        rt(format!(
-            "cannot create the development TLS certificates in {}: {e}; check that directory's permissions",
+    // issue 17 item 3: the configured certificate, else the development CA's
+    let provider = std::sync::Arc::new(tls::fapi_provider());
+    let (source, trust_line) = certificate_source(&config)?;
+    let first = server_cert::load(&source, &provider, now()).map_err(|e| match &source {
+        server_cert::Source::Files { .. } => Failure::Usage(e),
+        server_cert::Source::Dev { files, .. } => rt(format!(
+            "{e}; if the development certificate and key do not belong together, delete {} (they are made \
+             again at start)",
             files.dir.display()
-        ))
+        )),
     })?;
-    let (plain, mtls) = tls::server_configs(&files).map_err(|e| {
-        rt(format!(
-            "cannot use the TLS certificate {} with its key {}: {e}; if they do not belong together, delete both \
-             (the development ones are made again at start)",
-            files.server_cert().display(),
-            files.dir.join("server-key.pem").display()
-        ))
-    })?;
+    let certificate = server_cert::ServerCertificate::new(first);
+    let (plain, mtls) = tls::server_configs(certificate.clone(), provider.clone()).map_err(rt)?;
+    server_cert::spawn_reloader(source, certificate, provider, secs(config.tls.reload_interval), now);
     drop(init);
     let listen_hint = |e: String| {
         rt(format!(
@@ -308,7 +300,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
     let discovery = format!("{}/.well-known/openid-configuration", config.server.issuer);
     println!("issuer: {}", config.server.issuer);
     println!("discovery: {discovery}");
-    println!("ca: {}", files.ca_cert().display());
+    println!("{trust_line}");
     println!(
         "listening: https://{} and https://{} (client certificates requested)",
         config.server.listen, config.server.mtls_listen
@@ -376,6 +368,44 @@ async fn serve(config: Config) -> Result<(), Failure> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Where the server certificate comes from, and the line `serve` prints about it: the CA to
+/// trust (development) or the configured file. The development CA is made (or renewed) here,
+/// never when `tls.cert_file` is set.
+fn certificate_source(config: &Config) -> Result<(server_cert::Source, String), Failure> {
+    let files = tls::TlsFiles::new(&config.server.data_dir);
+    let tls = &config.tls;
+    if !tls.cert_file.is_empty() {
+        if files.ca_key().exists() {
+            datadir::warn(&format!(
+                "{} holds a development CA key, unused with tls.cert_file: delete that directory",
+                files.dir.display()
+            ));
+        }
+        let source = server_cert::Source::Files {
+            cert: PathBuf::from(&tls.cert_file),
+            key: PathBuf::from(&tls.key_file),
+        };
+        return Ok((source, format!("certificate: {} (tls.cert_file)", tls.cert_file)));
+    }
+    let issuer_host = url::Url::parse(&config.server.issuer)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
+        .unwrap_or_else(|| "localhost".into());
+    let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    if !hosts.contains(&issuer_host) {
+        hosts.insert(0, issuer_host);
+    }
+    datadir::check_tls(&files.dir)?;
+    tls::ensure_dev_certificates(&files, &hosts, now()).map_err(|e| {
+        rt(format!(
+            "cannot create the development TLS certificates in {}: {e}; check that directory's permissions",
+            files.dir.display()
+        ))
+    })?;
+    let line = format!("ca: {}", files.ca_cert().display());
+    Ok((server_cert::Source::Dev { files, hosts }, line))
 }
 
 fn secs(n: i64) -> std::time::Duration {

@@ -1,5 +1,6 @@
 //! Discovery, JWKS, registration (RFC 7591/7592), the CLI, restarts and TLS.
 
+mod certificates;
 mod cli;
 mod cli_admin;
 mod connections;
