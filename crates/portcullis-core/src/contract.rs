@@ -27,6 +27,7 @@ macro_rules! store_contract_tests {
             remember_once_has_one_winner, initial_access_token_uses_are_counted, revoking_a_grant_revokes_its_tokens,
             clients_round_trip_and_delete_cascades, secrets_first_writer_wins,
             signing_key_insert_if_missing_has_one_winner, rotation_replaces_the_active_keys_atomically,
+            rotation_with_pre_publication_schedules_the_switch, key_material_is_replaced_by_compare_and_swap,
             purge_removes_what_can_no_longer_be_used, purge_goes_on_until_done,
             audit_entries_append_and_read_back, audit_appends_never_fork, audit_purge_leaves_an_anchor,
             initial_access_tokens_are_listed_and_deleted, users_round_trip, changing_a_password_ends_sessions,
@@ -431,6 +432,79 @@ pub async fn rotation_replaces_the_active_keys_atomically(s: Arc<dyn Store>) {
     assert_ne!(active[0].kid, old.kid);
     let retired = keys.iter().find(|k| k.kid == old.kid).unwrap();
     assert_eq!(retired.retired_at, Some(2000));
+}
+
+/// Issue 17 item 4: a rotation with pre-publication stores the next keys with their
+/// activation and retires the current ones at that moment (not before); a second, emergency
+/// rotation before it cuts both short; keys read back with their activation.
+pub async fn rotation_with_pre_publication_schedules_the_switch(s: Arc<dyn Store>) {
+    let old = generate_stored_key(Algorithm::Es256, 1000).unwrap();
+    assert!(s.insert_signing_key_if_missing(&old).await.unwrap());
+    let mut next = generate_stored_key(Algorithm::Es256, 2000).unwrap();
+    next.activates_at = 5600;
+    s.rotate_signing_keys(std::slice::from_ref(&next), 5600).await.unwrap();
+    let keys = s.list_signing_keys().await.unwrap();
+    let get = |keys: &[crate::model::StoredKey], kid: &str| keys.iter().find(|k| k.kid == kid).cloned().unwrap();
+    assert_eq!(
+        get(&keys, &old.kid).retired_at,
+        Some(5600),
+        "the old key signs until the switch"
+    );
+    assert_eq!(get(&keys, &old.kid).activates_at, 1000);
+    let n = get(&keys, &next.kid);
+    assert_eq!((n.activates_at, n.retired_at, n.created_at), (5600, None, 2000));
+    // a start meanwhile finds a key for the algorithm and adds none
+    let racer = generate_stored_key(Algorithm::Es256, 2001).unwrap();
+    assert!(!s.insert_signing_key_if_missing(&racer).await.unwrap());
+    // emergency: a rotation at 3000 with no pre-publication retires both at 3000
+    let now = generate_stored_key(Algorithm::Es256, 3000).unwrap();
+    s.rotate_signing_keys(std::slice::from_ref(&now), 3000).await.unwrap();
+    let keys = s.list_signing_keys().await.unwrap();
+    assert_eq!(get(&keys, &old.kid).retired_at, Some(3000));
+    assert_eq!(
+        get(&keys, &next.kid).retired_at,
+        Some(3000),
+        "the scheduled key never signs"
+    );
+    assert_eq!(get(&keys, &now.kid).retired_at, None);
+    // keys retired before the switch are not touched by a later rotation's retirement
+    let last = generate_stored_key(Algorithm::Es256, 4000).unwrap();
+    s.rotate_signing_keys(std::slice::from_ref(&last), 4000).await.unwrap();
+    let keys = s.list_signing_keys().await.unwrap();
+    assert_eq!(get(&keys, &old.kid).retired_at, Some(3000));
+    assert_eq!(get(&keys, &now.kid).retired_at, Some(4000));
+}
+
+/// Issue 17 item 4: sealing a stored plaintext key is a compare and swap: of servers racing to
+/// seal one key, exactly one writes, and a stale expectation writes nothing.
+pub async fn key_material_is_replaced_by_compare_and_swap(s: Arc<dyn Store>) {
+    let key = generate_stored_key(Algorithm::EdDsa, 1000).unwrap();
+    s.insert_signing_key(&key).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..10u8 {
+        let s = s.clone();
+        let (kid, plain) = (key.kid.clone(), key.private_key.clone());
+        tasks.push(tokio::spawn(async move {
+            s.replace_signing_key_material(&kid, &plain, &[b'P', b'C', b'K', b'1', i])
+                .await
+                .unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap());
+    }
+    assert_eq!(winners, 1, "exactly one writer");
+    let stored = s.list_signing_keys().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert!(stored[0].private_key.starts_with(b"PCK1"));
+    assert!(
+        !s.replace_signing_key_material(&key.kid, &key.private_key, b"x")
+            .await
+            .unwrap(),
+        "a stale expectation"
+    );
+    assert!(!s.replace_signing_key_material("nope", b"", b"x").await.unwrap());
 }
 
 fn token(hash: &str, kind: TokenKind, grant_id: &str, expires_at: i64) -> TokenRecord {

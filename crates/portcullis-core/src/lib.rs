@@ -16,6 +16,7 @@ pub mod dpop;
 pub mod endpoints;
 pub mod error;
 pub mod jwks_cache;
+pub mod key_encryption;
 pub mod keyring;
 pub mod memory;
 pub mod model;

@@ -402,13 +402,24 @@ impl Store for MemoryStore {
         Ok(true)
     }
 
-    async fn rotate_signing_keys(&self, keys: &[StoredKey], now: i64) -> StoreResult<()> {
+    async fn rotate_signing_keys(&self, keys: &[StoredKey], retire_at: i64) -> StoreResult<()> {
         let mut g = lock(&self.inner);
-        for k in g.keys.iter_mut().filter(|k| k.retired_at.is_none()) {
-            k.retired_at = Some(now);
+        for k in g.keys.iter_mut().filter(|k| k.retired_at.is_none_or(|r| r > retire_at)) {
+            k.retired_at = Some(retire_at);
         }
         g.keys.extend(keys.iter().cloned());
         Ok(())
+    }
+
+    async fn replace_signing_key_material(&self, kid: &str, expected: &[u8], private_key: &[u8]) -> StoreResult<bool> {
+        let mut g = lock(&self.inner);
+        match g.keys.iter_mut().find(|k| k.kid == kid && k.private_key == expected) {
+            Some(k) => {
+                k.private_key = private_key.to_vec();
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     async fn table_sizes(&self) -> StoreResult<TableSizes> {

@@ -318,12 +318,21 @@ pub struct Session {
 }
 
 /// A persisted server signing key.
+///
+/// Its life (issue 17 item 4): published in the JWKS from `created_at`; signs from
+/// `activates_at` (a later time when it was pre-published by `keys rotate`, so that clients
+/// caching the JWKS know its `kid` before they meet it) until `retired_at`; published until
+/// `retired_at` plus the publication grace, then deleted.
 #[derive(Debug, Clone)]
 pub struct StoredKey {
     pub kid: String,
     pub alg: Algorithm,
-    pub pkcs8: Vec<u8>,
+    /// The PKCS#8 private key: sealed ([`crate::key_encryption`]) in the store, in the clear
+    /// only in memory (and in stores written before encryption at rest, until the next start
+    /// seals it).
+    pub private_key: Vec<u8>,
     pub created_at: i64,
+    pub activates_at: i64,
     pub retired_at: Option<i64>,
 }
 

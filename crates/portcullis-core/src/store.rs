@@ -123,10 +123,16 @@ pub trait Store: Send + Sync + 'static {
     /// step; true if this caller's key was stored. Two servers starting together on a new
     /// database thus end up with one key per algorithm (issue 13 item 17).
     async fn insert_signing_key_if_missing(&self, key: &StoredKey) -> StoreResult<bool>;
-    /// Retires every active key at `now` and stores `keys` as the new active ones, atomically:
-    /// a server starting meanwhile sees either the old keys or the new ones, never none
-    /// (issue 13 item 17).
-    async fn rotate_signing_keys(&self, keys: &[StoredKey], now: i64) -> StoreResult<()>;
+    /// Stores `keys` (which sign from their `activates_at`) and retires at `retire_at` every
+    /// key not retired by then, atomically: a server starting meanwhile sees either the old
+    /// keys or the new ones, never none (issue 13 item 17). With `retire_at` in the future
+    /// the new keys are pre-published (issue 17 item 4): the old ones sign until then; a
+    /// second rotation before that moment also cuts short the keys the first one scheduled.
+    async fn rotate_signing_keys(&self, keys: &[StoredKey], retire_at: i64) -> StoreResult<()>;
+    /// Replaces the stored private key of `kid` with `private_key`, only while it is still
+    /// `expected` (compare and swap: of several servers sealing a plaintext key at once, one
+    /// writes, issue 17 item 4). True if this caller's write happened.
+    async fn replace_signing_key_material(&self, kid: &str, expected: &[u8], private_key: &[u8]) -> StoreResult<bool>;
     /// How many rows each table holds (issue 13 item 5: growth is visible, and the purge is
     /// checked against every table).
     async fn table_sizes(&self) -> StoreResult<TableSizes>;

@@ -503,7 +503,7 @@ async fn rotated_keys_stay_published_for_the_grace_period() {
     e.store.retire_signing_keys(e.now()).await.unwrap();
     for alg in SERVER_ALGORITHMS {
         e.store
-            .insert_signing_key(&generate_stored_key(alg, e.now() + 1).unwrap())
+            .insert_signing_key(&generate_stored_key(alg, e.now()).unwrap())
             .await
             .unwrap();
     }

@@ -385,7 +385,7 @@ fn created(at: Option<i64>) -> String {
 }
 
 /// Unix seconds as an RFC 3339 UTC timestamp.
-fn utc(t: i64) -> String {
+pub(crate) fn utc(t: i64) -> String {
     let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
     format!(

@@ -7,7 +7,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use portcullis_core::address_policy::{AllowedHosts, refused_literal};
 use portcullis_core::dpop::DpopNonces;
-use portcullis_core::keyring::{SERVER_ALGORITHMS, generate_stored_key};
 use portcullis_core::secrets::{RotatingKey, SECRET_ROTATION_PERIOD};
 use portcullis_core::{Clock, JwksFetcher, KeyRing, Provider, Settings, Store};
 use portcullis_store::SqliteStore;
@@ -17,6 +16,7 @@ use crate::audit::{AuditLog, AuditWriter};
 use crate::config::Config;
 use crate::datadir::{self, StartError};
 use crate::login_failures::LoginFailures;
+use crate::signing_keys::{self, SharedCustody};
 use crate::users::PasswordWorkers;
 use portcullis_resource::proxy::CertificateSource;
 
@@ -50,6 +50,8 @@ pub struct AppState {
     pub audit: AuditLog,
     /// `audit.retention_days` in seconds; 0 keeps entries forever.
     pub audit_retention: i64,
+    /// Opens the sealed signing keys at each reload (issue 17 item 4).
+    pub custody: SharedCustody,
 }
 
 /// Opens the store for `serve` and every command: the data dir is created 0700 and the
@@ -124,51 +126,18 @@ pub fn settings(config: &Config) -> Result<Settings, String> {
     Ok(s)
 }
 
-/// Generates any missing signing key (first start) and loads the ring. Several processes
-/// doing this at once on one database end up with the same keys: each algorithm's key is
-/// stored only if none is active (one winner), and everyone reads back what won (issue 13
-/// item 17).
-pub async fn load_keys(store: &dyn Store, settings: &Settings, now: i64) -> Result<KeyRing, String> {
-    let grace = settings.key_publication_grace();
-    let stored = store.list_signing_keys().await.map_err(|e| e.to_string())?;
-    let mut ring = KeyRing::from_stored(&stored, now, grace).map_err(|e| e.to_string())?;
-    let missing = ring.missing();
-    if !missing.is_empty() {
-        for alg in SERVER_ALGORITHMS.iter().filter(|a| missing.contains(a)) {
-            let key = generate_stored_key(*alg, now).map_err(|e| e.to_string())?;
-            if !store
-                .insert_signing_key_if_missing(&key)
-                .await
-                .map_err(|e| e.to_string())?
-            {
-                tracing::info!(%alg, "another process created this signing key first; using it");
-            }
-        }
-        let stored = store.list_signing_keys().await.map_err(|e| e.to_string())?;
-        ring = KeyRing::from_stored(&stored, now, grace).map_err(|e| e.to_string())?;
-        if let Some(alg) = ring.missing().first() {
-            return Err(format!("no active {alg} signing key after creating one"));
-        }
-    }
-    if !ring.ignored().is_empty() {
-        datadir::warn(&format!(
-            "the database holds more than one active signing key for an algorithm; the oldest signs, \
-             these are only published: {} (`portcullis keys rotate` leaves one per algorithm)",
-            ring.ignored().join(", ")
-        ));
-    }
-    Ok(ring)
-}
-
 /// The shared state, and the evidence log's writer (finished at shutdown).
-pub async fn build(config: &Config, store: Arc<SqliteStore>) -> Result<(Arc<AppState>, AuditWriter), String> {
+/// `keys` is the ring [`crate::signing_keys::load`] made; `custody` reloads it.
+pub async fn build(
+    config: &Config,
+    store: Arc<SqliteStore>,
+    keys: KeyRing,
+    custody: SharedCustody,
+) -> Result<(Arc<AppState>, AuditWriter), String> {
     let settings = settings(config)?;
     let certificates = CertificateSource::new(&config.tls.client_cert_header, &config.tls.trusted_proxies)?;
     let clock = Arc::new(SystemClock);
     let now = clock.now();
-    let keys = load_keys(store.as_ref(), &settings, now)
-        .await
-        .map_err(|e| format!("cannot load the signing keys: {e}; check the database (`portcullis keys list`)"))?;
     // issue 13 item 14: the DPoP nonce and CSRF secrets rotate daily (previous one accepted)
     let csrf = RotatingKey::new("csrf", SECRET_ROTATION_PERIOD);
     csrf.refresh(store.as_ref(), now)
@@ -196,6 +165,7 @@ pub async fn build(config: &Config, store: Arc<SqliteStore>) -> Result<(Arc<AppS
     provider.refresh_secrets().await.map_err(|e| e.to_string())?;
     let metadata = provider.metadata();
     let state = Arc::new(AppState {
+        custody,
         audit,
         audit_retention: config.audit.retention_days.saturating_mul(86_400),
         metadata,
@@ -245,13 +215,12 @@ pub fn spawn_maintenance(state: Arc<AppState>) {
             if let Err(e) = p.store().delete_signing_keys_retired_before(now - grace).await {
                 tracing::warn!(error = %e, "cannot delete retired keys");
             }
-            match p.store().list_signing_keys().await {
-                Ok(stored) => match KeyRing::from_stored(&stored, now, p.settings().key_publication_grace()) {
-                    Ok(ring) if ring.missing().is_empty() => p.replace_keys(ring),
-                    Ok(_) => tracing::warn!("stored key ring lacks an algorithm; keeping the current one"),
-                    Err(e) => tracing::warn!(error = %e, "cannot reload keys"),
-                },
-                Err(e) => tracing::warn!(error = %e, "cannot list keys"),
+            // a rotation's keys (published at once; each signs from its activation, decided
+            // at every signature, so the switch needs no reload)
+            match signing_keys::reload(p.store().as_ref(), p.settings(), &state.custody, now).await {
+                Ok(ring) if ring.missing().is_empty() => p.replace_keys(ring),
+                Ok(_) => tracing::warn!("stored key ring lacks an algorithm; keeping the current one"),
+                Err(e) => tracing::warn!(error = %e, "cannot reload keys"),
             }
         }
     });
@@ -386,8 +355,14 @@ mod tests {
     async fn jwks_fetcher_is_careful() {
         let dir = tempfile::tempdir().unwrap();
         let files = tls::TlsFiles::new(dir.path());
-        tls::ensure_dev_certificates(&files, &["localhost".into()]).unwrap();
-        let (config, _) = tls::server_configs(&files).unwrap();
+        let hosts = vec!["localhost".to_owned()];
+        tls::ensure_dev_certificates(&files, &hosts, crate::now()).unwrap();
+        let provider = Arc::new(tls::fapi_provider());
+        let source = crate::server_cert::Source::Dev { files, hosts };
+        let certificate = crate::server_cert::load(&source, &provider, crate::now()).unwrap();
+        let (config, _) =
+            tls::server_configs(crate::server_cert::ServerCertificate::new(certificate), provider).unwrap();
+        let files = tls::TlsFiles::new(dir.path());
         let app = Router::new()
             .route("/jwks", get(|| async { r#"{"keys":[]}"# }))
             .route(

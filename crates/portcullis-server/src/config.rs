@@ -23,6 +23,35 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub tls: TlsConfig,
     pub audit: AuditConfig,
+    pub keys: KeysConfig,
+}
+
+/// The server's signing keys (issue 17 item 4; `portcullis keys`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Seconds between `keys rotate` and the moment the new keys start signing: they are in
+    /// the JWKS at once, so that a client caching the JWKS (the server allows 60 s) never
+    /// meets an unknown `kid`. 0 switches at once (`keys rotate --now` does too). Default an
+    /// hour; at most 30 days.
+    pub prepublication: i64,
+    /// The key-encryption key that seals the signing private keys in the database: the base64
+    /// of 32 random bytes (`openssl rand -base64 32`). Prefer the environment
+    /// (`PORTCULLIS_KEYS_ENCRYPTION_KEY`) or `encryption_key_file` to a configuration file.
+    /// Empty (and no file): `<data_dir>/keys.key`, generated at the first start.
+    pub encryption_key: String,
+    /// A file holding that base64 key (a mounted secret). Not with `encryption_key`.
+    pub encryption_key_file: String,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            prepublication: 3600,
+            encryption_key: String::new(),
+            encryption_key_file: String::new(),
+        }
+    }
 }
 
 /// The non-repudiation evidence log (issue 16 item 5; `portcullis audit`).
@@ -41,9 +70,9 @@ impl Default for AuditConfig {
     }
 }
 
-/// Mutual TLS (RFC 8705): client CAs, and client certificates forwarded by a TLS-terminating
-/// proxy.
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+/// The server certificate (issue 17 item 3), and mutual TLS (RFC 8705): client CAs, and client
+/// certificates forwarded by a TLS-terminating proxy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// A PEM file of the CAs whose certificates `tls_client_auth` accepts (RFC 8705 §2.1).
@@ -58,6 +87,16 @@ pub struct TlsConfig {
     /// peer the header is ignored (and logged). From the environment: comma-separated.
     #[serde(deserialize_with = "string_or_list")]
     pub trusted_proxies: Vec<String>,
+    /// The server certificate: a PEM file with the certificate first, then its intermediates
+    /// (e.g. Let's Encrypt's `fullchain.pem`). With `key_file`; when both are set no
+    /// development CA is made or used.
+    pub cert_file: String,
+    /// The server certificate's PEM private key (PKCS#8, PKCS#1 or SEC1; e.g. `privkey.pem`).
+    pub key_file: String,
+    /// Seconds between checks of `cert_file` and `key_file` for new contents (a renewed
+    /// certificate is then used for new connections; SIGHUP reloads at once). 0: only on
+    /// SIGHUP. Default 5.
+    pub reload_interval: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -247,6 +286,19 @@ impl Default for TokenConfig {
     }
 }
 
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            client_ca_file: String::new(),
+            client_cert_header: String::new(),
+            trusted_proxies: Vec::new(),
+            cert_file: String::new(),
+            key_file: String::new(),
+            reload_interval: 5,
+        }
+    }
+}
+
 impl Default for ClientsConfig {
     fn default() -> Self {
         Self {
@@ -312,8 +364,8 @@ impl Default for LogConfig {
 }
 
 /// The sections, longest first, so `PORTCULLIS_DEMO_API_ENABLED` finds `demo_api`.
-const SECTIONS: [&str; 10] = [
-    "demo_api", "storage", "clients", "server", "tokens", "limits", "audit", "dpop", "tls", "log",
+const SECTIONS: [&str; 11] = [
+    "demo_api", "storage", "clients", "server", "tokens", "limits", "audit", "keys", "dpop", "tls", "log",
 ];
 
 impl Config {
@@ -383,6 +435,14 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), String> {
+        if !(0..=MAX_PREPUBLICATION).contains(&self.keys.prepublication) {
+            return Err(format!(
+                "keys.prepublication must be 0 to {MAX_PREPUBLICATION} seconds (30 days)"
+            ));
+        }
+        if !self.keys.encryption_key.is_empty() && !self.keys.encryption_key_file.is_empty() {
+            return Err("keys.encryption_key and keys.encryption_key_file are both set: choose one".into());
+        }
         if !(0..=36_500).contains(&self.audit.retention_days) {
             return Err("audit.retention_days must be between 0 (keep forever) and 36500".into());
         }
@@ -497,6 +557,14 @@ impl Config {
                 ));
             }
         }
+        if self.tls.cert_file.is_empty() != self.tls.key_file.is_empty() {
+            return Err(
+                "tls.cert_file and tls.key_file go together: set both (or neither, for the development CA)".into(),
+            );
+        }
+        if !(0..=86_400).contains(&self.tls.reload_interval) {
+            return Err("tls.reload_interval must be 0 (only on SIGHUP) to 86400 seconds".into());
+        }
         let h = &self.tls.client_cert_header;
         if !h.is_empty() && axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
             return Err(format!("tls.client_cert_header: {h:?} is not a header name"));
@@ -576,9 +644,15 @@ impl Config {
     pub fn to_masked_toml(&self) -> String {
         let mut c = self.clone();
         c.storage.database_url = mask_url(&c.storage.database_url);
+        if !c.keys.encryption_key.is_empty() {
+            c.keys.encryption_key = "****".into();
+        }
         toml::to_string(&c).unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
     }
 }
+
+/// The longest `keys.prepublication`: 30 days.
+pub const MAX_PREPUBLICATION: i64 = 30 * 86_400;
 
 /// The levels `log.level` knows.
 const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
@@ -667,6 +741,40 @@ mod tests {
         assert!(c.to_masked_toml().contains("[audit]"));
         let e = Config::load_from(None, None, &env(&[("PORTCULLIS_AUDIT_RETENTION_DAYS", "-1")])).unwrap_err();
         assert!(e.contains("audit.retention_days"), "{e}");
+    }
+
+    /// Issue 17 item 4: the keys settings, their limits, and the key masked by `check`.
+    #[test]
+    fn keys_settings() {
+        let d = Config::load_from(None, None, &[]).unwrap();
+        assert_eq!(d.keys.prepublication, 3600);
+        let c = Config::load_from(
+            None,
+            None,
+            &env(&[
+                ("PORTCULLIS_KEYS_PREPUBLICATION", "0"),
+                ("PORTCULLIS_KEYS_ENCRYPTION_KEY", "c2VjcmV0"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.keys.prepublication, 0);
+        let shown = c.to_masked_toml();
+        assert!(
+            !shown.contains("c2VjcmV0") && shown.contains("encryption_key = \"****\""),
+            "{shown}"
+        );
+        let e = Config::load_from(None, None, &env(&[("PORTCULLIS_KEYS_PREPUBLICATION", "-1")])).unwrap_err();
+        assert!(e.starts_with("keys.prepublication"), "{e}");
+        let e = Config::load_from(
+            None,
+            None,
+            &env(&[
+                ("PORTCULLIS_KEYS_ENCRYPTION_KEY", "x"),
+                ("PORTCULLIS_KEYS_ENCRYPTION_KEY_FILE", "/f"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(e.contains("both set"), "{e}");
     }
 
     #[test]

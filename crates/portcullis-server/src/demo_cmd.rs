@@ -71,7 +71,12 @@ pub async fn run(config: &Config, args: DemoArgs) -> Result<(), Failure> {
         .to_owned();
     let ca_path = match (&args.ca, local) {
         (Some(p), _) => Some(p.clone()),
-        (None, true) => Some(crate::tls::TlsFiles::new(&config.server.data_dir).ca_cert()),
+        // the development CA, unless the operator configured real certificates (then the
+        // system's roots trust the server, as they trust any other)
+        (None, true) if config.tls.cert_file.is_empty() => {
+            Some(crate::tls::TlsFiles::new(&config.server.data_dir).ca_cert())
+        }
+        (None, true) => None,
         (None, false) => None,
     };
     if !local && args.initial_access_token.is_none() {
@@ -712,7 +717,9 @@ impl CallbackListener {
             .map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))?;
         let port = listener.local_addr().map_err(|e| e.to_string())?.port();
         let files = crate::tls::TlsFiles::new(&config.server.data_dir);
-        let tls = crate::tls::loopback_config(local.then_some(&files))?;
+        // the development certificate serves the callback when the server uses it
+        let dev = local && config.tls.cert_file.is_empty();
+        let tls = crate::tls::loopback_config(dev.then_some(&files))?;
         Ok(Self {
             port,
             listener,

@@ -711,7 +711,7 @@ async fn sign_response(
     request_signature: Option<&portcullis_resource::httpsig::VerifiedSignature>,
 ) -> (Response, Option<(SignedMessage, String, Bytes)>) {
     let keys = s.provider.keys();
-    let Some(key) = keys.active(portcullis_jose::Algorithm::Es256) else {
+    let Some(key) = keys.active(portcullis_jose::Algorithm::Es256, s.provider.now()) else {
         tracing::error!("no active ES256 key to sign the demo API's response with");
         return (
             ApiError(OAuthError::server_error("no signing key")).into_response(),

@@ -13,10 +13,13 @@ mod connections;
 mod datadir;
 mod demo;
 mod demo_cmd;
+mod dev_ca;
 mod http;
 mod login_failures;
 mod management;
 mod pages;
+mod server_cert;
+mod signing_keys;
 mod timed_store;
 mod tls;
 mod users;
@@ -26,11 +29,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use portcullis_core::keyring::{SERVER_ALGORITHMS, generate_stored_key};
+use portcullis_core::Store;
 use portcullis_core::model::Client;
 use portcullis_core::registration::{auth_method_available, validate_metadata, validate_resource_server_metadata};
 use portcullis_core::request::Listener;
-use portcullis_core::{KeyRing, Store};
 use serde_json::{Value, json};
 
 use crate::admin::{TokenCommand, UserCommand};
@@ -67,7 +69,7 @@ enum Command {
     RegistrationToken(TokenCommand),
     /// The server's signing keys
     #[command(subcommand)]
-    Keys(KeysCommand),
+    Keys(signing_keys::KeysCommand),
     /// The non-repudiation evidence log
     #[command(subcommand)]
     Audit(audit_cli::AuditCommand),
@@ -124,14 +126,6 @@ struct ClientAdd {
     /// Signatures) with a key of its JWKS; unsigned ones are refused
     #[arg(long)]
     require_signed_resource_requests: bool,
-}
-
-#[derive(Subcommand)]
-enum KeysCommand {
-    /// List signing keys
-    List,
-    /// Make new keys current; earlier keys stay published until what they signed has expired
-    Rotate,
 }
 
 fn main() -> ExitCode {
@@ -204,7 +198,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
         Command::User(u) => admin::user_command(&config, u).await,
         Command::Client(c) => client_command(&config, c).await,
         Command::RegistrationToken(t) => admin::token_command(&config, t).await,
-        Command::Keys(k) => keys_command(&config, k).await,
+        Command::Keys(k) => Ok(signing_keys::command(&config, k).await?),
         Command::Demo(d) => demo_cmd::run(&config, d).await,
         Command::Audit(a) => {
             let store = app::open_store(&config).await?;
@@ -269,31 +263,26 @@ async fn serve(config: Config) -> Result<(), Failure> {
     // (issue 13 item 17)
     let init = datadir::StartupLock::acquire(&config.server.data_dir).await?;
     let store = app::open_store(&config).await?;
-    let (state, audit_writer) = app::build(&config, store.clone()).await.map_err(rt)?;
-    let files = tls::TlsFiles::new(&config.server.data_dir);
-    let issuer_host = url::Url::parse(&config.server.issuer)
-        .ok()
-        .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
-        .unwrap_or_else(|| "localhost".into());
-    let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
-    if !hosts.contains(&issuer_host) {
-        hosts.insert(0, issuer_host);
-    }
-    datadir::check_tls(&files.dir)?;
-    tls::ensure_dev_certificates(&files, &hosts).map_err(|e| {
-        rt(format!(
-            "cannot create the development TLS certificates in {}: {e}; check that directory's permissions",
+    // issue 17 item 4: the signing keys are sealed at rest; a wrong key-encryption key is the
+    // operator's to fix (exit 2)
+    let custody = std::sync::Arc::new(signing_keys::Custody::load(&config, store.as_ref()).await?);
+    let settings = app::settings(&config).map_err(Failure::Usage)?;
+    let keys = signing_keys::load(store.as_ref(), &settings, &custody, now()).await?;
+    let (state, audit_writer) = app::build(&config, store.clone(), keys, custody).await.map_err(rt)?;
+    // issue 17 item 3: the configured certificate, else the development CA's
+    let provider = std::sync::Arc::new(tls::fapi_provider());
+    let (source, trust_line) = certificate_source(&config)?;
+    let first = server_cert::load(&source, &provider, now()).map_err(|e| match &source {
+        server_cert::Source::Files { .. } => Failure::Usage(e),
+        server_cert::Source::Dev { files, .. } => rt(format!(
+            "{e}; if the development certificate and key do not belong together, delete {} (they are made \
+             again at start)",
             files.dir.display()
-        ))
+        )),
     })?;
-    let (plain, mtls) = tls::server_configs(&files).map_err(|e| {
-        rt(format!(
-            "cannot use the TLS certificate {} with its key {}: {e}; if they do not belong together, delete both \
-             (the development ones are made again at start)",
-            files.server_cert().display(),
-            files.dir.join("server-key.pem").display()
-        ))
-    })?;
+    let certificate = server_cert::ServerCertificate::new(first);
+    let (plain, mtls) = tls::server_configs(certificate.clone(), provider.clone()).map_err(rt)?;
+    server_cert::spawn_reloader(source, certificate, provider, secs(config.tls.reload_interval), now);
     drop(init);
     let listen_hint = |e: String| {
         rt(format!(
@@ -320,7 +309,7 @@ async fn serve(config: Config) -> Result<(), Failure> {
     let discovery = format!("{}/.well-known/openid-configuration", config.server.issuer);
     println!("issuer: {}", config.server.issuer);
     println!("discovery: {discovery}");
-    println!("ca: {}", files.ca_cert().display());
+    println!("{trust_line}");
     println!(
         "listening: https://{} and https://{} (client certificates requested)",
         config.server.listen, config.server.mtls_listen
@@ -388,6 +377,44 @@ async fn serve(config: Config) -> Result<(), Failure> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Where the server certificate comes from, and the line `serve` prints about it: the CA to
+/// trust (development) or the configured file. The development CA is made (or renewed) here,
+/// never when `tls.cert_file` is set.
+fn certificate_source(config: &Config) -> Result<(server_cert::Source, String), Failure> {
+    let files = tls::TlsFiles::new(&config.server.data_dir);
+    let tls = &config.tls;
+    if !tls.cert_file.is_empty() {
+        if files.ca_key().exists() {
+            datadir::warn(&format!(
+                "{} holds a development CA key, unused with tls.cert_file: delete that directory",
+                files.dir.display()
+            ));
+        }
+        let source = server_cert::Source::Files {
+            cert: PathBuf::from(&tls.cert_file),
+            key: PathBuf::from(&tls.key_file),
+        };
+        return Ok((source, format!("certificate: {} (tls.cert_file)", tls.cert_file)));
+    }
+    let issuer_host = url::Url::parse(&config.server.issuer)
+        .ok()
+        .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
+        .unwrap_or_else(|| "localhost".into());
+    let mut hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    if !hosts.contains(&issuer_host) {
+        hosts.insert(0, issuer_host);
+    }
+    datadir::check_tls(&files.dir)?;
+    tls::ensure_dev_certificates(&files, &hosts, now()).map_err(|e| {
+        rt(format!(
+            "cannot create the development TLS certificates in {}: {e}; check that directory's permissions",
+            files.dir.display()
+        ))
+    })?;
+    let line = format!("ca: {}", files.ca_cert().display());
+    Ok((server_cert::Source::Dev { files, hosts }, line))
 }
 
 fn secs(n: i64) -> std::time::Duration {
@@ -587,51 +614,6 @@ async fn client_command(config: &Config, command: ClientCommand) -> Result<(), F
             }
             audit_events::record_with("client_removed", "success", Some(&client_id), None, "by=cli");
             println!("removed {client_id}");
-        }
-    }
-    Ok(())
-}
-
-async fn keys_command(config: &Config, command: KeysCommand) -> Result<(), Failure> {
-    // a rotation (or a first `keys list`, which creates the keys) waits for a starting server
-    let _init = datadir::StartupLock::acquire(&config.server.data_dir).await?;
-    let store = app::open_store(config).await?;
-    let settings = app::settings(config).map_err(Failure::Usage)?;
-    let t = now();
-    match command {
-        KeysCommand::List => {
-            let ring = app::load_keys(store.as_ref(), &settings, t).await.map_err(rt)?;
-            for (kid, alg, created, retired) in ring.describe() {
-                let status = match retired {
-                    None => "active".to_owned(),
-                    Some(r) => format!(
-                        "retired at {r}, published until {}",
-                        r + settings.key_publication_grace()
-                    ),
-                };
-                println!("{kid}\t{alg}\tcreated {created}\t{status}");
-            }
-        }
-        KeysCommand::Rotate => {
-            app::load_keys(store.as_ref(), &settings, t).await.map_err(rt)?;
-            let keys = SERVER_ALGORITHMS
-                .into_iter()
-                .map(|alg| generate_stored_key(alg, t))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(rt)?;
-            // retire and replace in one step: a server starting meanwhile never finds an
-            // algorithm without a key and makes its own (issue 13 item 17)
-            store.rotate_signing_keys(&keys, t).await.map_err(rt)?;
-            for key in &keys {
-                println!("{}\t{}\tnew", key.kid, key.alg);
-            }
-            // keys retired long enough ago that nothing they signed is still valid
-            store
-                .delete_signing_keys_retired_before(t - settings.key_publication_grace())
-                .await
-                .map_err(rt)?;
-            let stored = store.list_signing_keys().await.map_err(rt)?;
-            KeyRing::from_stored(&stored, t, settings.key_publication_grace()).map_err(rt)?;
         }
     }
     Ok(())

@@ -193,9 +193,10 @@ async fn ready(State(m): State<Arc<Management>>) -> Response {
         Err(_) => Err("database: no answer within 2 s".to_owned()),
     };
     let ring = m.state.provider.keys();
+    let now = m.state.provider.now();
     let missing: Vec<&str> = Algorithm::ALL
         .into_iter()
-        .filter(|a| *a != Algorithm::Ed25519 && ring.active(*a).is_none())
+        .filter(|a| *a != Algorithm::Ed25519 && ring.active(*a, now).is_none())
         .map(Algorithm::as_str)
         .collect();
     let keys = if missing.is_empty() {

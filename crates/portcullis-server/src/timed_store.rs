@@ -230,8 +230,15 @@ impl Store for TimedStore {
         )
     }
 
-    async fn rotate_signing_keys(&self, keys: &[StoredKey], now: i64) -> StoreResult<()> {
-        timed!("rotate_signing_keys", self.0.rotate_signing_keys(keys, now))
+    async fn rotate_signing_keys(&self, keys: &[StoredKey], retire_at: i64) -> StoreResult<()> {
+        timed!("rotate_signing_keys", self.0.rotate_signing_keys(keys, retire_at))
+    }
+
+    async fn replace_signing_key_material(&self, kid: &str, expected: &[u8], private_key: &[u8]) -> StoreResult<bool> {
+        timed!(
+            "replace_signing_key_material",
+            self.0.replace_signing_key_material(kid, expected, private_key)
+        )
     }
 
     async fn table_sizes(&self) -> StoreResult<TableSizes> {

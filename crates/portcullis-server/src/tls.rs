@@ -1,18 +1,15 @@
-//! TLS: the development CA and server certificate, the rustls configuration FAPI 2.0 allows
+//! TLS: the rustls configuration FAPI 2.0 allows
 //! (TLS 1.2 and 1.3; on 1.2 only the four ECDHE AES-GCM suites, SP 5.2.2 / AS-SP-06), and the
 //! accept loop that hands each request its peer certificate.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+
+use rcgen::{CertificateParams, DnType, KeyPair, SanType};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    SanType,
-};
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
@@ -28,6 +25,8 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::connections::{Activity, Gate, TimedIo, Timeouts};
+pub use crate::dev_ca::{TlsFiles, ensure_dev_certificates};
+use crate::server_cert::ServerCertificate;
 use portcullis_cert::ClientCertificate;
 use portcullis_core::request::Listener;
 
@@ -47,114 +46,8 @@ impl PeerCertificate {
     }
 }
 
-/// Paths of the TLS material under the data dir.
-pub struct TlsFiles {
-    pub dir: PathBuf,
-}
-
-impl TlsFiles {
-    pub fn new(data_dir: &Path) -> Self {
-        Self {
-            dir: data_dir.join("tls"),
-        }
-    }
-    pub fn ca_cert(&self) -> PathBuf {
-        self.dir.join("ca.pem")
-    }
-    fn ca_key(&self) -> PathBuf {
-        self.dir.join("ca-key.pem")
-    }
-    pub fn server_cert(&self) -> PathBuf {
-        self.dir.join("server.pem")
-    }
-    fn server_key(&self) -> PathBuf {
-        self.dir.join("server-key.pem")
-    }
-}
-
-fn ca_params() -> CertificateParams {
-    let mut p = CertificateParams::default();
-    p.distinguished_name
-        .push(DnType::CommonName, "Portcullis development CA");
-    p.distinguished_name.push(DnType::OrganizationName, "Portcullis");
-    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    p
-}
-
-/// Creates the development CA and a server certificate for `hosts` on first start; later
-/// starts reuse them (a new server certificate is made, from the same CA, when the host list
-/// changes).
-pub fn ensure_dev_certificates(files: &TlsFiles, hosts: &[String]) -> Result<(), String> {
-    std::fs::create_dir_all(&files.dir).map_err(|e| format!("cannot create {}: {e}", files.dir.display()))?;
-    let io = |p: &Path, e: std::io::Error| format!("{}: {e}", p.display());
-    if !files.ca_cert().exists() || !files.ca_key().exists() {
-        let key = KeyPair::generate().map_err(|e| e.to_string())?;
-        let cert = ca_params().self_signed(&key).map_err(|e| e.to_string())?;
-        write_private(&files.ca_key(), &key.serialize_pem()).map_err(|e| io(&files.ca_key(), e))?;
-        std::fs::write(files.ca_cert(), cert.pem()).map_err(|e| io(&files.ca_cert(), e))?;
-        let _ = std::fs::remove_file(files.server_cert());
-    }
-    let hosts_file = files.dir.join("server.hosts");
-    let wanted = hosts.join("\n");
-    let current = std::fs::read_to_string(&hosts_file).unwrap_or_default();
-    if files.server_cert().exists() && files.server_key().exists() && current == wanted {
-        return Ok(());
-    }
-    let ca_key_pem = std::fs::read_to_string(files.ca_key()).map_err(|e| io(&files.ca_key(), e))?;
-    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(|e| e.to_string())?;
-    let issuer = Issuer::new(ca_params(), ca_key);
-    let mut params = CertificateParams::default();
-    params.distinguished_name.push(
-        DnType::CommonName,
-        hosts.first().cloned().unwrap_or_else(|| "localhost".into()),
-    );
-    params.subject_alt_names = hosts
-        .iter()
-        .map(|h| match h.parse::<std::net::IpAddr>() {
-            Ok(ip) => Ok(SanType::IpAddress(ip)),
-            Err(_) => h
-                .clone()
-                .try_into()
-                .map(SanType::DnsName)
-                .map_err(|e: rcgen::Error| e.to_string()),
-        })
-        .collect::<Result<_, _>>()?;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let key = KeyPair::generate().map_err(|e| e.to_string())?;
-    let cert = params.signed_by(&key, &issuer).map_err(|e| e.to_string())?;
-    write_private(&files.server_key(), &key.serialize_pem()).map_err(|e| io(&files.server_key(), e))?;
-    std::fs::write(files.server_cert(), cert.pem()).map_err(|e| io(&files.server_cert(), e))?;
-    std::fs::write(&hosts_file, wanted).map_err(|e| io(&hosts_file, e))?;
-    Ok(())
-}
-
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)?;
-        f.write_all(contents.as_bytes())
-    }
-    #[cfg(not(unix))]
-    {
-        std::fs::write(path, contents)
-    }
-}
-
 /// SP 5.2.2-1 (AS-SP-06): on TLS 1.2 only the BCP 195 recommended ECDHE AES-GCM suites.
-fn fapi_provider() -> CryptoProvider {
+pub fn fapi_provider() -> CryptoProvider {
     let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     provider.cipher_suites.retain(|s| match s {
         SupportedCipherSuite::Tls13(_) => true,
@@ -205,17 +98,18 @@ pub fn loopback_config(files: Option<&TlsFiles>) -> Result<Arc<ServerConfig>, St
     Ok(Arc::new(config))
 }
 
-/// The two server configurations: plain, and one that requests client certificates.
-pub fn server_configs(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<ServerConfig>), String> {
-    let (certs, key) = server_identity(files)?;
-    let provider = Arc::new(fapi_provider());
+/// The two server configurations: plain, and one that requests client certificates; both
+/// present the certificate `certificate` holds at the time of each handshake (issue 17 item 3).
+pub fn server_configs(
+    certificate: Arc<ServerCertificate>,
+    provider: Arc<CryptoProvider>,
+) -> Result<(Arc<ServerConfig>, Arc<ServerConfig>), String> {
     let versions: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13, &rustls::version::TLS12];
     let mut plain = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
-        .with_single_cert(certs.clone(), key.clone_key())
-        .map_err(|e| e.to_string())?;
+        .with_cert_resolver(certificate.clone());
     plain.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let verifier = Arc::new(AnyClientCertificate {
         algorithms: provider.signature_verification_algorithms,
@@ -224,8 +118,7 @@ pub fn server_configs(files: &TlsFiles) -> Result<(Arc<ServerConfig>, Arc<Server
         .with_protocol_versions(versions)
         .map_err(|e| e.to_string())?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .map_err(|e| e.to_string())?;
+        .with_cert_resolver(certificate);
     mtls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok((Arc::new(plain), Arc::new(mtls)))
 }

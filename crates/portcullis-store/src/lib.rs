@@ -26,7 +26,7 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// The version `schema.sql` describes.
 const BASE_VERSION: i64 = 1;
 /// Each later version's change, applied in order to a database at an older version.
-const MIGRATIONS: [(i64, &[&str]); 5] = [
+const MIGRATIONS: [(i64, &[&str]); 6] = [
     // issue 13 item 14: registration access tokens expire; tokens issued before get the
     // default lifetime (30 days) from the upgrade on
     (
@@ -90,9 +90,20 @@ const MIGRATIONS: [(i64, &[&str]); 5] = [
             "CREATE INDEX IF NOT EXISTS codes_sub ON codes (sub)",
         ],
     ),
+    // issue 17 item 4 (keys: pre-publication): a key signs from activates_at, which `keys
+    // rotate` sets after its creation so that clients see the kid in the JWKS first; older
+    // keys signed from their creation. (The private keys are sealed in the `pkcs8` column by
+    // the server at start: no schema change.)
+    (
+        7,
+        &[
+            "ALTER TABLE signing_keys ADD COLUMN activates_at BIGINT",
+            "UPDATE signing_keys SET activates_at = created_at WHERE activates_at IS NULL",
+        ],
+    ),
 ];
 /// The version this binary writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -1158,18 +1169,23 @@ impl Store for SqliteStore {
     }
 
     async fn list_signing_keys(&self) -> StoreResult<Vec<StoredKey>> {
-        let rows = sqlx::query("SELECT kid, alg, pkcs8, created_at, retired_at FROM signing_keys ORDER BY created_at")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(err)?;
+        // keys from before schema version 7 signed from their creation
+        let rows = sqlx::query(
+            "SELECT kid, alg, pkcs8, created_at, COALESCE(activates_at, created_at) AS activates_at, retired_at \
+             FROM signing_keys ORDER BY created_at",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(err)?;
         rows.iter()
             .map(|row| {
                 let alg: String = row.try_get("alg").map_err(err)?;
                 Ok(StoredKey {
                     kid: row.try_get("kid").map_err(err)?,
                     alg: Algorithm::parse(&alg).map_err(err)?,
-                    pkcs8: row.try_get("pkcs8").map_err(err)?,
+                    private_key: row.try_get("pkcs8").map_err(err)?,
                     created_at: row.try_get("created_at").map_err(err)?,
+                    activates_at: row.try_get("activates_at").map_err(err)?,
                     retired_at: row.try_get("retired_at").map_err(err)?,
                 })
             })
@@ -1177,15 +1193,18 @@ impl Store for SqliteStore {
     }
 
     async fn insert_signing_key(&self, key: &StoredKey) -> StoreResult<()> {
-        sqlx::query("INSERT INTO signing_keys (kid, alg, pkcs8, created_at, retired_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(&key.kid)
-            .bind(key.alg.as_str())
-            .bind(&key.pkcs8)
-            .bind(key.created_at)
-            .bind(key.retired_at)
-            .execute(&self.pool)
-            .await
-            .map_err(err)?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, pkcs8, created_at, activates_at, retired_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&key.kid)
+        .bind(key.alg.as_str())
+        .bind(&key.private_key)
+        .bind(key.created_at)
+        .bind(key.activates_at)
+        .bind(key.retired_at)
+        .execute(&self.pool)
+        .await
+        .map_err(err)?;
         Ok(())
     }
 
@@ -1261,13 +1280,15 @@ impl Store for SqliteStore {
         // it), so the check cannot read a snapshot another writer has since changed
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
         let r = sqlx::query(
-            "INSERT INTO signing_keys (kid, alg, pkcs8, created_at, retired_at) SELECT ?, ?, ?, ?, NULL \
+            "INSERT INTO signing_keys (kid, alg, pkcs8, created_at, activates_at, retired_at) \
+             SELECT ?, ?, ?, ?, ?, NULL \
              WHERE NOT EXISTS (SELECT 1 FROM signing_keys WHERE alg = ? AND retired_at IS NULL)",
         )
         .bind(&key.kid)
         .bind(key.alg.as_str())
-        .bind(&key.pkcs8)
+        .bind(&key.private_key)
         .bind(key.created_at)
+        .bind(key.activates_at)
         .bind(key.alg.as_str())
         .execute(&mut *tx)
         .await
@@ -1276,25 +1297,41 @@ impl Store for SqliteStore {
         Ok(r.rows_affected() == 1)
     }
 
-    async fn rotate_signing_keys(&self, keys: &[StoredKey], now: i64) -> StoreResult<()> {
+    async fn rotate_signing_keys(&self, keys: &[StoredKey], retire_at: i64) -> StoreResult<()> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
-        sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL")
-            .bind(now)
+        sqlx::query("UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL OR retired_at > ?")
+            .bind(retire_at)
+            .bind(retire_at)
             .execute(&mut *tx)
             .await
             .map_err(err)?;
         for key in keys {
-            sqlx::query("INSERT INTO signing_keys (kid, alg, pkcs8, created_at, retired_at) VALUES (?, ?, ?, ?, NULL)")
-                .bind(&key.kid)
-                .bind(key.alg.as_str())
-                .bind(&key.pkcs8)
-                .bind(key.created_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(err)?;
+            sqlx::query(
+                "INSERT INTO signing_keys (kid, alg, pkcs8, created_at, activates_at, retired_at) \
+                 VALUES (?, ?, ?, ?, ?, NULL)",
+            )
+            .bind(&key.kid)
+            .bind(key.alg.as_str())
+            .bind(&key.private_key)
+            .bind(key.created_at)
+            .bind(key.activates_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
         }
         tx.commit().await.map_err(err)?;
         Ok(())
+    }
+
+    async fn replace_signing_key_material(&self, kid: &str, expected: &[u8], private_key: &[u8]) -> StoreResult<bool> {
+        let r = sqlx::query("UPDATE signing_keys SET pkcs8 = ? WHERE kid = ? AND pkcs8 = ?")
+            .bind(private_key)
+            .bind(kid)
+            .bind(expected)
+            .execute(&self.pool)
+            .await
+            .map_err(err)?;
+        Ok(r.rows_affected() == 1)
     }
 
     async fn table_sizes(&self) -> StoreResult<TableSizes> {

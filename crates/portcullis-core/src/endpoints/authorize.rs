@@ -237,7 +237,7 @@ impl Provider {
             .unwrap_or(portcullis_jose::Algorithm::Es256);
         let keys = self.keys();
         let key = keys
-            .active(alg)
+            .active(alg, self.now())
             .ok_or_else(|| OAuthError::server_error(format!("no active signing key for {alg}")))?;
         let claims = response.jwt_claims(&self.settings.issuer, self.now() + JARM_LIFETIME);
         let jwt = key

@@ -330,7 +330,7 @@ impl Provider {
             .unwrap_or(portcullis_jose::Algorithm::Es256);
         let keys = self.keys();
         let key = keys
-            .active(alg)
+            .active(alg, self.now())
             .ok_or_else(|| OAuthError::server_error(format!("no active signing key for {alg}")))?;
         let claims = json!({
             "iss": self.settings.issuer,

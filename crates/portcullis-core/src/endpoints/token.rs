@@ -327,7 +327,7 @@ impl Provider {
         let alg = Algorithm::Es256;
         let keys = self.keys();
         let key = keys
-            .active(alg)
+            .active(alg, now)
             .ok_or_else(|| OAuthError::server_error(format!("no active signing key for {alg}")))?;
         let aud = if audience.is_empty() {
             Value::from(self.settings.issuer.as_str())
@@ -353,7 +353,7 @@ impl Provider {
         let alg = client.client.metadata.id_token_signed_response_alg;
         let keys = self.keys();
         let key = keys
-            .active(alg)
+            .active(alg, now)
             .ok_or_else(|| OAuthError::server_error(format!("no active signing key for {alg}")))?;
         let mut claims = Map::new();
         claims.insert("iss".into(), Value::from(self.settings.issuer.as_str()));

@@ -52,6 +52,9 @@ pub struct Server {
     pub http: reqwest::Client,
     pub meta: Value,
     pub stdout: String,
+    /// The CA the test trusts when the server has a configured certificate (`tls.cert_file`);
+    /// otherwise the development CA in the data dir.
+    ca_file: Option<PathBuf>,
 }
 
 impl Server {
@@ -61,6 +64,12 @@ impl Server {
 
     /// A fresh server with extra `PORTCULLIS_*` settings, and user alice.
     pub async fn start_with(extra_env: &[(&str, &str)]) -> Server {
+        Self::start_trusting(extra_env, None).await
+    }
+
+    /// A fresh server whose certificate chains to `ca_file` (set `PORTCULLIS_TLS_CERT_FILE`
+    /// and `_KEY_FILE` in `extra_env`), or to the development CA when `None`.
+    pub async fn start_trusting(extra_env: &[(&str, &str)], ca_file: Option<PathBuf>) -> Server {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("data");
         // `user add` runs before the first `serve`: only `serve` makes a missing data dir
@@ -95,6 +104,7 @@ impl Server {
             http: reqwest::Client::new(),
             meta: Value::Null,
             stdout: String::new(),
+            ca_file,
         };
         let out = s.cli(
             &[
@@ -154,7 +164,12 @@ impl Server {
     }
 
     pub fn ca_path(&self) -> PathBuf {
-        self.dir.join("tls/ca.pem")
+        self.ca_file.clone().unwrap_or_else(|| self.dir.join("tls/ca.pem"))
+    }
+
+    /// The running `serve` process's id (for signals).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Starts `serve` and waits until discovery answers; false if it exited before listening.

@@ -1,9 +1,11 @@
 //! Discovery, JWKS, registration (RFC 7591/7592), the CLI, restarts and TLS.
 
+mod certificates;
 mod cli;
 mod cli_admin;
 mod connections;
 mod discovery;
+mod keys;
 mod management;
 mod registration;
 mod startup;
