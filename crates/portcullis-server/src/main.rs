@@ -6,6 +6,7 @@ mod app;
 mod audit;
 mod audit_cli;
 mod audit_events;
+mod branding;
 mod check;
 mod config;
 mod config_shape;
@@ -13,6 +14,7 @@ mod connections;
 mod datadir;
 mod demo;
 mod http;
+mod i18n;
 mod login_failures;
 mod management;
 mod pages;
@@ -258,9 +260,11 @@ async fn serve(config: Config) -> Result<(), Failure> {
     // first-start initialisation (database, keys, development certificates) has one winner
     // among processes starting together on this data dir; the others adopt what it made
     // (issue 13 item 17)
+    // the branding's files and templates are part of the configuration: a bad one is exit 2
+    let ui = app::load_ui(&config).map_err(Failure::Usage)?;
     let init = datadir::StartupLock::acquire(&config.server.data_dir).await?;
     let store = app::open_store(&config).await?;
-    let (state, audit_writer) = app::build(&config, store.clone()).await.map_err(rt)?;
+    let (state, audit_writer) = app::build(&config, store.clone(), ui).await.map_err(rt)?;
     let files = tls::TlsFiles::new(&config.server.data_dir);
     let issuer_host = url::Url::parse(&config.server.issuer)
         .ok()

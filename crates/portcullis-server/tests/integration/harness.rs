@@ -646,9 +646,11 @@ pub fn form_action(page: &str) -> String {
     html_unescape(&page[i..i + end])
 }
 
+/// The hidden fields of the page's first form.
 pub fn hidden_fields(page: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for part in page.split("<input type=\"hidden\"").skip(1) {
+    let first_form = page.split("</form>").next().unwrap_or(page);
+    for part in first_form.split("<input type=\"hidden\"").skip(1) {
         let name = attr(part, "name").unwrap();
         let value = attr(part, "value").unwrap_or_default();
         out.push((name, value));
