@@ -49,6 +49,8 @@ pub struct Server {
     /// The management listener (health, metrics), plain HTTP on loopback.
     pub management_port: u16,
     env: Vec<(String, String)>,
+    /// `--config FILE` for `serve` and every command, if the test wrote one.
+    pub config: Option<PathBuf>,
     pub http: reqwest::Client,
     pub meta: Value,
     pub stdout: String,
@@ -61,7 +63,17 @@ impl Server {
 
     /// A fresh server with extra `PORTCULLIS_*` settings, and user alice.
     pub async fn start_with(extra_env: &[(&str, &str)]) -> Server {
+        Self::start_configured(None, extra_env).await
+    }
+
+    /// A fresh server with a configuration file (TOML text), extra settings, and user alice.
+    pub async fn start_configured(config: Option<&str>, extra_env: &[(&str, &str)]) -> Server {
         let tmp = tempfile::tempdir().unwrap();
+        let config = config.map(|text| {
+            let path = tmp.path().join("portcullis.toml");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
         let dir = tmp.path().join("data");
         // `user add` runs before the first `serve`: only `serve` makes a missing data dir
         private_dir(&dir);
@@ -92,6 +104,7 @@ impl Server {
             mtls_port,
             management_port,
             env,
+            config,
             http: reqwest::Client::new(),
             meta: Value::Null,
             stdout: String::new(),
@@ -166,6 +179,9 @@ impl Server {
             .append(true)
             .open(self.log_path())
             .expect("server log file");
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(&self.dir)
@@ -247,6 +263,11 @@ impl Server {
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = Command::new(BIN);
         cmd.args(args).arg("--data-dir").arg(&self.dir);
+        if let Some(c) = &self.config
+            && !args.contains(&"--config")
+        {
+            cmd.arg("--config").arg(c);
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
