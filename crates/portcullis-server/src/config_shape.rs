@@ -33,9 +33,12 @@ const SPECIAL: [(&str, &str, Kind); 4] = [
     ("branding", "footer_links", Kind::Tables),
 ];
 
-/// Sections that are lists of tables (`[[scopes]]`), with each entry's keys: the first ones
-/// are required.
-const LIST_SECTIONS: [(&str, &[(&str, Kind)], usize); 1] = [(
+/// A section that is a list of tables: its name, each entry's keys, how many of the first
+/// keys are required.
+type ListSection = (&'static str, &'static [(&'static str, Kind)], usize);
+
+/// Sections that are lists of tables (`[[scopes]]`).
+const LIST_SECTIONS: [ListSection; 1] = [(
     "scopes",
     &[
         ("name", Kind::Text),
