@@ -260,7 +260,6 @@ pub struct Strings {
     pub close_window: &'static str,
     pub footer_label: &'static str,
     pub logo_alt: &'static str,
-    pub new_window: &'static str,
 }
 
 static EN: Strings = Strings {
@@ -294,7 +293,6 @@ static EN: Strings = Strings {
     close_window: "You can close this window.",
     footer_label: "Links",
     logo_alt: "logo",
-    new_window: "opens in a new window",
 };
 
 static DE: Strings = Strings {
@@ -328,7 +326,6 @@ static DE: Strings = Strings {
     close_window: "Sie können dieses Fenster schließen.",
     footer_label: "Links",
     logo_alt: "Logo",
-    new_window: "öffnet in einem neuen Fenster",
 };
 
 #[cfg(test)]
