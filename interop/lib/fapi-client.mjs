@@ -125,7 +125,7 @@ export async function newDpop(client) {
 // or TlsClientAuth() with `fetch` presenting the certificate) and carrying a DPoP proof unless
 // `dpop` is undefined. Returns the secrets the rest of the flow needs and the front-channel URL,
 // which carries only client_id + request_uri (AS-SP-49).
-export async function pushAuthorizationRequest(server, as, { client, clientAuth }, dpop, { scope = SCOPE, fetch } = {}) {
+export async function pushAuthorizationRequest(server, as, { client, clientAuth }, dpop, { scope = SCOPE, fetch, extra = {} } = {}) {
   const codeVerifier = oauth.generateRandomCodeVerifier();
   const state = oauth.generateRandomState();
   const nonce = oauth.generateRandomNonce();
@@ -138,6 +138,7 @@ export async function pushAuthorizationRequest(server, as, { client, clientAuth 
     code_challenge_method: 'S256',
     state,
     nonce,
+    ...extra,
   });
   const par = await withDpopNonceRetry(async () => oauth.processPushedAuthorizationResponse(as, client,
     await oauth.pushedAuthorizationRequest(as, client, clientAuth, params,

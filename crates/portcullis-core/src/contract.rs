@@ -162,6 +162,7 @@ fn pushed(hash: &str, expires_at: i64) -> PushedRequest {
             prompt: vec![],
             response_mode: Default::default(),
             resources: vec![],
+            ui_locales: vec![],
             interaction_id: "i-1".into(),
         },
         expires_at,

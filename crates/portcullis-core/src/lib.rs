@@ -24,6 +24,7 @@ pub mod provider;
 pub mod random;
 pub mod request;
 pub mod response;
+pub mod scope;
 pub mod secrets;
 pub mod settings;
 pub mod store;

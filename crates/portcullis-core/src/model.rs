@@ -200,6 +200,9 @@ pub struct AuthorizationRequest {
     /// RFC 8707: the resources the client asked for (empty: the server's default).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resources: Vec<String>,
+    /// OIDC Core §3.1.2.1: the user's preferred languages for the pages, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ui_locales: Vec<String>,
     /// The `x-fapi-interaction-id` of the PAR request: the authorization response is filed
     /// under it in the evidence log (the browser's requests carry none of their own).
     #[serde(default, skip_serializing_if = "String::is_empty")]

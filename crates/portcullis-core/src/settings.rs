@@ -121,7 +121,13 @@ pub struct Settings {
     pub session_lifetime: i64,
     /// RFC 9449 §8: require server-provided nonces in DPoP proofs.
     pub dpop_nonce_required: bool,
+    /// The scopes offered (discovery `scopes_supported`): the defined ones, less the demo
+    /// API's while it is not served. Set with [`Settings::set_scopes`].
     pub scopes_supported: Vec<String>,
+    /// Every defined scope, with its consent words and the claims it releases (issue 17 item 6).
+    pub scopes: Vec<crate::scope::ScopeDefinition>,
+    /// The languages the pages are shown in (discovery `ui_locales_supported`).
+    pub ui_locales_supported: Vec<String>,
     /// The most form parameters a request may carry; more is 400 `invalid_request` (issue 13
     /// item 1: an OAuth request needs a few dozen, and every one costs work before the client
     /// is authenticated).
@@ -167,6 +173,8 @@ impl Settings {
             scopes_supported: ["openid", "profile", "email", "offline_access"]
                 .map(String::from)
                 .to_vec(),
+            scopes: crate::scope::builtin(),
+            ui_locales_supported: vec!["en".into()],
             max_form_params: DEFAULT_MAX_FORM_PARAMS,
             jwks_refresh_interval: 60,
             registration_token_lifetime: 30 * 86_400,
@@ -204,11 +212,30 @@ impl Settings {
         if !self.resources.contains(&resource) {
             self.resources.push(resource);
         }
-        for scope in [DEMO_API_SCOPE, DEMO_API_PAYMENTS_SCOPE] {
-            if !self.scopes_supported.iter().any(|s| s == scope) {
-                self.scopes_supported.push(scope.to_owned());
-            }
-        }
+        self.offer_scopes();
+    }
+
+    /// The scopes this server knows (configuration `[[scopes]]`); offered at once, the demo
+    /// API's `accounts` and `payments` only while it is served.
+    pub fn set_scopes(&mut self, scopes: Vec<crate::scope::ScopeDefinition>) {
+        self.scopes = scopes;
+        self.offer_scopes();
+    }
+
+    /// Whether the granted scopes release a user claim (userinfo, id_token).
+    pub fn releases_claim(&self, granted: &[String], claim: &str) -> bool {
+        crate::scope::releases(&self.scopes, granted, claim)
+    }
+
+    fn offer_scopes(&mut self) {
+        let demo = self.demo_api;
+        self.scopes_supported = self
+            .scopes
+            .iter()
+            .map(|d| d.name.as_str())
+            .filter(|n| demo || !matches!(*n, DEMO_API_SCOPE | DEMO_API_PAYMENTS_SCOPE))
+            .map(str::to_owned)
+            .collect();
     }
 
     /// The demo API's resource identifier (RFC 8707): its base URL under the issuer.

@@ -46,6 +46,10 @@ pub struct AppState {
     pub login_action: String,
     pub consent_action: String,
     pub logout_action: String,
+    /// "Not you?" on the consent page.
+    pub switch_account_action: String,
+    /// The page templates and the operator's branding (issue 17 item 8).
+    pub ui: crate::branding::Ui,
     /// The evidence log (issue 16 item 5): signed messages of successful requests go here.
     pub audit: AuditLog,
     /// `audit.retention_days` in seconds; 0 keeps entries forever.
@@ -120,10 +124,20 @@ pub fn settings(config: &Config) -> Result<Settings, String> {
     s.access_token_format =
         portcullis_core::settings::AccessTokenFormat::parse(&config.tokens.access_token_format).unwrap_or_default();
     s.demo_api_require_signed_requests = config.demo_api.require_signed_requests;
+    s.set_scopes(config.scope_definitions()?);
+    s.ui_locales_supported = crate::i18n::Locale::TAGS.map(String::from).to_vec();
     if config.demo_api.enabled {
         s.enable_demo_api();
     }
     Ok(s)
+}
+
+/// The pages' templates and branding (`[branding]`), read and trial-rendered once.
+pub fn load_ui(config: &Config) -> Result<crate::branding::Ui, String> {
+    let base_path = url::Url::parse(&config.server.issuer)
+        .map(|u| u.path().trim_end_matches('/').to_owned())
+        .unwrap_or_default();
+    crate::branding::Ui::load(&config.branding, &base_path)
 }
 
 /// The shared state, and the evidence log's writer (finished at shutdown).
@@ -131,6 +145,7 @@ pub fn settings(config: &Config) -> Result<Settings, String> {
 pub async fn build(
     config: &Config,
     store: Arc<SqliteStore>,
+    ui: crate::branding::Ui,
     keys: KeyRing,
     custody: SharedCustody,
 ) -> Result<(Arc<AppState>, AuditWriter), String> {
@@ -178,6 +193,8 @@ pub async fn build(
         login_action: format!("{base_path}/login"),
         consent_action: format!("{base_path}/consent"),
         logout_action: format!("{base_path}/logout"),
+        switch_account_action: format!("{base_path}/switch-account"),
+        ui,
         base_path,
         provider,
     });

@@ -1,6 +1,7 @@
 //! Configuration: a TOML file plus `PORTCULLIS_<SECTION>_<KEY>` environment overrides, validated
 //! once at start into a typed value (INTERFACE.md). Every setting's default is written here.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config_shape::Shape;
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -24,6 +25,12 @@ pub struct Config {
     pub tls: TlsConfig,
     pub audit: AuditConfig,
     pub keys: KeysConfig,
+    pub branding: BrandingConfig,
+    /// The scopes the server knows (issue 17 item 6), `[[scopes]]` in the file only. The
+    /// default is the built-in list (`openid`, `profile`, `email`, `offline_access`, and the
+    /// demo API's `accounts` and `payments`, offered only while it is served); a `[[scopes]]`
+    /// list replaces it whole (`portcullis check` prints the effective list to start from).
+    pub scopes: Vec<ScopeConfig>,
 }
 
 /// The server's signing keys (issue 17 item 4; `portcullis keys`).
@@ -52,6 +59,80 @@ impl Default for KeysConfig {
             encryption_key_file: String::new(),
         }
     }
+}
+
+/// One `[[scopes]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScopeConfig {
+    /// The scope name: an RFC 6749 §3.3 scope-token (printable ASCII but space, `"` and `\`).
+    pub name: String,
+    /// What the user allows, completing "<application> would like to:" on the consent page.
+    pub description: String,
+    /// The same in other languages the pages are shown in, by language (`de = "..."`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub descriptions: BTreeMap<String, String>,
+    /// The user claims (from `user add --claim`) this scope releases at userinfo and in the
+    /// id_token.
+    #[serde(default)]
+    pub claims: Vec<String>,
+}
+
+/// The pages' look (issue 17 item 8). Every value is checked at start; the pages' security
+/// headers do not change with it (a logo adds only `img-src 'self'`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrandingConfig {
+    /// The name shown in page titles and headers. Default `Portcullis`.
+    pub name: String,
+    /// A PNG, JPEG, WebP or SVG file (at most 256 KiB) read at start and served by the server
+    /// itself at `/branding/logo`. Empty: no logo.
+    pub logo_file: String,
+    /// Buttons, links and the focus ring: `#rgb` or `#rrggbb`, with a contrast of at least
+    /// 4.5:1 against `background_color`. Default `#1d4ed8`.
+    pub primary_color: String,
+    /// The page background, `#rgb` or `#rrggbb`. Default `#ffffff`.
+    pub background_color: String,
+    /// Links in every page's footer (`[[branding.footer_links]]` with `label` and an https
+    /// `url`), at most 10; in the file only.
+    pub footer_links: Vec<FooterLink>,
+    /// A directory of page templates (minijinja syntax, HTML-escaped): a file with the name of
+    /// a built-in template (`base.html`, `login.html`, `consent.html`, `error.html`,
+    /// `logout.html`, `signed-out.html`) replaces it. Empty: the built-in templates.
+    pub template_dir: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FooterLink {
+    pub label: String,
+    pub url: String,
+}
+
+impl Default for BrandingConfig {
+    fn default() -> Self {
+        Self {
+            name: "Portcullis".into(),
+            logo_file: String::new(),
+            primary_color: "#1d4ed8".into(),
+            background_color: "#ffffff".into(),
+            footer_links: Vec::new(),
+            template_dir: String::new(),
+        }
+    }
+}
+
+/// The built-in scopes as configuration.
+fn default_scopes() -> Vec<ScopeConfig> {
+    portcullis_core::scope::builtin()
+        .into_iter()
+        .map(|d| ScopeConfig {
+            name: d.name.as_str().to_owned(),
+            description: d.description,
+            descriptions: d.descriptions,
+            claims: d.claims,
+        })
+        .collect()
 }
 
 /// The non-repudiation evidence log (issue 16 item 5; `portcullis audit`).
@@ -363,10 +444,33 @@ impl Default for LogConfig {
     }
 }
 
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: Default::default(),
+            storage: Default::default(),
+            tokens: Default::default(),
+            dpop: Default::default(),
+            demo_api: Default::default(),
+            log: Default::default(),
+            clients: Default::default(),
+            limits: Default::default(),
+            tls: Default::default(),
+            audit: Default::default(),
+            keys: Default::default(),
+            branding: Default::default(),
+            scopes: default_scopes(),
+        }
+    }
+}
+
 /// The sections, longest first, so `PORTCULLIS_DEMO_API_ENABLED` finds `demo_api`.
-const SECTIONS: [&str; 11] = [
-    "demo_api", "storage", "clients", "server", "tokens", "limits", "audit", "keys", "dpop", "tls", "log",
+const SECTIONS: [&str; 12] = [
+    "demo_api", "branding", "storage", "clients", "server", "tokens", "limits", "audit", "keys", "dpop", "tls", "log",
 ];
+
+/// Sections that are lists of tables (`[[scopes]]`): in the file only.
+const LIST_SECTIONS: [&str; 1] = ["scopes"];
 
 impl Config {
     /// Reads the file (if any), applies `PORTCULLIS_*` overrides and `--data-dir`, validates.
@@ -395,6 +499,11 @@ impl Config {
                 continue;
             };
             let rest = rest.to_ascii_lowercase();
+            if let Some(list) = LIST_SECTIONS.iter().find(|s| rest.starts_with(&format!("{s}_"))) {
+                return Err(format!(
+                    "{name}: [[{list}]] is set in the configuration file only, not from the environment"
+                ));
+            }
             let Some(section) = SECTIONS.iter().find(|s| rest.starts_with(&format!("{s}_"))) else {
                 continue;
             };
@@ -531,7 +640,33 @@ impl Config {
         if !db.is_empty() && !db.starts_with("sqlite:") {
             return Err("storage.database_url: only sqlite: URLs are supported so far".into());
         }
+        self.scope_definitions()?;
+        crate::branding::validate(&self.branding)?;
         Ok(())
+    }
+
+    /// `[[scopes]]` as checked definitions (issue 17 item 6): RFC 6749 scope-tokens, unique,
+    /// words for languages the pages are shown in.
+    pub fn scope_definitions(&self) -> Result<Vec<portcullis_core::scope::ScopeDefinition>, String> {
+        let mut list = Vec::with_capacity(self.scopes.len());
+        for (i, s) in self.scopes.iter().enumerate() {
+            let at = if s.name.is_empty() || s.name.len() > 60 {
+                format!("scopes[{i}]")
+            } else {
+                format!("scopes[{i}] ({})", s.name)
+            };
+            let d = portcullis_core::scope::ScopeDefinition::new(&s.name, &s.description, &s.descriptions, &s.claims)
+                .map_err(|e| format!("{at}: {e}"))?;
+            if let Some(tag) = d.descriptions.keys().find(|t| crate::i18n::Locale::exact(t).is_none()) {
+                return Err(format!(
+                    "{at}: descriptions: {tag:?} is not a language the pages are shown in ({})",
+                    crate::i18n::Locale::TAGS.join(", ")
+                ));
+            }
+            list.push(d);
+        }
+        portcullis_core::scope::check_list(&list).map_err(|e| format!("scopes: {e}"))?;
+        Ok(list)
     }
 
     /// The mTLS settings: a public URL like the issuer's, a header name, parsable proxies.
@@ -941,5 +1076,124 @@ mod tests {
             assert!(e.starts_with("log.level: unknown level"), "{e}");
             assert!(e.contains("off, error, warn, info, debug, trace"), "{e}");
         }
+    }
+
+    fn from_file(text: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.toml");
+        std::fs::write(&path, text).unwrap();
+        Config::load_from(Some(&path), None, &[]).map_err(|e| e.replace(&path.display().to_string(), "p.toml"))
+    }
+
+    /// Issue 17 item 6: the built-in scopes are the default; `[[scopes]]` replaces them.
+    #[test]
+    fn scopes_are_configuration() {
+        let d = Config::load_from(None, None, &[]).unwrap();
+        let names: Vec<&str> = d.scopes.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["openid", "profile", "email", "offline_access", "accounts", "payments"]
+        );
+        assert_eq!(
+            d.scopes[4].descriptions["de"],
+            "Ihre Konten und deren Kontostände sehen"
+        );
+        // check prints them, and the printed configuration loads again
+        let printed = d.to_masked_toml();
+        assert!(printed.contains("[[scopes]]"), "{printed}");
+        assert_eq!(from_file(&printed).unwrap().scopes.len(), 6);
+        let c = from_file(
+            "[[scopes]]\nname = \"openid\"\ndescription = \"know who you are\"\n\
+             [[scopes]]\nname = \"loyalty:read\"\ndescription = \"see your points\"\nclaims = [\"loyalty_tier\"]\n\
+             [scopes.descriptions]\nde = \"Ihre Punkte sehen\"\n",
+        )
+        .unwrap();
+        let defs = c.scope_definitions().unwrap();
+        assert_eq!(defs.len(), 2);
+        assert_eq!(defs[1].words("de"), "Ihre Punkte sehen");
+        assert_eq!(defs[1].claims, ["loyalty_tier"]);
+    }
+
+    /// Issue 17 item 6: names are RFC 6749 scope-tokens, unique; entries are checked by key.
+    #[test]
+    fn scope_errors_name_the_entry() {
+        let one = |body: &str| from_file(&format!("[[scopes]]\n{body}\n")).unwrap_err();
+        let e = one("name = \"a b\"\ndescription = \"x\"");
+        assert!(
+            e.starts_with("scopes[0] (a b): scope name \"a b\" has the character ' '"),
+            "{e}"
+        );
+        let e = one("name = \"x\"\ndescription = \"\"");
+        assert_eq!(e, "scopes[0] (x): scope \"x\": description is empty");
+        let e = one("name = \"x\"");
+        assert_eq!(e, "scopes[0] (in p.toml): description is required");
+        let e = one("name = \"x\"\ndescription = \"y\"\ncolour = 1");
+        assert!(e.starts_with("scopes[0].colour (in p.toml): unknown setting"), "{e}");
+        let e = one("name = \"x\"\ndescription = \"y\"\nclaims = \"email\"\nclaims2 = 1");
+        assert!(e.contains("unknown setting"), "{e}");
+        let e = one("name = 5\ndescription = \"y\"");
+        assert_eq!(e, "scopes[0].name (in p.toml): expected a string, got 5");
+        let e = one("name = \"x\"\ndescription = \"y\"\nclaims = [\"sub\"]");
+        assert!(e.contains("belongs to the protocol"), "{e}");
+        let e = one("name = \"x\"\ndescription = \"y\"\n[scopes.descriptions]\nfr = \"z\"");
+        assert!(
+            e.contains("\"fr\" is not a language the pages are shown in (en, de)"),
+            "{e}"
+        );
+        let e =
+            from_file("[[scopes]]\nname = \"x\"\ndescription = \"y\"\n[[scopes]]\nname = \"x\"\ndescription = \"z\"\n")
+                .unwrap_err();
+        assert_eq!(e, "scopes: scope \"x\" is defined twice");
+        let e = from_file("scopes = 3\n").unwrap_err();
+        assert!(e.starts_with("scopes (in p.toml): expected a list of tables"), "{e}");
+        let e = Config::load_from(None, None, &env(&[("PORTCULLIS_SCOPES_NAME", "x")])).unwrap_err();
+        assert!(e.contains("configuration file only"), "{e}");
+    }
+
+    /// Issue 17 item 8: branding values are checked at start: hex colours with readable
+    /// contrast, https footer links, plain names.
+    #[test]
+    fn branding_is_checked() {
+        let d = Config::load_from(None, None, &[]).unwrap().branding;
+        assert_eq!((d.name.as_str(), d.primary_color.as_str()), ("Portcullis", "#1d4ed8"));
+        let c = Config::load_from(
+            None,
+            None,
+            &env(&[
+                ("PORTCULLIS_BRANDING_NAME", "Example Bank"),
+                ("PORTCULLIS_BRANDING_PRIMARY_COLOR", "#005a32"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.branding.name, "Example Bank");
+        for (key, value, expect) in [
+            ("PRIMARY_COLOR", "red", "is not a colour"),
+            ("PRIMARY_COLOR", "#fff;}body{x:y", "is not a colour"),
+            ("PRIMARY_COLOR", "#ffff00", "contrast"),
+            ("NAME", "", "must not be empty"),
+            ("NAME", "a\u{202E}b", "bidirectional"),
+        ] {
+            let var = format!("PORTCULLIS_BRANDING_{key}");
+            let e = Config::load_from(None, None, &env(&[(var.as_str(), value)])).unwrap_err();
+            assert!(e.contains(expect) && e.contains(&var), "{var}={value}: {e}");
+        }
+        let e = Config::load_from(
+            None,
+            None,
+            &env(&[
+                ("PORTCULLIS_BRANDING_PRIMARY_COLOR", "#ffffff"),
+                ("PORTCULLIS_BRANDING_BACKGROUND_COLOR", "#000"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(e.starts_with("branding.background_color: the text colour"), "{e}");
+        let e = from_file("[branding]\nfooter_links = [{ label = \"Help\", url = \"http://bank.example/help\" }]\n")
+            .unwrap_err();
+        assert!(e.starts_with("branding.footer_links[0].url"), "{e}");
+        let ok =
+            from_file("[[branding.footer_links]]\nlabel = \"Help\"\nurl = \"https://bank.example/help\"\n").unwrap();
+        assert_eq!(ok.branding.footer_links.len(), 1);
+        let e = Config::load_from(None, None, &env(&[("PORTCULLIS_BRANDING_FOOTER_LINKS", "x")])).unwrap_err();
+        assert!(e.contains("a list of tables"), "{e}");
     }
 }

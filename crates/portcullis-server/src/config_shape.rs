@@ -18,16 +18,37 @@ pub enum Kind {
     Address,
     /// A list of strings; from the environment, one comma-separated string.
     List,
+    /// A list of tables (`[[branding.footer_links]]`); in the file only.
+    Tables,
+    /// A table of strings (`descriptions = { de = "..." }`).
+    Words,
 }
 
 /// Settings whose type the default's TOML form does not tell: addresses are written as
 /// strings, counts as integers.
-const SPECIAL: [(&str, &str, Kind); 4] = [
+const SPECIAL: [(&str, &str, Kind); 5] = [
     ("server", "listen", Kind::Address),
     ("server", "mtls_listen", Kind::Address),
     ("server", "management_listen", Kind::Address),
     ("limits", "max_form_params", Kind::Count),
+    ("branding", "footer_links", Kind::Tables),
 ];
+
+/// A section that is a list of tables: its name, each entry's keys, how many of the first
+/// keys are required.
+type ListSection = (&'static str, &'static [(&'static str, Kind)], usize);
+
+/// Sections that are lists of tables (`[[scopes]]`).
+const LIST_SECTIONS: [ListSection; 1] = [(
+    "scopes",
+    &[
+        ("name", Kind::Text),
+        ("description", Kind::Text),
+        ("descriptions", Kind::Words),
+        ("claims", Kind::List),
+    ],
+    2,
+)];
 
 impl Kind {
     fn expected(self) -> &'static str {
@@ -38,6 +59,8 @@ impl Kind {
             Kind::Text => "a string",
             Kind::Address => "an address like 127.0.0.1:8443",
             Kind::List => "a list of strings",
+            Kind::Tables => "a list of tables (in the configuration file only)",
+            Kind::Words => "a table of strings",
         }
     }
 
@@ -52,6 +75,8 @@ impl Kind {
             // one string is a comma-separated list, as from the environment
             (Kind::List, toml::Value::String(_)) => true,
             (Kind::List, toml::Value::Array(a)) => a.iter().all(toml::Value::is_str),
+            (Kind::Tables, toml::Value::Array(a)) => a.iter().all(toml::Value::is_table),
+            (Kind::Words, toml::Value::Table(t)) => t.values().all(toml::Value::is_str),
             _ => false,
         }
     }
@@ -62,6 +87,7 @@ impl Kind {
             Kind::Integer | Kind::Count => toml::Value::Integer(raw.trim().parse().ok()?),
             Kind::Boolean => toml::Value::Boolean(raw.trim().parse().ok()?),
             Kind::Text | Kind::Address | Kind::List => toml::Value::String(raw.to_owned()),
+            Kind::Tables | Kind::Words => return None,
         };
         self.accepts(&value).then_some(value)
     }
@@ -112,6 +138,10 @@ impl Shape {
     pub fn check_file(&self, table: &toml::Table, path: &str) -> Result<(), String> {
         let source = Source::File(path);
         for (section, value) in table {
+            if let Some((_, keys, required)) = LIST_SECTIONS.iter().find(|(s, _, _)| s == section) {
+                check_list_section(section, keys, *required, value, source)?;
+                continue;
+            }
             let Some(keys) = self.section(section) else {
                 return Err(format!(
                     "[{section}] ({source}): unknown section; the sections are {}",
@@ -167,6 +197,51 @@ impl Shape {
                 )
             })
     }
+}
+
+/// `[[section]]` entries: tables of known keys of the right kinds, the required ones present.
+fn check_list_section(
+    section: &str,
+    keys: &[(&str, Kind)],
+    required: usize,
+    value: &toml::Value,
+    source: Source<'_>,
+) -> Result<(), String> {
+    let entries = value
+        .as_array()
+        .filter(|a| a.iter().all(toml::Value::is_table))
+        .ok_or_else(|| {
+            format!(
+                "{section} ({source}): expected a list of tables ([[{section}]]), got {}",
+                shown(value)
+            )
+        })?;
+    for (i, entry) in entries.iter().enumerate() {
+        let Some(entry) = entry.as_table() else {
+            continue;
+        };
+        for (key, value) in entry {
+            let Some((_, kind)) = keys.iter().find(|(k, _)| k == key) else {
+                return Err(format!(
+                    "{section}[{i}].{key} ({source}): unknown setting; a [[{section}]] entry has {}",
+                    keys.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+                ));
+            };
+            if !kind.accepts(value) {
+                return Err(type_error(
+                    &format!("{section}[{i}]"),
+                    key,
+                    source,
+                    *kind,
+                    &shown(value),
+                ));
+            }
+        }
+        if let Some((missing, _)) = keys[..required].iter().find(|(k, _)| !entry.contains_key(*k)) {
+            return Err(format!("{section}[{i}] ({source}): {missing} is required"));
+        }
+    }
+    Ok(())
 }
 
 fn kind_of(section: &str, key: &str, default: &toml::Value) -> Kind {

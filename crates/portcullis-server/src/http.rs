@@ -62,6 +62,14 @@ pub fn router(state: Arc<AppState>, body_timeouts: BodyTimeouts, body_budget: Ar
         .route("/login", post(pages::login).fallback(method_not_allowed))
         .route("/consent", post(pages::consent).fallback(method_not_allowed))
         .route(
+            "/switch-account",
+            post(pages::switch_account).fallback(method_not_allowed),
+        )
+        .route(
+            crate::branding::LOGO_PATH,
+            get(pages::logo).fallback(method_not_allowed),
+        )
+        .route(
             "/logout",
             get(pages::logout).post(pages::logout).fallback(method_not_allowed),
         )

@@ -6,6 +6,7 @@ mod app;
 mod audit;
 mod audit_cli;
 mod audit_events;
+mod branding;
 mod check;
 mod config;
 mod config_shape;
@@ -15,6 +16,7 @@ mod demo;
 mod demo_cmd;
 mod dev_ca;
 mod http;
+mod i18n;
 mod login_failures;
 mod management;
 mod pages;
@@ -261,6 +263,8 @@ async fn serve(config: Config) -> Result<(), Failure> {
     // first-start initialisation (database, keys, development certificates) has one winner
     // among processes starting together on this data dir; the others adopt what it made
     // (issue 13 item 17)
+    // the branding's files and templates are part of the configuration: a bad one is exit 2
+    let ui = app::load_ui(&config).map_err(Failure::Usage)?;
     let init = datadir::StartupLock::acquire(&config.server.data_dir).await?;
     let store = app::open_store(&config).await?;
     // issue 17 item 4: the signing keys are sealed at rest; a wrong key-encryption key is the
@@ -268,7 +272,9 @@ async fn serve(config: Config) -> Result<(), Failure> {
     let custody = std::sync::Arc::new(signing_keys::Custody::load(&config, store.as_ref()).await?);
     let settings = app::settings(&config).map_err(Failure::Usage)?;
     let keys = signing_keys::load(store.as_ref(), &settings, &custody, now()).await?;
-    let (state, audit_writer) = app::build(&config, store.clone(), keys, custody).await.map_err(rt)?;
+    let (state, audit_writer) = app::build(&config, store.clone(), ui, keys, custody)
+        .await
+        .map_err(rt)?;
     // issue 17 item 3: the configured certificate, else the development CA's
     let provider = std::sync::Arc::new(tls::fapi_provider());
     let (source, trust_line) = certificate_source(&config)?;

@@ -1,25 +1,33 @@
 //! The login and consent pages (INTERFACE.md forms): password login with a `__Host-` session
 //! cookie, CSRF tokens bound to a browser cookie and the request_uri, 303 after every POST
 //! (SP 5.3.2.2-10/-11), and HTML error pages for what must not be redirected (AS-SP-53).
+//!
+//! Issue 17 item 8: the pages carry the operator's branding, speak the user's language
+//! (`ui_locales`, else `Accept-Language`), say on the consent page who is signed in (with a
+//! way out), how long access lasts and where the client's policy and terms are, and error pages
+//! give the interaction id as a reference and a way back to the application only when its
+//! redirect URI was verified at PAR.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use portcullis_core::OAuthError;
+use minijinja::context;
 use portcullis_core::authorize::{Decision, NextStep, PendingAuthorization};
-use portcullis_core::model::Session;
+use portcullis_core::model::{Session, User};
 use portcullis_core::random::{credential, hash};
 use portcullis_core::response::AuthorizationResponse;
+use portcullis_core::{ErrorCode, OAuthError};
 use portcullis_jose::{b64url, b64url_decode};
 
 use crate::app::AppState;
 use crate::audit_events;
+use crate::branding::Ui;
 use crate::http::InteractionId;
+use crate::i18n::{Locale, Problem};
 use crate::login_failures::DEVICE_COOKIE_LIFETIME;
 use crate::users::Verdict;
 use crate::web::{form, html, html_with_form_targets, http_status};
@@ -30,135 +38,213 @@ const CSRF_COOKIE: &str = "__Host-portcullis-csrf";
 /// user skip the per-username back-off, which others' guesses fill.
 const DEVICE_COOKIE: &str = "__Host-portcullis-device";
 
-#[derive(Template)]
-#[template(path = "login.html")]
-struct LoginPage<'a> {
-    action: &'a str,
-    client_name: Option<&'a str>,
-    client_id: &'a str,
-    request_uri: &'a str,
-    csrf_token: &'a str,
-    username: &'a str,
-    error: Option<&'a str>,
+/// What every page of one request shares: its language and its interaction id (the reference
+/// an error page gives for support).
+pub struct PageCtx {
+    locale: Locale,
+    interaction: String,
+    accept_language: Option<String>,
 }
 
-#[derive(Template)]
-#[template(path = "consent.html")]
-struct ConsentPage<'a> {
-    action: &'a str,
-    client_name: Option<&'a str>,
-    client_id: &'a str,
-    request_uri: &'a str,
-    csrf_token: &'a str,
-    username: &'a str,
-    scopes: Vec<&'static str>,
-}
+impl PageCtx {
+    pub fn new(headers: &HeaderMap, interaction: &InteractionId) -> Self {
+        let accept_language = headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(512).collect::<String>());
+        Self {
+            locale: Locale::negotiate(&[], accept_language.as_deref()),
+            interaction: interaction.0.clone(),
+            accept_language,
+        }
+    }
 
-#[derive(Template)]
-#[template(path = "error.html")]
-struct ErrorPage<'a> {
-    message: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "logout.html")]
-struct LogoutPage<'a> {
-    action: &'a str,
-    client_name: Option<&'a str>,
-    fields: &'a [(String, String)],
-    csrf_token: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "signed-out.html")]
-struct SignedOutPage;
-
-/// Scopes in words a person reads (SP 5.3.2.2-13, AS-SP-54).
-fn describe_scope(scope: &str) -> &'static str {
-    match scope {
-        "openid" => "confirm who you are (sign you in)",
-        "profile" => "see your name and basic profile",
-        "email" => "see your email address",
-        "offline_access" => "keep access while you are not using it",
-        "accounts" => "see your accounts and their balances",
-        "payments" => "make payments from your accounts",
-        _ => "use a permission this server does not describe",
+    /// The pushed request's `ui_locales` come before the browser's languages.
+    fn prefer(&mut self, pending: &PendingAuthorization) {
+        self.locale = Locale::negotiate(&pending.request.ui_locales, self.accept_language.as_deref());
     }
 }
 
-fn render(t: &impl Template, status: StatusCode) -> Response {
-    render_for(t, status, None)
+/// An error page: the problem in plain words, the protocol's detail for support, the
+/// interaction id as a reference, and a way back to the application when that is safe.
+struct ErrorView {
+    status: StatusCode,
+    problem: Problem,
+    detail: Option<String>,
+    back: Option<String>,
 }
 
-/// Renders a page whose form may end in a redirect to `target` (CSP `form-action` also governs
-/// where the form's response redirects to).
-fn render_for(t: &impl Template, status: StatusCode, target: Option<&str>) -> Response {
-    match t.render() {
+impl ErrorView {
+    fn new(status: StatusCode, problem: Problem) -> Self {
+        Self {
+            status,
+            problem,
+            detail: None,
+            back: None,
+        }
+    }
+
+    fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    /// A link back to the application: only ever the redirect URI the pushed request was
+    /// verified with at PAR (AS-SP-53), carrying an `access_denied` response.
+    async fn back_to(mut self, s: &AppState, pending: Option<&PendingAuthorization>) -> Self {
+        if let Some(p) = pending {
+            self.back = back_link(s, p).await;
+        }
+        self
+    }
+
+    fn render(self, s: &AppState, pc: &PageCtx) -> Response {
+        let ctx = context! {
+            message => self.problem.words(pc.locale),
+            detail => self.detail,
+            back_url => self.back,
+            reference => pc.interaction,
+        };
+        page(s, pc, "error.html", ctx, self.status, None)
+    }
+}
+
+/// Renders a page template with the branding, the language's words and `ctx`.
+fn page(
+    s: &AppState,
+    pc: &PageCtx,
+    name: &str,
+    ctx: minijinja::Value,
+    status: StatusCode,
+    target: Option<&str>,
+) -> Response {
+    let ui = &s.ui;
+    let full = context! {
+        lang => pc.locale.tag(),
+        t => minijinja::Value::from_serialize(pc.locale.strings()),
+        brand => minijinja::Value::from_serialize(ui.brand()),
+        ..ctx
+    };
+    let images = ui.logo().is_some();
+    match ui.render(name, full) {
         Ok(body) => match target {
-            Some(t) => html_with_form_targets(status, body, t),
-            None => html(status, body),
+            Some(t) => html_with_form_targets(status, body, t, images),
+            None => html(status, body, images),
         },
         Err(e) => {
-            tracing::error!(error = %e, "template failed");
+            tracing::error!(error = %e, template = name, "template failed");
             html(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "<!doctype html><title>Error</title><p>Internal error.</p>".into(),
+                "<!doctype html><html lang=\"en\"><title>Error</title><p>Internal error.</p></html>".into(),
+                false,
             )
         }
     }
 }
 
-pub fn error_page(status: StatusCode, message: &str) -> Response {
-    render(&ErrorPage { message }, status)
+/// The values a page template gets, with sample data: the start-up trial render of every
+/// template (an override that fails fails the start, not a sign-in).
+pub fn sample_context(ui: &Ui, name: &str) -> minijinja::Value {
+    let locale = Locale::default();
+    let common = context! {
+        lang => locale.tag(),
+        t => minijinja::Value::from_serialize(locale.strings()),
+        brand => minijinja::Value::from_serialize(ui.brand()),
+    };
+    let specific = match name {
+        "login.html" => context! {
+            action => "/login", client_name => "Client", client_id => "c", request_uri => "urn:x",
+            csrf_token => "t", username => "alice", error => "wrong",
+        },
+        "consent.html" => context! {
+            action => "/consent", switch_action => "/switch-account", client_name => "Client",
+            client_id => "c", request_uri => "urn:x", csrf_token => "t", switch_csrf_token => "t",
+            display_name => "Alice", scopes => vec!["see your accounts"],
+            access_lasts => locale.access_lasts(86_400, true),
+            policy_uri => "https://client.example/policy", tos_uri => "https://client.example/tos",
+        },
+        "error.html" => context! {
+            message => Problem::InvalidRequest.words(locale), detail => "detail",
+            back_url => "https://client.example/cb?error=access_denied", reference => "id",
+        },
+        "logout.html" => context! {
+            action => "/logout", client_name => "Client", fields => vec![("state", "s")], csrf_token => "t",
+        },
+        _ => context! {},
+    };
+    context! { ..common, ..specific }
 }
 
-fn see_other(location: &str) -> Response {
+async fn back_link(s: &AppState, pending: &PendingAuthorization) -> Option<String> {
+    let response = AuthorizationResponse::Error {
+        target: pending.request.response_target(),
+        error: ErrorCode::AccessDenied.as_str(),
+        description: "the user returned to the application from an error page".into(),
+    };
+    match s.provider.authorization_redirect(&response, "").await {
+        Ok(r) => Some(r.url),
+        Err(e) => {
+            tracing::warn!(error = %e, "no way back to the application");
+            None
+        }
+    }
+}
+
+fn see_other(s: &AppState, pc: &PageCtx, location: &str) -> Response {
     // SP 5.3.2.2-10/-11 (AS-SP-52): 303, never 307
     match HeaderValue::from_str(location) {
         Ok(v) => (StatusCode::SEE_OTHER, [(header::LOCATION, v)]).into_response(),
-        Err(_) => error_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "The redirect target is not a valid URL.",
-        ),
+        Err(_) => ErrorView::new(StatusCode::INTERNAL_SERVER_ERROR, Problem::ServerError)
+            .detail("The redirect target is not a valid URL.")
+            .render(s, pc),
     }
 }
 
 /// A refusal at the authorization endpoint: to the client's verified redirect URI when it may
-/// go there, otherwise shown to the user (AS-SP-53).
-async fn failure(s: &AppState, e: OAuthError) -> Response {
+/// go there, otherwise shown to the user (AS-SP-53), with a way back only when `pending` (the
+/// pushed request, verified) is known.
+async fn failure(s: &AppState, pc: &PageCtx, e: OAuthError, pending: Option<&PendingAuthorization>) -> Response {
     if let Some(response) = e.authorization_response() {
         tracing::info!(error = e.code.as_str(), description = %e.public_description(), "authorization refused (redirected)");
-        return respond(s, &response, None).await;
+        return respond(s, pc, &response, None).await;
     }
     if e.status.is_server_error() {
         tracing::error!(error = %e, "authorization failed");
-        return error_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "The server could not complete the request.",
-        );
+        return ErrorView::new(StatusCode::INTERNAL_SERVER_ERROR, Problem::ServerError).render(s, pc);
     }
     tracing::info!(error = e.code.as_str(), description = %e.public_description(), "authorization refused (page)");
-    error_page(http_status(e.status), &e.public_description())
+    let problem = if e.code == ErrorCode::LoginRequired {
+        Problem::SignInAgain
+    } else {
+        Problem::InvalidRequest
+    };
+    ErrorView::new(http_status(e.status), problem)
+        .detail(e.public_description())
+        .back_to(s, pending)
+        .await
+        .render(s, pc)
 }
 
 /// Sends the browser to the client with an authorization response, in its response mode. A
 /// signed (JARM) response of a request that succeeded (`interaction`: the browser request's
 /// id) goes into the evidence log (issue 16 item 5); a refusal's does not.
-async fn respond(s: &AppState, response: &AuthorizationResponse, interaction: Option<&InteractionId>) -> Response {
+async fn respond(
+    s: &AppState,
+    pc: &PageCtx,
+    response: &AuthorizationResponse,
+    interaction: Option<&InteractionId>,
+) -> Response {
     let id = interaction.map_or("", |i| i.0.as_str());
     match s.provider.authorization_redirect(response, id).await {
         Ok(redirect) => {
             if let (Some(e), Some(_)) = (redirect.evidence, interaction) {
                 s.audit.record(e).await;
             }
-            see_other(&redirect.url)
+            see_other(s, pc, &redirect.url)
         }
         Err(e) => {
             tracing::error!(error = %e, "authorization response failed");
-            error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "The server could not complete the request.",
-            )
+            ErrorView::new(StatusCode::INTERNAL_SERVER_ERROR, Problem::ServerError).render(s, pc)
         }
     }
 }
@@ -189,6 +275,8 @@ enum FormPurpose {
     Login,
     Consent,
     Logout,
+    /// "Not you?" on the consent page (issue 17 item 8).
+    SwitchAccount,
 }
 
 impl FormPurpose {
@@ -197,6 +285,15 @@ impl FormPurpose {
             Self::Login => "login",
             Self::Consent => "consent",
             Self::Logout => "logout",
+            Self::SwitchAccount => "switch-account",
+        }
+    }
+
+    /// The form field carrying the token ("Not you?" shares the consent form, with its own).
+    fn field(self) -> &'static str {
+        match self {
+            Self::SwitchAccount => "switch_csrf_token",
+            _ => "csrf_token",
         }
     }
 }
@@ -234,7 +331,7 @@ struct Browser {
     session_hash: Option<String>,
 }
 
-async fn browser(state: &AppState, headers: &HeaderMap) -> Result<Browser, Response> {
+async fn browser(state: &AppState, pc: &PageCtx, headers: &HeaderMap) -> Result<Browser, Response> {
     let (csrf_cookie, new_cookie) = match cookie(headers, CSRF_COOKIE) {
         Some(c) => (c, false),
         None => (credential(), true),
@@ -248,10 +345,9 @@ async fn browser(state: &AppState, headers: &HeaderMap) -> Result<Browser, Respo
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, "session lookup failed");
-                error_page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "The server could not read your session.",
-                )
+                ErrorView::new(StatusCode::INTERNAL_SERVER_ERROR, Problem::ServerError)
+                    .detail("The server could not read your session.")
+                    .render(state, pc)
             })?,
         None => None,
     };
@@ -270,12 +366,14 @@ pub async fn authorize(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Response {
+    let mut pc = PageCtx::new(&headers, &interaction);
     let query = query_pairs(q.as_deref());
     let pending = match s.provider.begin_authorization(query.clone()).await {
         Ok(p) => p,
-        Err(e) => return failure(&s, e).await,
+        Err(e) => return failure(&s, &pc, e, None).await,
     };
-    let b = match browser(&s, &headers).await {
+    pc.prefer(&pending);
+    let b = match browser(&s, &pc, &headers).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -285,11 +383,31 @@ pub async fn authorize(
         .map(|(_, v)| v.as_str())
         .unwrap_or("");
     let mut res = match (s.provider.next_step(&pending, b.session.as_ref()), &b.session) {
-        (NextStep::Respond(response), _) => return respond(&s, &response, Some(&interaction)).await,
-        (NextStep::Consent, Some(session)) => {
-            consent_page(&s, &pending, request_uri, &b.csrf_cookie, &session.username)
-        }
-        _ => login_page(&s, &pending, request_uri, &b.csrf_cookie, "", None, StatusCode::OK),
+        (NextStep::Respond(response), _) => return respond(&s, &pc, &response, Some(&interaction)).await,
+        (NextStep::Consent, Some(session)) => match s.provider.store().get_user(&session.username).await {
+            Ok(user) => consent_page(
+                &s,
+                &pc,
+                &pending,
+                request_uri,
+                &b.csrf_cookie,
+                &display_name(&session.username, user.as_ref()),
+            ),
+            Err(e) => {
+                tracing::error!(error = %e, "user lookup failed");
+                return ErrorView::new(StatusCode::INTERNAL_SERVER_ERROR, Problem::ServerError).render(&s, &pc);
+            }
+        },
+        _ => login_page(
+            &s,
+            &pc,
+            &pending,
+            request_uri,
+            &b.csrf_cookie,
+            "",
+            false,
+            StatusCode::OK,
+        ),
     };
     if b.new_cookie {
         res.headers_mut()
@@ -298,54 +416,90 @@ pub async fn authorize(
     res
 }
 
+/// The name the consent page greets the user by: the `name` claim, else the username.
+fn display_name(username: &str, user: Option<&User>) -> String {
+    user.and_then(|u| u.claims.get("name"))
+        .and_then(|v| v.as_str())
+        .map(str::trim)
+        .filter(|n| !n.is_empty() && n.chars().count() <= 200)
+        .unwrap_or(username)
+        .to_owned()
+}
+
+#[allow(clippy::too_many_arguments)]
 fn login_page(
     s: &AppState,
+    pc: &PageCtx,
     pending: &PendingAuthorization,
     request_uri: &str,
     browser: &str,
     username: &str,
-    error: Option<&str>,
+    wrong_password: bool,
     status: StatusCode,
 ) -> Response {
     let csrf = csrf_token(s, browser, FormPurpose::Login, request_uri);
-    render(
-        &LoginPage {
-            action: &s.login_action,
-            client_name: pending.client_name.as_deref(),
-            client_id: &pending.request.client_id,
-            request_uri,
-            csrf_token: &csrf,
-            username,
-            error,
-        },
-        status,
-    )
+    let ctx = context! {
+        action => s.login_action,
+        client_name => pending.client_name,
+        client_id => pending.request.client_id,
+        request_uri,
+        csrf_token => csrf,
+        username,
+        error => wrong_password.then_some(pc.locale.strings().wrong_password),
+    };
+    page(s, pc, "login.html", ctx, status, None)
 }
 
 fn consent_page(
     s: &AppState,
+    pc: &PageCtx,
     pending: &PendingAuthorization,
     request_uri: &str,
     browser: &str,
-    username: &str,
+    display_name: &str,
 ) -> Response {
     let csrf = csrf_token(s, browser, FormPurpose::Consent, request_uri);
-    let mut scopes: Vec<&'static str> = pending.request.scope.iter().map(|x| describe_scope(x)).collect();
+    let switch_csrf = csrf_token(s, browser, FormPurpose::SwitchAccount, request_uri);
+    let settings = s.provider.settings();
+    let language = pc.locale.tag();
+    // issue 17 item 6: each scope in the operator's words, in the user's language
+    let mut scopes: Vec<&str> = pending
+        .request
+        .scope
+        .iter()
+        .filter_map(|name| settings.scopes.iter().find(|d| d.name.as_str() == name.as_str()))
+        .map(|d| d.words(language))
+        .collect();
     if scopes.is_empty() {
-        scopes.push("access your account on your behalf");
+        scopes.push(pc.locale.strings().scope_fallback);
     }
+    // access lasts as long as the refresh token when one will be issued, else the access token
+    let lasts = if pending.refresh_token {
+        settings.refresh_token_lifetime
+    } else {
+        settings.access_token_lifetime
+    };
+    let ctx = context! {
+        action => s.consent_action,
+        switch_action => s.switch_account_action,
+        client_name => pending.client_name,
+        client_id => pending.request.client_id,
+        request_uri,
+        csrf_token => csrf,
+        switch_csrf_token => switch_csrf,
+        display_name,
+        scopes,
+        access_lasts => pc.locale.access_lasts(lasts, pending.refresh_token),
+        policy_uri => pending.policy_uri,
+        tos_uri => pending.tos_uri,
+    };
     // the consent form's response redirects to the client (SP 5.3.2.2-10): CSP form-action
     // names that redirect URI (issue 13 item 16)
-    render_for(
-        &ConsentPage {
-            action: &s.consent_action,
-            client_name: pending.client_name.as_deref(),
-            client_id: &pending.request.client_id,
-            request_uri,
-            csrf_token: &csrf,
-            username,
-            scopes,
-        },
+    page(
+        s,
+        pc,
+        "consent.html",
+        ctx,
         StatusCode::OK,
         Some(&pending.request.redirect_uri),
     )
@@ -363,45 +517,61 @@ impl PostedForm {
             .map(|(_, v)| v.as_str())
             .unwrap_or("")
     }
+
+    /// The request the form belongs to, as the authorization endpoint resolves it.
+    fn authorization_query(&self) -> Vec<(String, String)> {
+        vec![
+            ("client_id".to_owned(), self.get("client_id").to_owned()),
+            ("request_uri".to_owned(), self.get("request_uri").to_owned()),
+        ]
+    }
 }
 
-/// The checks common to both POSTs: form body, CSRF, a still-valid pushed request.
+/// The checks common to the POSTs: form body, CSRF, a still-valid pushed request.
 async fn posted(
     s: &AppState,
+    pc: &mut PageCtx,
     headers: &HeaderMap,
     body: &Bytes,
     purpose: FormPurpose,
 ) -> Result<(PostedForm, PendingAuthorization, Browser), Response> {
-    let fields = form(headers, body, s.provider.settings().max_form_params)
-        .map_err(|e| error_page(StatusCode::BAD_REQUEST, &e.description))?;
+    let fields = form(headers, body, s.provider.settings().max_form_params).map_err(|e| {
+        ErrorView::new(StatusCode::BAD_REQUEST, Problem::BadForm)
+            .detail(e.description)
+            .render(s, pc)
+    })?;
     let form = PostedForm { fields };
-    let b = browser(s, headers).await?;
-    if b.new_cookie {
-        return Err(error_page(
-            StatusCode::FORBIDDEN,
-            "Your browser did not send the cookie this form needs. Enable cookies and start again.",
-        ));
+    let b = browser(s, pc, headers).await?;
+    let csrf_ok = !b.new_cookie
+        && csrf_valid(
+            s,
+            &b.csrf_cookie,
+            purpose,
+            form.get("request_uri"),
+            form.get(purpose.field()),
+        );
+    if !csrf_ok {
+        // the way back and the language come from the pushed request, if it is one
+        let pending = s.provider.begin_authorization(form.authorization_query()).await.ok();
+        if let Some(p) = &pending {
+            pc.prefer(p);
+        }
+        let (status, problem) = if b.new_cookie {
+            (StatusCode::FORBIDDEN, Problem::CookiesNeeded)
+        } else {
+            (StatusCode::FORBIDDEN, Problem::FormExpired)
+        };
+        return Err(ErrorView::new(status, problem)
+            .detail("CSRF check failed")
+            .back_to(s, pending.as_ref())
+            .await
+            .render(s, pc));
     }
-    if !csrf_valid(
-        s,
-        &b.csrf_cookie,
-        purpose,
-        form.get("request_uri"),
-        form.get("csrf_token"),
-    ) {
-        return Err(error_page(
-            StatusCode::FORBIDDEN,
-            "The form has expired or was not sent from this site (CSRF check failed).",
-        ));
-    }
-    let query = vec![
-        ("client_id".to_owned(), form.get("client_id").to_owned()),
-        ("request_uri".to_owned(), form.get("request_uri").to_owned()),
-    ];
-    let pending = match s.provider.begin_authorization(query).await {
+    let pending = match s.provider.begin_authorization(form.authorization_query()).await {
         Ok(p) => p,
-        Err(e) => return Err(failure(s, e).await),
+        Err(e) => return Err(failure(s, pc, e, None).await),
     };
+    pc.prefer(&pending);
     Ok((form, pending, b))
 }
 
@@ -416,10 +586,12 @@ fn authorize_again(s: &AppState, form: &PostedForm) -> String {
 pub async fn login(
     State(s): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    interaction: InteractionId,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (form, pending, b) = match posted(&s, &headers, &body, FormPurpose::Login).await {
+    let mut pc = PageCtx::new(&headers, &interaction);
+    let (form, pending, b) = match posted(&s, &mut pc, &headers, &body, FormPurpose::Login).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -437,7 +609,7 @@ pub async fn login(
     let Some((attempt, wait)) = s.login_failures.admit(keys) else {
         tracing::info!(user = %s.login_failures.tag(username), "login refused: too many recent failures");
         audit_events::record("login", "refused", Some(&pending.request.client_id), None);
-        return too_many_attempts();
+        return too_many_attempts(&s, &pc, &pending).await;
     };
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
@@ -449,10 +621,9 @@ pub async fn login(
             Ok(u) => u,
             Err(e) => {
                 tracing::error!(error = %e, "user lookup failed");
-                return error_page(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "The server could not check your password.",
-                );
+                return ErrorView::new(StatusCode::INTERNAL_SERVER_ERROR, Problem::ServerError)
+                    .detail("The server could not check your password.")
+                    .render(&s, &pc);
             }
         }
     };
@@ -465,7 +636,7 @@ pub async fn login(
         // no check was made: not a wrong password, and no failure
         (Verdict::Busy, _) => {
             attempt.busy();
-            return busy();
+            return busy(&s, &pc, &pending).await;
         }
         _ => {
             attempt.failed();
@@ -475,11 +646,12 @@ pub async fn login(
             let shown = if username.chars().count() > 256 { "" } else { username };
             return login_page(
                 &s,
+                &pc,
                 &pending,
                 request_uri,
                 &b.csrf_cookie,
                 shown,
-                Some("The username or password is not correct."),
+                true,
                 StatusCode::UNAUTHORIZED,
             );
         }
@@ -491,10 +663,9 @@ pub async fn login(
         && let Err(e) = s.provider.store().delete_session(old).await
     {
         tracing::error!(error = %e, "session delete failed");
-        return error_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "The server could not end your previous session.",
-        );
+        return ErrorView::new(StatusCode::INTERNAL_SERVER_ERROR, Problem::ServerError)
+            .detail("The server could not end your previous session.")
+            .render(&s, &pc);
     }
     let session_id = credential();
     let session = Session {
@@ -505,13 +676,12 @@ pub async fn login(
     };
     if let Err(e) = s.provider.store().insert_session(&hash(&session_id), &session).await {
         tracing::error!(error = %e, "session insert failed");
-        return error_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "The server could not start your session.",
-        );
+        return ErrorView::new(StatusCode::INTERNAL_SERVER_ERROR, Problem::ServerError)
+            .detail("The server could not start your session.")
+            .render(&s, &pc);
     }
     audit_events::record("login", "success", Some(&pending.request.client_id), Some(&user.sub));
-    let mut res = see_other(&authorize_again(&s, &form));
+    let mut res = see_other(&s, &pc, &authorize_again(&s, &form));
     res.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(SESSION_COOKIE, &session_id, s.provider.settings().session_lifetime),
@@ -528,22 +698,22 @@ pub async fn login(
 }
 
 /// 503 with `Retry-After`: every password worker is busy (issue 13 item 7).
-fn busy() -> Response {
-    let mut res = error_page(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "The server is busy checking other sign-ins. Please try again in a few seconds.",
-    );
+async fn busy(s: &AppState, pc: &PageCtx, pending: &PendingAuthorization) -> Response {
+    let mut res = ErrorView::new(StatusCode::SERVICE_UNAVAILABLE, Problem::Busy)
+        .back_to(s, Some(pending))
+        .await
+        .render(s, pc);
     res.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     res
 }
 
 /// 429: this account, address or request has failed too often to queue another attempt.
-fn too_many_attempts() -> Response {
-    let mut res = error_page(
-        StatusCode::TOO_MANY_REQUESTS,
-        "Too many failed sign-in attempts. Please wait a minute and try again.",
-    );
+async fn too_many_attempts(s: &AppState, pc: &PageCtx, pending: &PendingAuthorization) -> Response {
+    let mut res = ErrorView::new(StatusCode::TOO_MANY_REQUESTS, Problem::TooManyAttempts)
+        .back_to(s, Some(pending))
+        .await
+        .render(s, pc);
     res.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
     res
@@ -556,31 +726,36 @@ pub async fn consent(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let (form, pending, b) = match posted(&s, &headers, &body, FormPurpose::Consent).await {
+    let mut pc = PageCtx::new(&headers, &interaction);
+    let (form, pending, b) = match posted(&s, &mut pc, &headers, &body, FormPurpose::Consent).await {
         Ok(x) => x,
         Err(r) => return r,
     };
     let Some(session) = b.session else {
-        return see_other(&authorize_again(&s, &form));
+        return see_other(&s, &pc, &authorize_again(&s, &form));
     };
     // issue 13 item 6: prompt=login and max_age are decided again when consent is given, not
     // only when the page was shown (OIDC Core §3.1.2.1)
     match s.provider.next_step(&pending, Some(&session)) {
         NextStep::Consent => {}
-        NextStep::Login => return see_other(&authorize_again(&s, &form)),
-        NextStep::Respond(response) => return respond(&s, &response, Some(&interaction)).await,
+        NextStep::Login => return see_other(&s, &pc, &authorize_again(&s, &form)),
+        NextStep::Respond(response) => return respond(&s, &pc, &response, Some(&interaction)).await,
     }
     let decision = match form.get("decision") {
         "allow" => {
             let user = match s.provider.store().get_user(&session.username).await {
                 Ok(Some(u)) => u,
-                Ok(None) => return error_page(StatusCode::FORBIDDEN, "Your account no longer exists."),
+                Ok(None) => {
+                    return ErrorView::new(StatusCode::FORBIDDEN, Problem::AccountGone)
+                        .back_to(&s, Some(&pending))
+                        .await
+                        .render(&s, &pc);
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "user lookup failed");
-                    return error_page(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "The server could not read your account.",
-                    );
+                    return ErrorView::new(StatusCode::INTERNAL_SERVER_ERROR, Problem::ServerError)
+                        .detail("The server could not read your account.")
+                        .render(&s, &pc);
                 }
             };
             Decision::Allow {
@@ -590,7 +765,12 @@ pub async fn consent(
             }
         }
         "deny" => Decision::Deny,
-        _ => return error_page(StatusCode::BAD_REQUEST, "Choose allow or deny."),
+        _ => {
+            return ErrorView::new(StatusCode::BAD_REQUEST, Problem::NoDecision)
+                .back_to(&s, Some(&pending))
+                .await
+                .render(&s, &pc);
+        }
     };
     let client_id = pending.request.client_id.as_str();
     let (given, sub) = match &decision {
@@ -605,13 +785,42 @@ pub async fn consent(
             } else {
                 audit_events::record("consent", "denied", Some(client_id), None);
             }
-            respond(&s, &response, Some(&interaction)).await
+            respond(&s, &pc, &response, Some(&interaction)).await
         }
         Err(e) => {
             audit_events::record("consent", "failure", Some(client_id), sub.as_deref());
-            failure(&s, e).await
+            failure(&s, &pc, e, Some(&pending)).await
         }
     }
+}
+
+/// POST of "Not you?" on the consent page (issue 17 item 8; a button of the consent form with
+/// its own `formaction`): ends the browser's session and returns to the login page of the same
+/// request. CSRF-checked like the consent form, with a token of its own (`switch_csrf_token`).
+pub async fn switch_account(
+    State(s): State<Arc<AppState>>,
+    interaction: InteractionId,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut pc = PageCtx::new(&headers, &interaction);
+    let (form, pending, b) = match posted(&s, &mut pc, &headers, &body, FormPurpose::SwitchAccount).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    if let Some(old) = &b.session_hash
+        && let Err(e) = s.provider.store().delete_session(old).await
+    {
+        tracing::error!(error = %e, "session delete failed");
+        return ErrorView::new(StatusCode::INTERNAL_SERVER_ERROR, Problem::ServerError)
+            .detail("The server could not end your session.")
+            .render(&s, &pc);
+    }
+    tracing::info!(client_id = %pending.request.client_id, "session ended from the consent page (not you?)");
+    let mut res = see_other(&s, &pc, &authorize_again(&s, &form));
+    res.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", 0));
+    res
 }
 
 /// GET and POST of the end-session endpoint (OpenID Connect RP-Initiated Logout 1.0): GET asks
@@ -619,32 +828,44 @@ pub async fn consent(
 /// registered it, redirects to its `post_logout_redirect_uri` (issue 13 item 15).
 pub async fn logout(
     State(s): State<Arc<AppState>>,
+    interaction: InteractionId,
     method: axum::http::Method,
     RawQuery(q): RawQuery,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let pc = PageCtx::new(&headers, &interaction);
     let max = s.provider.settings().max_form_params;
     let confirmed = method == axum::http::Method::POST;
     let params = if confirmed {
         match form(&headers, &body, max) {
             Ok(p) => p,
-            Err(e) => return error_page(StatusCode::BAD_REQUEST, &e.description),
+            Err(e) => {
+                return ErrorView::new(StatusCode::BAD_REQUEST, Problem::BadForm)
+                    .detail(e.description)
+                    .render(&s, &pc);
+            }
         }
     } else {
         let p = query_pairs(q.as_deref());
         if p.len() > max {
-            return error_page(StatusCode::BAD_REQUEST, "The logout request has too many parameters.");
+            return ErrorView::new(StatusCode::BAD_REQUEST, Problem::InvalidLogout)
+                .detail("The logout request has too many parameters.")
+                .render(&s, &pc);
         }
         p
     };
-    let b = match browser(&s, &headers).await {
+    let b = match browser(&s, &pc, &headers).await {
         Ok(b) => b,
         Err(r) => return r,
     };
     let request = match s.provider.logout_request(&params, b.session.as_ref()).await {
         Ok(r) => r,
-        Err(message) => return error_page(StatusCode::BAD_REQUEST, &message),
+        Err(message) => {
+            return ErrorView::new(StatusCode::BAD_REQUEST, Problem::InvalidLogout)
+                .detail(message)
+                .render(&s, &pc);
+        }
     };
     // what the CSRF token binds: the logout parameters as checked
     let fields: Vec<(String, String)> = params
@@ -662,20 +883,17 @@ pub async fn logout(
         .finish();
     if b.session.is_none() {
         // nothing to end: no question to ask
-        return signed_out(&s, request.redirect.as_deref());
+        return signed_out(&s, &pc, request.redirect.as_deref());
     }
     if !confirmed {
         let csrf = csrf_token(&s, &b.csrf_cookie, FormPurpose::Logout, &bound);
-        let mut res = render_for(
-            &LogoutPage {
-                action: &s.logout_action,
-                client_name: request.client_name.as_deref(),
-                fields: &fields,
-                csrf_token: &csrf,
-            },
-            StatusCode::OK,
-            request.redirect.as_deref(),
-        );
+        let ctx = context! {
+            action => s.logout_action,
+            client_name => request.client_name,
+            fields,
+            csrf_token => csrf,
+        };
+        let mut res = page(&s, &pc, "logout.html", ctx, StatusCode::OK, request.redirect.as_deref());
         if b.new_cookie {
             res.headers_mut()
                 .append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &b.csrf_cookie, 86_400));
@@ -688,31 +906,51 @@ pub async fn logout(
         .map(|(_, v)| v.as_str())
         .unwrap_or("");
     if b.new_cookie || !csrf_valid(&s, &b.csrf_cookie, FormPurpose::Logout, &bound, token) {
-        return error_page(
-            StatusCode::FORBIDDEN,
-            "The form has expired or was not sent from this site (CSRF check failed).",
-        );
+        return ErrorView::new(StatusCode::FORBIDDEN, Problem::FormExpired)
+            .detail("CSRF check failed")
+            .render(&s, &pc);
     }
     if let Some(old) = &b.session_hash
         && let Err(e) = s.provider.store().delete_session(old).await
     {
         tracing::error!(error = %e, "session delete failed");
-        return error_page(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "The server could not end your session.",
-        );
+        return ErrorView::new(StatusCode::INTERNAL_SERVER_ERROR, Problem::ServerError)
+            .detail("The server could not end your session.")
+            .render(&s, &pc);
     }
-    let mut res = signed_out(&s, request.redirect.as_deref());
+    let mut res = signed_out(&s, &pc, request.redirect.as_deref());
     res.headers_mut()
         .append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", 0));
     res
 }
 
-fn signed_out(_s: &AppState, redirect: Option<&str>) -> Response {
+fn signed_out(s: &AppState, pc: &PageCtx, redirect: Option<&str>) -> Response {
     match redirect {
-        Some(url) => see_other(url),
-        None => render(&SignedOutPage, StatusCode::OK),
+        Some(url) => see_other(s, pc, url),
+        None => page(s, pc, "signed-out.html", context! {}, StatusCode::OK, None),
     }
+}
+
+/// The operator's logo (`branding.logo_file`), served from this origin so that the pages'
+/// CSP needs only `img-src 'self'`; an SVG cannot run anything (sandboxed, no scripts).
+pub async fn logo(State(s): State<Arc<AppState>>) -> Response {
+    let Some(logo) = s.ui.logo() else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let mut res = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, logo.content_type)],
+        logo.bytes.clone(),
+    )
+        .into_response();
+    let h = res.headers_mut();
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; sandbox"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    res
 }
 
 #[cfg(test)]

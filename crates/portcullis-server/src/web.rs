@@ -34,29 +34,36 @@ pub fn form(headers: &HeaderMap, body: &Bytes, max_params: usize) -> Result<Vec<
 
 /// For pages: an HTML response with the security headers of AS-SP-07/09 (no framing, strict CSP,
 /// no referrer, never cached). Forms post only to this server (CSP `form-action`, issue 13
-/// item 16).
-pub fn html(status: StatusCode, body: String) -> Response {
-    page(status, body, HeaderValue::from_static(PAGE_CSP))
+/// item 16). `images`: the operator's logo, served by this server, may be shown (`img-src
+/// 'self'`; nothing else is loosened).
+pub fn html(status: StatusCode, body: String, images: bool) -> Response {
+    let csp = if images { PAGE_CSP_WITH_LOGO } else { PAGE_CSP };
+    page(status, body, HeaderValue::from_static(csp))
 }
 
 /// A page whose form's response may redirect to `target` (the client's redirect URI): CSP
 /// `form-action` covers redirects after a form submission, so that origin is allowed too.
-pub fn html_with_form_targets(status: StatusCode, body: String, target: &str) -> Response {
+pub fn html_with_form_targets(status: StatusCode, body: String, target: &str, images: bool) -> Response {
+    let base = if images { PAGE_CSP_BASE_WITH_LOGO } else { PAGE_CSP_BASE };
     let origin = url::Url::parse(target)
         .ok()
         .filter(|u| u.scheme() == "https")
         .map(|u| u.origin().ascii_serialization())
         .filter(|o| o.bytes().all(|b| b.is_ascii_graphic() && b != b';' && b != b','));
     let csp = match origin {
-        Some(o) => HeaderValue::from_str(&format!("{PAGE_CSP_BASE} form-action 'self' {o}")).ok(),
+        Some(o) => HeaderValue::from_str(&format!("{base} form-action 'self' {o}")).ok(),
         None => None,
     };
-    page(status, body, csp.unwrap_or(HeaderValue::from_static(PAGE_CSP)))
+    let fallback = if images { PAGE_CSP_WITH_LOGO } else { PAGE_CSP };
+    page(status, body, csp.unwrap_or(HeaderValue::from_static(fallback)))
 }
 
 const PAGE_CSP_BASE: &str = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none';";
 const PAGE_CSP: &str =
     "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+const PAGE_CSP_BASE_WITH_LOGO: &str =
+    "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none';";
+const PAGE_CSP_WITH_LOGO: &str = "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 fn page(status: StatusCode, body: String, csp: HeaderValue) -> Response {
     let mut res = (

@@ -126,6 +126,21 @@ pub fn scope(
     Ok(scope)
 }
 
+/// OIDC Core §3.1.2.1 `ui_locales`: space-separated BCP 47 tags in order of preference. A
+/// preference, never a reason to refuse: malformed tags are dropped, at most 10 kept.
+pub fn ui_locales(p: &dyn AuthorizationParameters) -> Vec<String> {
+    let mut kept: Vec<String> = Vec::new();
+    for tag in p.get("ui_locales").unwrap_or("").split(' ') {
+        if kept.len() == 10 {
+            break;
+        }
+        if crate::scope::is_language_tag(tag) && !kept.iter().any(|k| k.eq_ignore_ascii_case(tag)) {
+            kept.push(tag.to_owned());
+        }
+    }
+    kept
+}
+
 /// SP 5.3.2.2 Note 4 (AS-SP-56/57): `state` and `nonce` are kept byte-exact, within bounds.
 pub fn state_and_nonce(p: &dyn AuthorizationParameters) -> OAuthResult<(Option<String>, Option<String>)> {
     let state = p.get("state");

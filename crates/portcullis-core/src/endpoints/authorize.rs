@@ -25,6 +25,13 @@ pub struct PendingAuthorization {
     pub client_name: Option<String>,
     /// When the request was pushed (for `prompt=login`).
     pub pushed_at: i64,
+    /// The client's registered `policy_uri` and `tos_uri` (RFC 7591 §2; https, checked at
+    /// registration and again here), shown on the consent page.
+    pub policy_uri: Option<String>,
+    pub tos_uri: Option<String>,
+    /// Whether a refresh token will be issued with the code (the client has the refresh_token
+    /// grant): the consent page then says access lasts as long as that token.
+    pub refresh_token: bool,
 }
 
 /// Where the browser goes with an authorization response, and, for a signed (JARM) one, the
@@ -56,6 +63,14 @@ pub enum Decision {
         login_request: Option<String>,
     },
     Deny,
+}
+
+/// A registered URL for a page link: an absolute https URL (as registration requires; a
+/// client stored before that rule shows no link).
+fn https_metadata(metadata: &crate::model::ClientMetadata, field: &str) -> Option<String> {
+    let v = metadata.extra.get(field)?.as_str()?;
+    let u = url::Url::parse(v).ok()?;
+    (u.scheme() == "https" && u.host().is_some() && u.username().is_empty() && v.len() <= 2048).then(|| v.to_owned())
 }
 
 /// What the authorization endpoint's checks work on and fill in.
@@ -137,13 +152,17 @@ impl Provider {
         let (Some(client), Some(request_uri), Some(pushed)) = (ctx.client, ctx.request_uri, ctx.pushed) else {
             return Err(OAuthError::server_error("authorize check table: incomplete"));
         };
-        let client_name = client.client.metadata.client_name.clone();
+        let metadata = &client.client.metadata;
+        let client_name = metadata.client_name.clone();
         let pushed_at = pushed.expires_at - self.settings.request_uri_lifetime;
         Ok(PendingAuthorization {
             request_uri_hash: request_uri.hash(),
             request: pushed.request,
             client_name,
             pushed_at,
+            policy_uri: https_metadata(metadata, "policy_uri"),
+            tos_uri: https_metadata(metadata, "tos_uri"),
+            refresh_token: metadata.allows_grant("refresh_token"),
         })
     }
 

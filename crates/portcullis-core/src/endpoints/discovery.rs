@@ -21,6 +21,22 @@ impl Provider {
 }
 
 impl Provider {
+    /// The protocol's claims, then every claim a defined scope releases (issue 17 item 6).
+    fn claims_supported(&self) -> Vec<&str> {
+        let mut c = vec!["sub", "iss", "aud", "azp", "exp", "iat", "auth_time", "nonce"];
+        for d in &self.settings.scopes {
+            if !self.settings.scopes_supported.iter().any(|s| s == d.name.as_str()) {
+                continue;
+            }
+            for claim in &d.claims {
+                if !c.contains(&claim.as_str()) {
+                    c.push(claim);
+                }
+            }
+        }
+        c
+    }
+
     pub fn metadata(&self) -> Value {
         let s = &self.settings;
         let e = &s.endpoints;
@@ -68,10 +84,9 @@ impl Provider {
             "dpop_signing_alg_values_supported": algs,
             "id_token_signing_alg_values_supported": algs,
             "prompt_values_supported": ["none", "login", "consent"],
-            "claims_supported": [
-                "sub", "iss", "aud", "azp", "exp", "iat", "auth_time", "nonce",
-                "name", "given_name", "family_name", "preferred_username", "email", "email_verified"
-            ],
+            "claims_supported": self.claims_supported(),
+            // OIDC Discovery §3: the languages of the login and consent pages (issue 17 item 8)
+            "ui_locales_supported": s.ui_locales_supported,
             "claims_parameter_supported": false,
             // RFC 9101 through PAR (FAPI 2.0 Message Signing): request objects are verified
             "request_parameter_supported": true,

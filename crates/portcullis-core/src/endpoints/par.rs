@@ -145,6 +145,12 @@ pub const PAR_CHECKS: &[Check<ParContext>] = &[
         run: Run::Sync(max_age_and_prompt),
     },
     Check {
+        name: "`ui_locales`",
+        rule: "kept as a preference: well-formed language tags only, at most 10 (never refused)",
+        source: "OIDC Core §3.1.2.1; issue 17 item 8",
+        run: Run::Sync(ui_locales),
+    },
+    Check {
         name: "no `authorization_details`",
         rule: "RAR is not supported yet",
         source: "RFC 9396 (later)",
@@ -220,6 +226,7 @@ fn client_authentication<'a>(p: &'a Provider, c: &'a mut ParContext) -> CheckFut
             prompt: Vec::new(),
             response_mode: Default::default(),
             resources: Vec::new(),
+            ui_locales: Vec::new(),
             interaction_id: c.req.interaction_id.clone(),
         });
         c.client = Some(client);
@@ -342,6 +349,12 @@ fn max_age_and_prompt(_: &Provider, c: &mut ParContext) -> OAuthResult<()> {
     let r = c.request()?;
     r.max_age = max_age;
     r.prompt = prompt;
+    Ok(())
+}
+
+fn ui_locales(_: &Provider, c: &mut ParContext) -> OAuthResult<()> {
+    let locales = rules::ui_locales(&c.authorization());
+    c.request()?.ui_locales = locales;
     Ok(())
 }
 

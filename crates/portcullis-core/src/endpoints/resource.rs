@@ -55,25 +55,6 @@ pub struct UserinfoResponse {
     pub dpop_nonce: Option<String>,
 }
 
-/// Which claims each scope releases (OIDC Core §5.4).
-const PROFILE_CLAIMS: [&str; 14] = [
-    "name",
-    "family_name",
-    "given_name",
-    "middle_name",
-    "nickname",
-    "preferred_username",
-    "profile",
-    "picture",
-    "website",
-    "gender",
-    "birthdate",
-    "zoneinfo",
-    "locale",
-    "updated_at",
-];
-const EMAIL_CLAIMS: [&str; 2] = ["email", "email_verified"];
-
 /// A request admitted to a protected resource: the token's facts, and the DPoP nonce to
 /// rotate to (if any).
 #[derive(Debug, Clone)]
@@ -287,11 +268,9 @@ impl Provider {
         let mut claims = Map::new();
         claims.insert("sub".into(), Value::from(token.subject.as_str()));
         if let Some(user) = user {
-            let has = |s: &str| token.scope.iter().any(|x| x == s);
+            // issue 17 item 6: each granted scope releases the claims configured for it
             for (k, v) in &user.claims {
-                let released = (has("profile") && PROFILE_CLAIMS.contains(&k.as_str()))
-                    || (has("email") && EMAIL_CLAIMS.contains(&k.as_str()));
-                if released {
+                if self.settings.releases_claim(&token.scope, k) {
                     claims.insert(k.clone(), v.clone());
                 }
             }

@@ -49,6 +49,8 @@ pub struct Server {
     /// The management listener (health, metrics), plain HTTP on loopback.
     pub management_port: u16,
     env: Vec<(String, String)>,
+    /// `--config FILE` for `serve` and every command, if the test wrote one.
+    pub config: Option<PathBuf>,
     pub http: reqwest::Client,
     pub meta: Value,
     pub stdout: String,
@@ -64,13 +66,27 @@ impl Server {
 
     /// A fresh server with extra `PORTCULLIS_*` settings, and user alice.
     pub async fn start_with(extra_env: &[(&str, &str)]) -> Server {
-        Self::start_trusting(extra_env, None).await
+        Self::start_full(None, extra_env, None).await
     }
 
     /// A fresh server whose certificate chains to `ca_file` (set `PORTCULLIS_TLS_CERT_FILE`
     /// and `_KEY_FILE` in `extra_env`), or to the development CA when `None`.
     pub async fn start_trusting(extra_env: &[(&str, &str)], ca_file: Option<PathBuf>) -> Server {
+        Self::start_full(None, extra_env, ca_file).await
+    }
+
+    /// A fresh server with a configuration file (TOML text), extra settings, and user alice.
+    pub async fn start_configured(config: Option<&str>, extra_env: &[(&str, &str)]) -> Server {
+        Self::start_full(config, extra_env, None).await
+    }
+
+    async fn start_full(config: Option<&str>, extra_env: &[(&str, &str)], ca_file: Option<PathBuf>) -> Server {
         let tmp = tempfile::tempdir().unwrap();
+        let config = config.map(|text| {
+            let path = tmp.path().join("portcullis.toml");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
         let dir = tmp.path().join("data");
         // `user add` runs before the first `serve`: only `serve` makes a missing data dir
         private_dir(&dir);
@@ -101,6 +117,7 @@ impl Server {
             mtls_port,
             management_port,
             env,
+            config,
             http: reqwest::Client::new(),
             meta: Value::Null,
             stdout: String::new(),
@@ -181,6 +198,9 @@ impl Server {
             .append(true)
             .open(self.log_path())
             .expect("server log file");
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(&self.dir)
@@ -262,6 +282,11 @@ impl Server {
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
         let mut cmd = Command::new(BIN);
         cmd.args(args).arg("--data-dir").arg(&self.dir);
+        if let Some(c) = &self.config
+            && !args.contains(&"--config")
+        {
+            cmd.arg("--config").arg(c);
+        }
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -661,9 +686,11 @@ pub fn form_action(page: &str) -> String {
     html_unescape(&page[i..i + end])
 }
 
+/// The hidden fields of the page's first form.
 pub fn hidden_fields(page: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for part in page.split("<input type=\"hidden\"").skip(1) {
+    let first_form = page.split("</form>").next().unwrap_or(page);
+    for part in first_form.split("<input type=\"hidden\"").skip(1) {
         let name = attr(part, "name").unwrap();
         let value = attr(part, "value").unwrap_or_default();
         out.push((name, value));

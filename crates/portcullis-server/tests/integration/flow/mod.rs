@@ -10,6 +10,7 @@ mod happy;
 mod http_signatures;
 mod jar;
 mod jarm;
+mod pages;
 mod par;
 mod resource;
 mod resources;
