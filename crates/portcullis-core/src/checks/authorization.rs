@@ -1,6 +1,6 @@
 //! The FAPI 2.0 rules for authorization parameters (SP 5.3.2.2, AS-SP-32..59), as functions of
-//! the parameters whatever carried them: form fields at PAR today, the claims of a verified
-//! request object (JAR, RFC 9101) later.
+//! the parameters whatever carried them: form fields at PAR, or the claims of a verified request
+//! object (JAR, RFC 9101).
 
 use crate::error::{ErrorCode, OAuthError, OAuthResult, Status};
 use crate::model::ClientMetadata;

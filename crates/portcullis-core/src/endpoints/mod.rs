@@ -18,7 +18,7 @@ pub fn render_markdown() -> String {
         (
             "Pushed authorization request (`POST /par`)",
             "RFC 9126; SP 5.3.2.2. The authorization parameters are checked whatever their source \
-             (form fields today, a verified request object later).",
+             (form fields, or the claims of a verified request object: JAR, RFC 9101).",
             describe(par::PAR_CHECKS),
         ),
         (

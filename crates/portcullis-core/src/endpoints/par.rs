@@ -52,7 +52,7 @@ impl ParContext {
             .ok_or_else(|| OAuthError::server_error("PAR check table: no request"))
     }
 
-    /// The authorization parameters (form fields; a verified request object later).
+    /// The authorization parameters (form fields, or a verified request object).
     /// The authorization parameters: a verified request object's claims when one was pushed,
     /// else the form fields.
     fn authorization(&self) -> Params<'_> {
