@@ -90,6 +90,15 @@ impl ClientMetadata {
             .and_then(|a| Algorithm::parse(a).ok())
     }
 
+    /// OIDC Registration `request_object_signing_alg`: the one algorithm of the client's
+    /// request objects, when it registered one.
+    pub fn request_object_signing_alg(&self) -> Option<Algorithm> {
+        self.extra
+            .get("request_object_signing_alg")
+            .and_then(Value::as_str)
+            .and_then(|a| Algorithm::parse(a).ok())
+    }
+
     /// RFC 9101 §10.5 `require_signed_request_object`.
     pub fn requires_signed_request_object(&self) -> bool {
         self.extra

@@ -50,6 +50,17 @@ impl Provider {
         {
             return Err(bad(format!("request object typ {typ} is not oauth-authz-req+jwt")));
         }
+        // OIDC Registration §2: a registered request_object_signing_alg is the only one
+        // accepted (EdDSA and Ed25519 name one algorithm, RFC 9864)
+        if let Some(registered) = client.client.metadata.request_object_signing_alg() {
+            let alg = jws.header().alg;
+            let same = alg == registered || (alg.key_type() == "OKP" && registered.key_type() == "OKP");
+            if !same {
+                return Err(bad(format!(
+                    "request object alg {alg} is not the client's registered request_object_signing_alg {registered}"
+                )));
+            }
+        }
         // AS-MS-06: signed by the authenticated client's key
         let key = self.verify_with_client_keys(client, &jws).await?.map_err(|e| match e {
             JoseError::NoMatchingKey => bad("no registered key of the client matches the request object (kid, alg)"),

@@ -375,9 +375,9 @@ fn validate(input: &Value, scopes_supported: &[String], resource_server: Option<
     // SP 5.4.1 (AS-SP-95): FAPI algorithms only
     let token_endpoint_auth_signing_alg = opt_alg("token_endpoint_auth_signing_alg")?;
     let id_token_signed_response_alg = opt_alg("id_token_signed_response_alg")?.unwrap_or(Algorithm::Es256);
-    for field in ["request_object_signing_alg", "userinfo_signed_response_alg"] {
-        opt_alg(field)?;
-    }
+    // RFC 7591 §2 / OIDC Registration: request objects from this client must use this one
+    let request_object_signing_alg = opt_alg("request_object_signing_alg")?;
+    opt_alg("userinfo_signed_response_alg")?;
     // RFC 9701 §6: the algorithm of the client's signed introspection responses
     let introspection_signed_response_alg = opt_alg("introspection_signed_response_alg")?;
     // JARM §3: the algorithm of the client's signed authorization responses (FAPI ones only)
@@ -464,6 +464,12 @@ fn validate(input: &Value, scopes_supported: &[String], resource_server: Option<
     if let Some(alg) = introspection_signed_response_alg {
         extra.insert(
             "introspection_signed_response_alg".to_owned(),
+            Value::String(alg.as_str().to_owned()),
+        );
+    }
+    if let Some(alg) = request_object_signing_alg {
+        extra.insert(
+            "request_object_signing_alg".to_owned(),
             Value::String(alg.as_str().to_owned()),
         );
     }

@@ -182,3 +182,37 @@ async fn as_ms_01_signed_requests_required() {
     let r = Par::new(&rp).send(&s, &rp, None).await;
     expect_error(r, 400, &["invalid_request"]).await;
 }
+
+/// OIDC Registration §2: a client that registered `request_object_signing_alg` has request
+/// objects of that algorithm only (its other keys do not help).
+#[tokio::test]
+async fn registered_request_object_signing_alg_is_enforced() {
+    let s = Server::start().await;
+    let ps256 = SigningKey::generate(Algorithm::Ps256).unwrap();
+    let rp = Rp::register_with(&s, Algorithm::Es256, json!({"request_object_signing_alg": "ES256"})).await;
+    assert_eq!(rp.registration["request_object_signing_alg"], "ES256");
+    let par = Par::new(&rp);
+    let claims = object_claims(&s, &rp, &par);
+    assert_eq!(push(&s, &rp, &sign(&rp, &claims, None), &[]).await.status(), 201);
+    // a PS256 object (from a key the client does not even have registered) is refused for its alg
+    let other = ps256.sign_jwt(Algorithm::Ps256, None, &claims).unwrap();
+    let r = push(&s, &rp, &other, &[]).await;
+    let (status, error, description) = error_of(r).await;
+    assert_eq!((status, error.as_str()), (400, "invalid_request_object"));
+    assert!(description.contains("request_object_signing_alg"), "{description}");
+    // an algorithm outside FAPI cannot be registered
+    let r = s
+        .http
+        .post(s.endpoint("registration_endpoint"))
+        .bearer_auth(s.initial_access_token())
+        .json(&json!({
+            "redirect_uris": [REDIRECT_URI],
+            "token_endpoint_auth_method": "private_key_jwt",
+            "jwks": {"keys": [ps256.public_jwk().to_json()]},
+            "request_object_signing_alg": "RS256",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
