@@ -228,8 +228,17 @@ const MAX_CLAIMS: usize = 50;
 /// The most scopes a server defines.
 pub const MAX_SCOPES: usize = 100;
 
-/// Claims the protocol sets itself (OIDC Core §2, RFC 9068 §2.2).
-const RESERVED_CLAIMS: [&str; 14] = [
+/// Claims the protocol sets itself (OIDC Core §2, §5.6.2, RFC 9068 §2.2, RFC 8693 §4.1).
+const RESERVED_CLAIMS: [&str; 23] = [
+    "scope",
+    "at_hash",
+    "c_hash",
+    "s_hash",
+    "sid",
+    "typ",
+    "act",
+    "_claim_names",
+    "_claim_sources",
     "sub",
     "iss",
     "aud",
@@ -343,10 +352,15 @@ mod tests {
             ScopeDefinition::new("x", "a\u{202E}b", &none, &[]),
             Err(ScopeError::DescriptionCharacter { .. })
         ));
-        assert!(matches!(
-            ScopeDefinition::new("x", "ok", &none, &["sub".into()]),
-            Err(ScopeError::ReservedClaim { .. })
-        ));
+        for reserved in ["sub", "cnf", "scope", "at_hash", "sid", "_claim_sources"] {
+            assert!(
+                matches!(
+                    ScopeDefinition::new("x", "ok", &none, &[reserved.into()]),
+                    Err(ScopeError::ReservedClaim { .. })
+                ),
+                "{reserved}"
+            );
+        }
         assert!(matches!(
             ScopeDefinition::new("x", "ok", &none, &["a b".into()]),
             Err(ScopeError::ClaimName { .. })

@@ -35,6 +35,9 @@ pub fn record_with(
     sub: Option<&str>,
     detail: &str,
 ) {
+    if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
+        return;
+    }
     let ctx = REQUEST.try_with(Clone::clone).ok();
     let interaction_id = ctx.as_ref().map_or("", |c| &*c.interaction_id);
     let client_address = ctx.as_ref().and_then(|c| c.client_address);

@@ -34,7 +34,7 @@ pub struct Config {
 }
 
 /// The server's signing keys (issue 17 item 4; `portcullis keys`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct KeysConfig {
     /// Seconds between `keys rotate` and the moment the new keys start signing: they are in
@@ -49,6 +49,20 @@ pub struct KeysConfig {
     pub encryption_key: String,
     /// A file holding that base64 key (a mounted secret). Not with `encryption_key`.
     pub encryption_key_file: String,
+}
+
+/// Never the key-encryption key itself, whoever prints the configuration.
+impl std::fmt::Debug for KeysConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeysConfig")
+            .field("prepublication", &self.prepublication)
+            .field(
+                "encryption_key",
+                &if self.encryption_key.is_empty() { "" } else { "****" },
+            )
+            .field("encryption_key_file", &self.encryption_key_file)
+            .finish()
+    }
 }
 
 impl Default for KeysConfig {

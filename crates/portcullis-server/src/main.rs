@@ -260,6 +260,8 @@ fn parse_duration(s: &str) -> Result<i64, String> {
 
 async fn serve(config: Config) -> Result<(), Failure> {
     init_tracing(&config);
+    // before anything records a metric (the store's timing keeps its handles)
+    let prometheus = management::install_recorder().map_err(rt)?;
     // first-start initialisation (database, keys, development certificates) has one winner
     // among processes starting together on this data dir; the others adopt what it made
     // (issue 13 item 17)
@@ -311,7 +313,6 @@ async fn serve(config: Config) -> Result<(), Failure> {
             "the management listener (health, metrics) is not on loopback: keep it off public networks"
         );
     }
-    let prometheus = management::install_recorder().map_err(rt)?;
     let discovery = format!("{}/.well-known/openid-configuration", config.server.issuer);
     println!("issuer: {}", config.server.issuer);
     println!("discovery: {discovery}");

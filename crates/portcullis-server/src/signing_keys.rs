@@ -109,16 +109,31 @@ impl Custody {
         Ok(key)
     }
 
-    /// Stored keys opened for the ring (plaintext ones, from before encryption at rest, as
-    /// they are).
+    /// Stored keys opened for the ring. Plaintext ones are taken only from a store that holds
+    /// no sealed key yet (one from before encryption at rest, sealed at start): once any key is
+    /// sealed, a plaintext row is what someone with write access to the database planted to
+    /// have it sign, and is ignored, loudly (review round 2, M1).
     fn open(&self, stored: Vec<StoredKey>) -> Result<Vec<StoredKey>, KeyEncryptionError> {
+        let any_sealed = stored.iter().any(|k| is_sealed(&k.private_key));
         stored
             .into_iter()
-            .map(|mut k| {
+            .filter_map(|mut k| {
                 if is_sealed(&k.private_key) {
-                    k.private_key = self.kek.open(&k.kid, &k.private_key)?;
+                    Some(self.kek.open(&k.kid, &k.private_key).map(|p| {
+                        k.private_key = p;
+                        k
+                    }))
+                } else if any_sealed {
+                    tracing::error!(
+                        kid = %k.kid,
+                        "a signing key in the database is not sealed although the others are: it is ignored \
+                         (neither published nor used); someone with write access to the database may have put it \
+                         there: remove it and check the database"
+                    );
+                    None
+                } else {
+                    Some(Ok(k))
                 }
-                Ok(k)
             })
             .collect()
     }
@@ -127,6 +142,11 @@ impl Custody {
     /// the same at once is harmless). Returns how many this call sealed.
     async fn seal_plaintext(&self, store: &dyn Store, stored: &[StoredKey]) -> Result<usize, String> {
         let mut sealed = 0;
+        // only the keys of a store from before encryption at rest: a plaintext key beside sealed
+        // ones is never adopted ([`Custody::open`])
+        if stored.iter().any(|k| is_sealed(&k.private_key)) {
+            return Ok(0);
+        }
         for k in stored.iter().filter(|k| !is_sealed(&k.private_key)) {
             let blob = self.kek.seal(&k.kid, &k.private_key).map_err(|e| e.to_string())?;
             if store

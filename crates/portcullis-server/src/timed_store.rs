@@ -20,11 +20,17 @@ pub const DB_DURATION: &str = "portcullis_db_query_duration_seconds";
 /// Times every call of the store it wraps.
 pub struct TimedStore(pub Arc<dyn Store>);
 
+/// Times one call into its operation's histogram. The handle is looked up once per operation
+/// and kept (a registry lookup per call costs more than the timing itself); the recorder is
+/// installed before the first store call, at the start of `serve`.
 macro_rules! timed {
     ($op:literal, $call:expr) => {{
+        static HISTOGRAM: std::sync::OnceLock<metrics::Histogram> = std::sync::OnceLock::new();
         let started = Instant::now();
         let result = $call.await;
-        metrics::histogram!(DB_DURATION, "operation" => $op).record(started.elapsed().as_secs_f64());
+        HISTOGRAM
+            .get_or_init(|| metrics::histogram!(DB_DURATION, "operation" => $op))
+            .record(started.elapsed().as_secs_f64());
         result
     }};
 }

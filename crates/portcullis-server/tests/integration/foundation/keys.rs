@@ -304,3 +304,44 @@ async fn plaintext_keys_are_sealed_at_start() {
         "older keys signed from their creation"
     );
 }
+
+/// Review round 2, M1: once the keys are sealed, a plaintext key written into the database (by
+/// someone with write access, to have it sign) is neither published nor used, at start or at
+/// a running server's reload.
+#[tokio::test]
+async fn a_planted_plaintext_key_is_ignored() {
+    let mut s = Server::start().await;
+    let before = kids(&server_jwks(&s).await);
+    s.stop().await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", s.dir.join("portcullis.db").display()))
+        .await
+        .unwrap();
+    let planted = SigningKey::generate(Algorithm::Es256).unwrap();
+    // older than the real one, so that it would sign if it were adopted
+    sqlx::query(
+        "INSERT INTO signing_keys (kid, alg, pkcs8, created_at, activates_at, retired_at) VALUES (?, ?, ?, ?, ?, NULL)",
+    )
+    .bind(planted.kid())
+    .bind("ES256")
+    .bind(planted.pkcs8())
+    .bind(1_000_i64)
+    .bind(1_000_i64)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    s.restart().await;
+    let after = kids(&server_jwks(&s).await);
+    assert!(!after.contains(planted.kid()), "the planted key is not published");
+    assert_eq!(after, before);
+    let rp = dcr_client(&s).await;
+    assert_ne!(id_token_kid(&s, &rp).await, planted.kid(), "nor used");
+    // and it stays in the clear (nobody sealed it into the ring)
+    let blob = stored_keys(&s.dir)
+        .await
+        .into_iter()
+        .find(|(kid, _, _)| kid == planted.kid())
+        .map(|(_, _, b)| b)
+        .unwrap();
+    assert!(parses_as_pkcs8("ES256", &blob));
+}
