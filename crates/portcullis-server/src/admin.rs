@@ -367,7 +367,7 @@ const TOKEN_ID_LEN: usize = 12;
 /// An initial access token's ID: the first 12 hex digits of the SHA-256 of the token, i.e. of
 /// the hash that is all the database keeps (`printf %s "$TOKEN" | sha256sum | cut -c1-12`).
 /// It names the token without being able to stand in for it.
-fn token_id(token_hash: &str) -> String {
+pub(crate) fn token_id(token_hash: &str) -> String {
     match portcullis_jose::b64url_decode(token_hash) {
         Ok(bytes) => bytes
             .iter()

@@ -181,7 +181,13 @@ impl Demo {
                 .await
                 .map_err(|e| ("user", e))?;
             if created {
-                self.held("user", format!("created {user} in the local store (it did not exist)"));
+                self.held(
+                    "user",
+                    format!(
+                        "created {user} in the local store (it did not exist; it stays: \
+                         `portcullis user remove {user}` removes it)"
+                    ),
+                );
             } else {
                 self.held("user", format!("{user} exists in the local store"));
             }
@@ -667,15 +673,29 @@ async fn ensure_user(store: &dyn Store, username: &str, password: &str) -> Resul
         created_at: Some(now()),
     };
     store.insert_user(&user).await.map_err(|e| e.to_string())?;
+    crate::audit_events::record_with(
+        "user_created",
+        "success",
+        None,
+        Some(&user.sub),
+        &format!("username={username} by=demo"),
+    );
     Ok(true)
 }
 
 /// One initial access token for one registration, valid 10 minutes.
 async fn initial_access_token(store: &dyn Store) -> Result<String, String> {
-    admin::create_initial_access_token(store, 600, Some(1))
+    let (token, record) = admin::create_initial_access_token(store, 600, Some(1))
         .await
-        .map(|(token, _)| token)
-        .map_err(failure_text)
+        .map_err(failure_text)?;
+    crate::audit_events::record_with(
+        "registration_token_created",
+        "success",
+        None,
+        None,
+        &format!("id={} by=demo", admin::token_id(&record.token_hash)),
+    );
+    Ok(token)
 }
 
 fn failure_text(f: Failure) -> String {

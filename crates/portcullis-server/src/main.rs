@@ -192,6 +192,8 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
     // in --data-dir, or the wrong working directory), not a reason to start an empty one
     if !matches!(command, Command::Serve | Command::Demo(_)) {
         require_data_dir(&config)?;
+    }
+    if !matches!(command, Command::Serve) {
         init_cli_tracing(&config);
     }
     match command {

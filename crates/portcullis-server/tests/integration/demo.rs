@@ -94,9 +94,16 @@ async fn demo_fails_clearly_and_creates_missing_users() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     assert!(
-        stdout.contains("✓ user: created bob in the local store (it did not exist)"),
+        stdout.contains("✓ user: created bob in the local store (it did not exist; it stays"),
         "{stdout}"
     );
+    // the account it made, and its initial access token, are audit events (never the token)
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("user_created") && stderr.contains("username=bob by=demo"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("registration_token_created"), "{stderr}");
     assert!(stdout.contains("✓ login and consent: signed in as bob"), "{stdout}");
     let show = s.cli(&["user", "show", "bob"], None);
     assert!(show.status.success());
