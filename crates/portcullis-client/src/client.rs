@@ -210,7 +210,9 @@ impl Client {
                 nonce: secrets.nonce,
                 code_verifier: secrets.code_verifier,
                 issuer: self.metadata.issuer.clone(),
-                iss_required: self.metadata.authorization_response_iss_parameter_supported,
+                // FAPI 2.0 SP 5.3.3.2 (RFC 9207): every FAPI 2.0 server sends iss, whatever its
+                // metadata says; a response without it is refused
+                iss_required: true,
             },
             dpop,
         })
