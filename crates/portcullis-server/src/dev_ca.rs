@@ -88,7 +88,7 @@ pub fn ensure_dev_certificates(files: &TlsFiles, hosts: &[String], now: i64) -> 
         let key = KeyPair::generate().map_err(|e| e.to_string())?;
         let cert = ca_params(hosts, now)?.self_signed(&key).map_err(|e| e.to_string())?;
         write_private(&files.ca_key(), &key.serialize_pem()).map_err(|e| io(&files.ca_key(), e))?;
-        std::fs::write(files.ca_cert(), cert.pem()).map_err(|e| io(&files.ca_cert(), e))?;
+        write_public(&files.ca_cert(), &cert.pem()).map_err(|e| io(&files.ca_cert(), e))?;
         if why != "none yet" {
             tracing::warn!(
                 ca = %files.ca_cert().display(),
@@ -146,7 +146,7 @@ pub fn ensure_dev_certificates(files: &TlsFiles, hosts: &[String], now: i64) -> 
     let key = KeyPair::generate().map_err(|e| e.to_string())?;
     let cert = params.signed_by(&key, &issuer).map_err(|e| e.to_string())?;
     write_private(&files.server_key(), &key.serialize_pem()).map_err(|e| io(&files.server_key(), e))?;
-    std::fs::write(files.server_cert(), cert.pem()).map_err(|e| io(&files.server_cert(), e))?;
+    write_public(&files.server_cert(), &cert.pem()).map_err(|e| io(&files.server_cert(), e))?;
     std::fs::write(files.hosts(), wanted_hosts).map_err(|e| io(&files.hosts(), e))?;
     if why != "none yet" && why != "a new CA" {
         tracing::info!(
@@ -215,22 +215,43 @@ fn read_validity(path: &Path) -> Option<Validity> {
     })
 }
 
-/// Writes a private key file, 0600 from the start.
+/// Writes a private key file, 0600 from the start, whole or not at all: a temporary file in the
+/// same directory, synced, then renamed over the old one (a crash or a reader never sees half
+/// a key, and an existing file's loose mode is not kept).
 pub fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    write_atomically(path, contents, 0o600)
+}
+
+/// Writes a public file (a certificate) whole or not at all, 0644.
+pub fn write_public(path: &Path, contents: &str) -> std::io::Result<()> {
+    write_atomically(path, contents, 0o644)
+}
+
+fn write_atomically(path: &Path, contents: &str, mode: u32) -> std::io::Result<()> {
     use std::io::Write;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)?;
-        f.write_all(contents.as_bytes())
+        options.mode(mode);
     }
     #[cfg(not(unix))]
-    {
-        std::fs::write(path, contents)
+    let _ = mode;
+    let written = options.open(&tmp).and_then(|mut f| {
+        f.write_all(contents.as_bytes())?;
+        f.sync_all()
+    });
+    match written.and_then(|()| std::fs::rename(&tmp, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
 }
