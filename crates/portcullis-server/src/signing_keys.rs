@@ -317,6 +317,14 @@ pub async fn command(config: &Config, command: KeysCommand) -> Result<(), StartE
                 .await
                 .map_err(|e| rt(e.to_string()))?;
             let when = crate::admin::utc(activates_at);
+            let kids: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
+            crate::audit_events::record_with(
+                "keys_rotated",
+                "success",
+                None,
+                None,
+                &format!("new={} active_from={when}", kids.join(",")),
+            );
             for key in &keys {
                 if wait == 0 {
                     println!("{}\t{}\tactive from {when}", key.kid, key.alg);

@@ -297,6 +297,12 @@ async fn cli_keys_rotate() {
         .collect();
     assert_eq!(new.len(), 3, "keys rotate should make three keys: {rotated}");
     assert!(new.is_disjoint(&old), "rotation reused a kid");
+    // issue 17 item 2: the rotation is an audit event naming the new kids
+    let err = stderr_of(&out);
+    assert!(
+        err.contains("keys_rotated") && new.iter().all(|k| err.contains(k.as_str())),
+        "{err}"
+    );
 
     let out = s.cli(&["keys", "list"], None);
     let list = stdout_of(&out);
