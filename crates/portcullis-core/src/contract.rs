@@ -11,7 +11,7 @@ use crate::keyring::generate_stored_key;
 use crate::model::Session;
 use crate::model::{
     AuthorizationCode, AuthorizationRequest, Client, ClientAuthMethod, ClientMetadata, CodeRedemption, Grant,
-    InitialAccessToken, PushedRequest, SenderConstraint, TokenKind, TokenRecord, User,
+    InitialAccessToken, Interaction, PushedRequest, SenderConstraint, TokenKind, TokenRecord, User,
 };
 use crate::store::{Store, TableSizes};
 use crate::types::{CertificateThumbprint, JwkThumbprint, PkceChallenge};
@@ -30,7 +30,8 @@ macro_rules! store_contract_tests {
             purge_removes_what_can_no_longer_be_used, purge_goes_on_until_done,
             audit_entries_append_and_read_back, audit_appends_never_fork, audit_purge_leaves_an_anchor,
             initial_access_tokens_are_listed_and_deleted, users_round_trip, changing_a_password_ends_sessions,
-            deleting_a_user_takes_what_acts_for_them);
+            deleting_a_user_takes_what_acts_for_them, interaction_takes_over_a_request_uri_once,
+            interaction_completes_once, interaction_expiry_and_purge);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -188,6 +189,100 @@ pub async fn request_uri_consumption_has_one_winner(s: Arc<dyn Store>) {
     assert_eq!(p.request.state.unwrap().len(), 1000);
     s.insert_pushed_request(&pushed("r2", 2000)).await.unwrap();
     assert!(!s.consume_pushed_request("r2", 2000).await.unwrap(), "expired");
+}
+
+fn interaction(id: &str, request_uri_hash: &str, expires_at: i64) -> Interaction {
+    Interaction {
+        id: id.into(),
+        browser_hash: format!("browser-{id}"),
+        request_uri_hash: request_uri_hash.into(),
+        request: pushed(request_uri_hash, 0).request,
+        pushed_at: 1000,
+        expires_at,
+        completed: false,
+    }
+}
+
+/// Issue 17 item 7: of many browsers opening one request_uri at once, exactly one starts an
+/// interaction (the request_uri is spent in the same step); the others store nothing. Nothing
+/// starts on an expired or unknown request_uri.
+pub async fn interaction_takes_over_a_request_uri_once(s: Arc<dyn Store>) {
+    s.insert_pushed_request(&pushed("r1", 2000)).await.unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..20 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.start_interaction(&interaction(&format!("i{n}"), "r1", 5000), 1500)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1);
+    assert_eq!(s.table_sizes().await.unwrap().interactions, 1);
+    assert!(s.get_pushed_request("r1").await.unwrap().unwrap().consumed);
+    assert!(!s.consume_pushed_request("r1", 1500).await.unwrap(), "spent");
+    let started = s.get_interaction_by_request("r1").await.unwrap().unwrap();
+    assert_eq!(s.get_interaction(&started.id).await.unwrap(), Some(started.clone()));
+    assert_eq!(started.request.state.as_ref().map(String::len), Some(1000));
+    assert_eq!((started.pushed_at, started.expires_at), (1000, 5000));
+    assert!(!started.completed);
+    assert!(s.get_interaction("nope").await.unwrap().is_none());
+    assert!(s.get_interaction_by_request("nope").await.unwrap().is_none());
+    // an expired or unknown request_uri starts nothing
+    s.insert_pushed_request(&pushed("r2", 2000)).await.unwrap();
+    assert!(!s.start_interaction(&interaction("x", "r2", 5000), 2000).await.unwrap());
+    assert!(!s.start_interaction(&interaction("y", "r3", 5000), 1500).await.unwrap());
+    assert!(s.get_interaction("x").await.unwrap().is_none());
+    assert!(!s.get_pushed_request("r2").await.unwrap().unwrap().consumed);
+    assert_eq!(s.table_sizes().await.unwrap().interactions, 1);
+    // removing the client takes its interactions
+    assert!(!s.delete_client("c1").await.unwrap());
+    assert_eq!(s.table_sizes().await.unwrap().interactions, 0);
+}
+
+/// Issue 17 item 7: an interaction gives one authorization response, however many consent
+/// POSTs race for it.
+pub async fn interaction_completes_once(s: Arc<dyn Store>) {
+    s.insert_pushed_request(&pushed("r1", 2000)).await.unwrap();
+    assert!(s.start_interaction(&interaction("i1", "r1", 5000), 1500).await.unwrap());
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.complete_interaction("i1", 4000).await.unwrap()
+        }));
+    }
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 1);
+    assert!(s.get_interaction("i1").await.unwrap().unwrap().completed);
+    assert!(!s.complete_interaction("i1", 4000).await.unwrap());
+    assert!(!s.complete_interaction("nope", 4000).await.unwrap());
+}
+
+/// Issue 17 item 7: an interaction outlives its request_uri, but not its own expiry; the purge
+/// removes it an hour after that (a late form still gets a precise page until then).
+pub async fn interaction_expiry_and_purge(s: Arc<dyn Store>) {
+    s.insert_pushed_request(&pushed("r1", 2000)).await.unwrap();
+    s.insert_pushed_request(&pushed("r2", 2000)).await.unwrap();
+    assert!(s.start_interaction(&interaction("i1", "r1", 5000), 1500).await.unwrap());
+    assert!(s.start_interaction(&interaction("i2", "r2", 9000), 1500).await.unwrap());
+    assert!(!s.complete_interaction("i1", 5000).await.unwrap(), "expired");
+    assert!(!s.get_interaction("i1").await.unwrap().unwrap().completed);
+    s.purge_expired(8599).await.unwrap();
+    assert!(s.get_interaction("i1").await.unwrap().is_some(), "within the hour");
+    s.purge_expired(8600).await.unwrap();
+    assert!(s.get_interaction("i1").await.unwrap().is_none());
+    assert!(s.get_interaction_by_request("r1").await.unwrap().is_none());
+    // long after its request_uri expired, the live one completes
+    assert!(s.complete_interaction("i2", 8601).await.unwrap());
+    assert_eq!(s.table_sizes().await.unwrap().interactions, 1);
 }
 
 /// RFC 9449 §11.1: a jti is remembered once; an expired record may be reused.

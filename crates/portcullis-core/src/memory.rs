@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use crate::audit::{AuditRecord, ChainPoint};
 use crate::model::{
-    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, PushedRequest, Session, StoredKey, TokenKind,
-    TokenRecord, User,
+    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, Interaction, PushedRequest, Session,
+    StoredKey, TokenKind, TokenRecord, User,
 };
 use crate::store::{Store, StoreResult, TableSizes};
 use crate::sync::lock;
@@ -25,6 +25,7 @@ struct Inner {
     initial_tokens: HashMap<String, InitialAccessToken>,
     users: HashMap<String, User>,
     pushed: HashMap<String, PushedRequest>,
+    interactions: HashMap<String, Interaction>,
     codes: HashMap<String, (AuthorizationCode, Option<i64>)>,
     grants: HashMap<String, (Grant, bool)>,
     tokens: HashMap<String, TokenRecord>,
@@ -115,6 +116,7 @@ impl Store for MemoryStore {
         g.grants.retain(|k, _| !grants.contains(k));
         g.codes.retain(|_, (c, _)| c.grant.client_id != client_id);
         g.pushed.retain(|_, p| p.request.client_id != client_id);
+        g.interactions.retain(|_, i| i.request.client_id != client_id);
         Ok(g.clients.remove(client_id).is_some())
     }
 
@@ -224,6 +226,39 @@ impl Store for MemoryStore {
         match g.pushed.get_mut(request_uri_hash) {
             Some(p) if !p.consumed && p.expires_at > now => {
                 p.consumed = true;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn start_interaction(&self, interaction: &Interaction, now: i64) -> StoreResult<bool> {
+        let mut g = lock(&self.inner);
+        match g.pushed.get_mut(&interaction.request_uri_hash) {
+            Some(p) if !p.consumed && p.expires_at > now => p.consumed = true,
+            _ => return Ok(false),
+        }
+        g.interactions.insert(interaction.id.clone(), interaction.clone());
+        Ok(true)
+    }
+
+    async fn get_interaction(&self, id: &str) -> StoreResult<Option<Interaction>> {
+        Ok(lock(&self.inner).interactions.get(id).cloned())
+    }
+
+    async fn get_interaction_by_request(&self, request_uri_hash: &str) -> StoreResult<Option<Interaction>> {
+        Ok(lock(&self.inner)
+            .interactions
+            .values()
+            .find(|i| i.request_uri_hash == request_uri_hash)
+            .cloned())
+    }
+
+    async fn complete_interaction(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let mut g = lock(&self.inner);
+        match g.interactions.get_mut(id) {
+            Some(i) if !i.completed && i.expires_at > now => {
+                i.completed = true;
                 Ok(true)
             }
             _ => Ok(false),
@@ -378,6 +413,7 @@ impl Store for MemoryStore {
         g.replay.retain(|_, exp| *exp > now);
         g.sessions.retain(|_, s| s.expires_at > now);
         g.pushed.retain(|_, p| p.expires_at > grace);
+        g.interactions.retain(|_, i| i.expires_at > grace);
         g.codes.retain(|_, (c, _)| c.expires_at > grace);
         g.tokens.retain(|_, t| t.expires_at > now);
         g.initial_tokens
@@ -419,6 +455,7 @@ impl Store for MemoryStore {
             initial_access_tokens: n(g.initial_tokens.len()),
             users: n(g.users.len()),
             pushed_requests: n(g.pushed.len()),
+            interactions: n(g.interactions.len()),
             grants: n(g.grants.len()),
             codes: n(g.codes.len()),
             tokens: n(g.tokens.len()),

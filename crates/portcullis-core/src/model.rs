@@ -232,6 +232,28 @@ pub struct PushedRequest {
     pub consumed: bool,
 }
 
+/// A login and consent in progress in one browser (issue 17 item 7). It takes over a pushed
+/// request the moment the authorization endpoint accepts its request_uri (which is spent then),
+/// and runs on its own, longer clock (`Settings::interaction_lifetime`), so that a slow login is
+/// no race against the request_uri. Not to be confused with the `x-fapi-interaction-id` of a
+/// request (`AuthorizationRequest::interaction_id`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interaction {
+    /// What the pages' forms and URLs carry (a random credential); worth nothing without the
+    /// browser's interaction cookie.
+    pub id: String,
+    /// SHA-256 of the browser's interaction cookie: only that browser continues it.
+    pub browser_hash: String,
+    /// The request_uri it took over (spent; at most one interaction per request_uri).
+    pub request_uri_hash: String,
+    pub request: AuthorizationRequest,
+    /// When the request was pushed (for `prompt=login`).
+    pub pushed_at: i64,
+    pub expires_at: i64,
+    /// The authorization response has been given: no second one (single completion).
+    pub completed: bool,
+}
+
 /// What the user granted; access and refresh tokens hang off it so they can be revoked together
 /// (SP 6.8, RFC 6749 §4.1.2 on code replay).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

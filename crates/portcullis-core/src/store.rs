@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use crate::audit::{AuditRecord, ChainPoint};
 use crate::error::StoreError;
 use crate::model::{
-    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, PushedRequest, Session, StoredKey, TokenKind,
-    TokenRecord, User,
+    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, Interaction, PushedRequest, Session,
+    StoredKey, TokenKind, TokenRecord, User,
 };
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -74,6 +74,19 @@ pub trait Store: Send + Sync + 'static {
     /// Marks an unexpired, unused request_uri as used; true if this caller won.
     async fn consume_pushed_request(&self, request_uri_hash: &str, now: i64) -> StoreResult<bool>;
 
+    // browser-bound interactions (issue 17 item 7)
+    /// Spends the unexpired, unused request_uri `interaction.request_uri_hash` and stores the
+    /// interaction that takes it over, in one atomic step: true if this caller won; false, with
+    /// nothing written, if the request_uri was used or had expired.
+    async fn start_interaction(&self, interaction: &Interaction, now: i64) -> StoreResult<bool>;
+    /// The interaction `id` in whatever state (expired and completed ones too, until purged).
+    async fn get_interaction(&self, id: &str) -> StoreResult<Option<Interaction>>;
+    /// The interaction a request_uri was spent on, if any.
+    async fn get_interaction_by_request(&self, request_uri_hash: &str) -> StoreResult<Option<Interaction>>;
+    /// Marks an unexpired, uncompleted interaction completed; true if this caller won (the one
+    /// authorization response an interaction gives).
+    async fn complete_interaction(&self, id: &str, now: i64) -> StoreResult<bool>;
+
     // authorization codes, grants and tokens
     /// Stores the grant and its code together.
     async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()>;
@@ -113,8 +126,8 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_signing_keys_retired_before(&self, before: i64) -> StoreResult<u64>;
 
     /// Deletes what can no longer be used (issue 13 item 5): expired replay records, sessions
-    /// and tokens; pushed requests and codes an hour past expiry (late use still gets a precise
-    /// answer, a replayed code is still detected); initial access tokens expired or used up;
+    /// and tokens; pushed requests, interactions and codes an hour past expiry (late use still
+    /// gets a precise answer, a replayed code is still detected); initial access tokens expired or used up;
     /// grants with no token and no code left (revoked ones included). Engines delete in
     /// bounded batches so that no write lock is held for long.
     async fn purge_expired(&self, now: i64) -> StoreResult<()>;
@@ -160,6 +173,7 @@ pub struct TableSizes {
     pub initial_access_tokens: u64,
     pub users: u64,
     pub pushed_requests: u64,
+    pub interactions: u64,
     pub grants: u64,
     pub codes: u64,
     pub tokens: u64,

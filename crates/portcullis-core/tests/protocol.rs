@@ -218,7 +218,7 @@ impl Env {
     async fn code(&self) -> String {
         let request_uri = self.par().await.unwrap();
         let q = vec![("client_id".into(), "rp".into()), ("request_uri".into(), request_uri)];
-        let pending = self.provider.begin_authorization(q).await.unwrap();
+        let pending = self.provider.begin_authorization(q, "browser").await.unwrap();
         let response = self
             .provider
             .complete_authorization(
@@ -281,12 +281,113 @@ async fn request_uri_lifetime_boundary() {
         ]
     };
     let uri = e.par().await.unwrap();
+    let late = e.par().await.unwrap();
     e.clock.advance(89);
-    assert!(e.provider.begin_authorization(q(&uri)).await.is_ok());
+    assert!(e.provider.begin_authorization(q(&uri), "b1").await.is_ok());
     e.clock.advance(1);
-    let err = e.provider.begin_authorization(q(&uri)).await.unwrap_err();
+    let err = e.provider.begin_authorization(q(&late), "b1").await.unwrap_err();
     let u = err.authorization_response().expect("redirected").redirect_url(ISSUER);
     assert!(u.contains("error=invalid_request_uri"), "{u}");
+}
+
+/// Issue 17 item 7: the first visit spends the request_uri and starts an interaction bound to
+/// the browser; that browser continues for `interaction_lifetime` (600 s by default), however
+/// short the request_uri's life; then a page says the sign-in took too long. Another browser
+/// cannot take over, and an interaction gives one response.
+#[tokio::test]
+async fn interaction_lifetime_boundary() {
+    let e = env().await;
+    let q = |uri: &str| {
+        vec![
+            ("client_id".to_owned(), "rp".to_owned()),
+            ("request_uri".to_owned(), uri.to_owned()),
+        ]
+    };
+    let uri = e.par().await.unwrap();
+    let pending = e.provider.begin_authorization(q(&uri), "b1").await.unwrap();
+    // another browser with the same URL: the request_uri is spent
+    let err = e.provider.begin_authorization(q(&uri), "b2").await.unwrap_err();
+    let u = err.authorization_response().expect("redirected").redirect_url(ISSUER);
+    assert!(u.contains("error=invalid_request_uri") && u.contains("state=s1"), "{u}");
+    let err = e
+        .provider
+        .resume_interaction(&pending.interaction, Some("b2"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status.code(), 403);
+    assert!(err.authorization_response().is_none());
+    assert!(e.provider.resume_interaction(&pending.interaction, None).await.is_err());
+    // the same browser, long after the request_uri expired: by URL (a reload) and by id
+    e.clock.advance(599);
+    let again = e.provider.begin_authorization(q(&uri), "b1").await.unwrap();
+    assert_eq!(again.interaction, pending.interaction);
+    assert_eq!(again.pushed_at, pending.pushed_at);
+    let resumed = e
+        .provider
+        .resume_interaction(&pending.interaction, Some("b1"))
+        .await
+        .unwrap();
+    assert_eq!(resumed.request, pending.request);
+    // then it has expired: a page in plain words (410), no redirect, no code
+    e.clock.advance(1);
+    for err in [
+        e.provider.begin_authorization(q(&uri), "b1").await.unwrap_err(),
+        e.provider
+            .resume_interaction(&pending.interaction, Some("b1"))
+            .await
+            .unwrap_err(),
+        e.provider
+            .complete_authorization(&resumed, allow(&resumed, e.now()))
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(err.status.code(), 410);
+        assert!(err.authorization_response().is_none());
+        assert!(
+            err.public_description().contains("took too long"),
+            "{}",
+            err.public_description()
+        );
+    }
+    // completed once: a second consent is a page, not a second code
+    let uri = e.par().await.unwrap();
+    let pending = e.provider.begin_authorization(q(&uri), "b1").await.unwrap();
+    e.clock.advance(300);
+    let done = e
+        .provider
+        .complete_authorization(&pending, allow(&pending, e.now()))
+        .await;
+    assert!(matches!(
+        done,
+        Ok(portcullis_core::response::AuthorizationResponse::Code { .. })
+    ));
+    let err = e
+        .provider
+        .complete_authorization(&pending, allow(&pending, e.now()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status.code(), 400);
+    assert!(err.authorization_response().is_none());
+    let err = e
+        .provider
+        .resume_interaction(&pending.interaction, Some("b1"))
+        .await
+        .unwrap_err();
+    assert!(err.public_description().contains("already been completed"));
+    // and the used request_uri, opened again by that browser: invalid_request_uri
+    let err = e.provider.begin_authorization(q(&uri), "b1").await.unwrap_err();
+    assert!(err.authorization_response().is_some());
+    // unknown ids are pages too
+    assert!(e.provider.resume_interaction("nope", Some("b1")).await.is_err());
+    assert!(e.provider.resume_interaction("", Some("b1")).await.is_err());
+}
+
+fn allow(pending: &portcullis_core::authorize::PendingAuthorization, now: i64) -> Decision {
+    Decision::Allow {
+        sub: "alice".into(),
+        auth_time: now,
+        login_request: Some(pending.request_uri_hash.clone()),
+    }
 }
 
 /// AS-SP-26/28: exp must be in the future; iat/nbf may be up to 60 s ahead, not 61.
@@ -567,7 +668,7 @@ async fn login_freshness() {
     let t = e.now();
     let pending = e
         .provider
-        .begin_authorization(q(e.par_with(&[("max_age", "60")]).await.unwrap()))
+        .begin_authorization(q(e.par_with(&[("max_age", "60")]).await.unwrap()), "browser")
         .await
         .unwrap();
     assert_eq!(
@@ -579,7 +680,7 @@ async fn login_freshness() {
     // max_age=0: only a login made during this request will do, and one does (no endless loop)
     let pending0 = e
         .provider
-        .begin_authorization(q(e.par_with(&[("max_age", "0")]).await.unwrap()))
+        .begin_authorization(q(e.par_with(&[("max_age", "0")]).await.unwrap()), "browser")
         .await
         .unwrap();
     assert_eq!(e.provider.next_step(&pending0, Some(&session(t - 1))), NextStep::Login);
@@ -594,7 +695,7 @@ async fn login_freshness() {
     e.clock.advance(-5);
     let pending = e
         .provider
-        .begin_authorization(q(e.par_with(&[("prompt", "login")]).await.unwrap()))
+        .begin_authorization(q(e.par_with(&[("prompt", "login")]).await.unwrap()), "browser")
         .await
         .unwrap();
     assert_eq!(e.provider.next_step(&pending, Some(&session(t - 1))), NextStep::Login);
@@ -623,7 +724,7 @@ async fn login_freshness() {
     assert!(e.provider.complete_authorization(&pending, fresh).await.is_ok());
     let pending = e
         .provider
-        .begin_authorization(q(e.par_with(&[("prompt", "none")]).await.unwrap()))
+        .begin_authorization(q(e.par_with(&[("prompt", "none")]).await.unwrap()), "browser")
         .await
         .unwrap();
     match e.provider.next_step(&pending, None) {

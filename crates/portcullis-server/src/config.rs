@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use portcullis_core::Settings;
-use portcullis_core::settings::{MAX_CODE_LIFETIME, MAX_REQUEST_URI_LIFETIME};
+use portcullis_core::settings::{MAX_CODE_LIFETIME, MAX_INTERACTION_LIFETIME, MAX_REQUEST_URI_LIFETIME};
 use serde::{Deserialize, Serialize};
 
 use crate::config_shape::Shape;
@@ -163,6 +163,9 @@ pub struct TokenConfig {
     pub code_lifetime: i64,
     /// PAR request_uris: under 600 (SP 5.3.2.2-12).
     pub request_uri_lifetime: i64,
+    /// A login and consent, from the first visit of the authorization endpoint (which spends
+    /// the request_uri): 10 to 3600; minutes in practice (under a minute only for tests).
+    pub interaction_lifetime: i64,
     pub access_token_lifetime: i64,
     pub refresh_token_lifetime: i64,
     pub id_token_lifetime: i64,
@@ -237,6 +240,7 @@ impl Default for TokenConfig {
         Self {
             code_lifetime: d.code_lifetime,
             request_uri_lifetime: d.request_uri_lifetime,
+            interaction_lifetime: d.interaction_lifetime,
             access_token_lifetime: d.access_token_lifetime,
             refresh_token_lifetime: d.refresh_token_lifetime,
             id_token_lifetime: d.id_token_lifetime,
@@ -409,6 +413,11 @@ impl Config {
         }
         if !(10..=MAX_REQUEST_URI_LIFETIME).contains(&t.request_uri_lifetime) {
             return Err("tokens.request_uri_lifetime must be 10 to 599 seconds (FAPI 2.0 SP 5.3.2.2-12)".into());
+        }
+        if !(10..=MAX_INTERACTION_LIFETIME).contains(&t.interaction_lifetime) {
+            return Err(format!(
+                "tokens.interaction_lifetime must be 10 to {MAX_INTERACTION_LIFETIME} seconds"
+            ));
         }
         if !(30..=86_400).contains(&t.access_token_lifetime) {
             return Err("tokens.access_token_lifetime must be 30 to 86400 seconds".into());

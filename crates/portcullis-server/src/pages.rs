@@ -1,6 +1,11 @@
 //! The login and consent pages (INTERFACE.md forms): password login with a `__Host-` session
-//! cookie, CSRF tokens bound to a browser cookie and the request_uri, 303 after every POST
+//! cookie, CSRF tokens bound to a browser cookie and the interaction, 303 after every POST
 //! (SP 5.3.2.2-10/-11), and HTML error pages for what must not be redirected (AS-SP-53).
+//!
+//! Issue 17 item 7: the first visit of the authorization endpoint spends the request_uri and
+//! starts an interaction (core's `begin_authorization`) bound to this browser by the
+//! `__Host-portcullis-interaction` cookie; the forms and the page after a login name the
+//! interaction, never the request_uri, so a slow login is no race against the request_uri.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,14 +34,17 @@ const CSRF_COOKIE: &str = "__Host-portcullis-csrf";
 /// Marks a browser where a user signed in before (OWASP "device cookies"): its attempts for that
 /// user skip the per-username back-off, which others' guesses fill.
 const DEVICE_COOKIE: &str = "__Host-portcullis-device";
+/// Binds login interactions to the browser (issue 17 item 7): a random key whose hash each
+/// interaction started here holds. One per browser, so that sign-ins in several tabs go on side
+/// by side; it lives as long as the newest interaction.
+const INTERACTION_COOKIE: &str = "__Host-portcullis-interaction";
 
 #[derive(Template)]
 #[template(path = "login.html")]
 struct LoginPage<'a> {
     action: &'a str,
     client_name: Option<&'a str>,
-    client_id: &'a str,
-    request_uri: &'a str,
+    interaction: &'a str,
     csrf_token: &'a str,
     username: &'a str,
     error: Option<&'a str>,
@@ -47,8 +55,7 @@ struct LoginPage<'a> {
 struct ConsentPage<'a> {
     action: &'a str,
     client_name: Option<&'a str>,
-    client_id: &'a str,
-    request_uri: &'a str,
+    interaction: &'a str,
     csrf_token: &'a str,
     username: &'a str,
     scopes: Vec<&'static str>,
@@ -263,7 +270,8 @@ async fn browser(state: &AppState, headers: &HeaderMap) -> Result<Browser, Respo
     })
 }
 
-/// GET on the authorization endpoint.
+/// GET on the authorization endpoint: `client_id` + `request_uri` (a new interaction, or this
+/// browser's for that request_uri), or `interaction` alone (where a login leads back to).
 pub async fn authorize(
     State(s): State<Arc<AppState>>,
     interaction: InteractionId,
@@ -271,29 +279,55 @@ pub async fn authorize(
     headers: HeaderMap,
 ) -> Response {
     let query = query_pairs(q.as_deref());
-    let pending = match s.provider.begin_authorization(query.clone()).await {
-        Ok(p) => p,
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    };
+    let resume = match (param("request_uri"), param("interaction")) {
+        (None, Some(id)) => Some(id),
+        _ => None,
+    };
+    let browser_key = cookie(&headers, INTERACTION_COOKIE);
+    let begun = match resume {
+        Some(id) => s
+            .provider
+            .resume_interaction(&id, browser_key.as_deref())
+            .await
+            .map(|p| (p, None)),
+        None => {
+            // a browser without the cookie gets one; one with it has it renewed, so that it
+            // outlives the newest interaction started with it
+            let key = browser_key.unwrap_or_else(credential);
+            s.provider
+                .begin_authorization(query, &key)
+                .await
+                .map(|p| (p, Some(key)))
+        }
+    };
+    let (pending, set_key) = match begun {
+        Ok(x) => x,
         Err(e) => return failure(&s, e).await,
     };
     let b = match browser(&s, &headers).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let request_uri = query
-        .iter()
-        .find(|(k, _)| k == "request_uri")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("");
     let mut res = match (s.provider.next_step(&pending, b.session.as_ref()), &b.session) {
         (NextStep::Respond(response), _) => return respond(&s, &response, Some(&interaction)).await,
-        (NextStep::Consent, Some(session)) => {
-            consent_page(&s, &pending, request_uri, &b.csrf_cookie, &session.username)
-        }
-        _ => login_page(&s, &pending, request_uri, &b.csrf_cookie, "", None, StatusCode::OK),
+        (NextStep::Consent, Some(session)) => consent_page(&s, &pending, &b.csrf_cookie, &session.username),
+        _ => login_page(&s, &pending, &b.csrf_cookie, "", None, StatusCode::OK),
     };
     if b.new_cookie {
         res.headers_mut()
             .append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &b.csrf_cookie, 86_400));
+    }
+    if let Some(key) = set_key {
+        res.headers_mut().append(
+            header::SET_COOKIE,
+            set_cookie(INTERACTION_COOKIE, &key, s.provider.settings().interaction_lifetime),
+        );
     }
     res
 }
@@ -301,19 +335,17 @@ pub async fn authorize(
 fn login_page(
     s: &AppState,
     pending: &PendingAuthorization,
-    request_uri: &str,
     browser: &str,
     username: &str,
     error: Option<&str>,
     status: StatusCode,
 ) -> Response {
-    let csrf = csrf_token(s, browser, FormPurpose::Login, request_uri);
+    let csrf = csrf_token(s, browser, FormPurpose::Login, &pending.interaction);
     render(
         &LoginPage {
             action: &s.login_action,
             client_name: pending.client_name.as_deref(),
-            client_id: &pending.request.client_id,
-            request_uri,
+            interaction: &pending.interaction,
             csrf_token: &csrf,
             username,
             error,
@@ -322,14 +354,8 @@ fn login_page(
     )
 }
 
-fn consent_page(
-    s: &AppState,
-    pending: &PendingAuthorization,
-    request_uri: &str,
-    browser: &str,
-    username: &str,
-) -> Response {
-    let csrf = csrf_token(s, browser, FormPurpose::Consent, request_uri);
+fn consent_page(s: &AppState, pending: &PendingAuthorization, browser: &str, username: &str) -> Response {
+    let csrf = csrf_token(s, browser, FormPurpose::Consent, &pending.interaction);
     let mut scopes: Vec<&'static str> = pending.request.scope.iter().map(|x| describe_scope(x)).collect();
     if scopes.is_empty() {
         scopes.push("access your account on your behalf");
@@ -340,8 +366,7 @@ fn consent_page(
         &ConsentPage {
             action: &s.consent_action,
             client_name: pending.client_name.as_deref(),
-            client_id: &pending.request.client_id,
-            request_uri,
+            interaction: &pending.interaction,
             csrf_token: &csrf,
             username,
             scopes,
@@ -365,7 +390,8 @@ impl PostedForm {
     }
 }
 
-/// The checks common to both POSTs: form body, CSRF, a still-valid pushed request.
+/// The checks common to both POSTs: form body, CSRF (bound to the browser, the form and the
+/// interaction), and an interaction this browser started that is still going.
 async fn posted(
     s: &AppState,
     headers: &HeaderMap,
@@ -386,7 +412,7 @@ async fn posted(
         s,
         &b.csrf_cookie,
         purpose,
-        form.get("request_uri"),
+        form.get("interaction"),
         form.get("csrf_token"),
     ) {
         return Err(error_page(
@@ -394,21 +420,22 @@ async fn posted(
             "The form has expired or was not sent from this site (CSRF check failed).",
         ));
     }
-    let query = vec![
-        ("client_id".to_owned(), form.get("client_id").to_owned()),
-        ("request_uri".to_owned(), form.get("request_uri").to_owned()),
-    ];
-    let pending = match s.provider.begin_authorization(query).await {
+    let browser_key = cookie(headers, INTERACTION_COOKIE);
+    let pending = match s
+        .provider
+        .resume_interaction(form.get("interaction"), browser_key.as_deref())
+        .await
+    {
         Ok(p) => p,
         Err(e) => return Err(failure(s, e).await),
     };
     Ok((form, pending, b))
 }
 
-fn authorize_again(s: &AppState, form: &PostedForm) -> String {
+/// The authorization endpoint again, for the interaction (the page after a login).
+fn authorize_again(s: &AppState, pending: &PendingAuthorization) -> String {
     let mut ser = url::form_urlencoded::Serializer::new(String::new());
-    ser.append_pair("client_id", form.get("client_id"));
-    ser.append_pair("request_uri", form.get("request_uri"));
+    ser.append_pair("interaction", &pending.interaction);
     format!("{}?{}", s.authorize_path, ser.finish())
 }
 
@@ -425,7 +452,6 @@ pub async fn login(
     };
     let username = form.get("username");
     let password = form.get("password");
-    let request_uri = form.get("request_uri");
     // issue 13 item 7: back-off per username, per client address and per request; the wait is
     // taken before the password is checked, and parallel attempts queue one after another. A
     // browser where this user signed in before is not held up by others' guesses at the name.
@@ -433,7 +459,7 @@ pub async fn login(
         cookie(&headers, DEVICE_COOKIE).and_then(|c| s.login_failures.known_device(&c, username, s.provider.now()));
     let keys = s
         .login_failures
-        .keys(username, peer.ip(), request_uri, device.as_deref());
+        .keys(username, peer.ip(), &pending.interaction, device.as_deref());
     let Some((attempt, wait)) = s.login_failures.admit(keys) else {
         tracing::info!(user = %s.login_failures.tag(username), "login refused: too many recent failures");
         audit_events::record("login", "refused", Some(&pending.request.client_id), None);
@@ -476,7 +502,6 @@ pub async fn login(
             return login_page(
                 &s,
                 &pending,
-                request_uri,
                 &b.csrf_cookie,
                 shown,
                 Some("The username or password is not correct."),
@@ -511,7 +536,7 @@ pub async fn login(
         );
     }
     audit_events::record("login", "success", Some(&pending.request.client_id), Some(&user.sub));
-    let mut res = see_other(&authorize_again(&s, &form));
+    let mut res = see_other(&authorize_again(&s, &pending));
     res.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(SESSION_COOKIE, &session_id, s.provider.settings().session_lifetime),
@@ -561,13 +586,13 @@ pub async fn consent(
         Err(r) => return r,
     };
     let Some(session) = b.session else {
-        return see_other(&authorize_again(&s, &form));
+        return see_other(&authorize_again(&s, &pending));
     };
     // issue 13 item 6: prompt=login and max_age are decided again when consent is given, not
     // only when the page was shown (OIDC Core §3.1.2.1)
     match s.provider.next_step(&pending, Some(&session)) {
         NextStep::Consent => {}
-        NextStep::Login => return see_other(&authorize_again(&s, &form)),
+        NextStep::Login => return see_other(&authorize_again(&s, &pending)),
         NextStep::Respond(response) => return respond(&s, &response, Some(&interaction)).await,
     }
     let decision = match form.get("decision") {

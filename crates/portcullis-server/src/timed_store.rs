@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use portcullis_core::Store;
 use portcullis_core::audit::{AuditRecord, ChainPoint};
 use portcullis_core::model::{
-    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, PushedRequest, Session, StoredKey, TokenKind,
-    TokenRecord, User,
+    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, Interaction, PushedRequest, Session,
+    StoredKey, TokenKind, TokenRecord, User,
 };
 use portcullis_core::store::{StoreResult, TableSizes};
 
@@ -140,6 +140,25 @@ impl Store for TimedStore {
             "consume_pushed_request",
             self.0.consume_pushed_request(request_uri_hash, now)
         )
+    }
+
+    async fn start_interaction(&self, interaction: &Interaction, now: i64) -> StoreResult<bool> {
+        timed!("start_interaction", self.0.start_interaction(interaction, now))
+    }
+
+    async fn get_interaction(&self, id: &str) -> StoreResult<Option<Interaction>> {
+        timed!("get_interaction", self.0.get_interaction(id))
+    }
+
+    async fn get_interaction_by_request(&self, request_uri_hash: &str) -> StoreResult<Option<Interaction>> {
+        timed!(
+            "get_interaction_by_request",
+            self.0.get_interaction_by_request(request_uri_hash)
+        )
+    }
+
+    async fn complete_interaction(&self, id: &str, now: i64) -> StoreResult<bool> {
+        timed!("complete_interaction", self.0.complete_interaction(id, now))
     }
 
     async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()> {

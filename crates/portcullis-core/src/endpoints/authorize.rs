@@ -1,23 +1,31 @@
 //! The authorization endpoint (SP 5.3.2.2, RFC 9126 §4): only `client_id` + `request_uri` from a
 //! PAR count; the response goes by redirect with `code`, `state` and `iss` (RFC 9207).
+//!
+//! The first visit spends the request_uri and starts an [`Interaction`] bound to the browser
+//! (issue 17 item 7): login and consent then run on the interaction's clock
+//! (`Settings::interaction_lifetime`), not the request_uri's, and end in one authorization
+//! response at most. Only the same browser continues it (its interaction cookie, whose hash the
+//! interaction holds); another browser with the same URL gets `invalid_request_uri`.
 
 use std::sync::Arc;
 
 use crate::audit::{Direction, Evidence, EvidenceKind};
 use crate::checks::{self, Check, CheckFuture, Run};
 use crate::error::{ErrorCode, OAuthError, OAuthResult, Status};
-use crate::model::{AuthorizationCode, AuthorizationRequest, Grant, PushedRequest, Session};
+use crate::model::{AuthorizationCode, AuthorizationRequest, Grant, Interaction, PushedRequest, Session};
 use crate::provider::{ParsedClient, Provider};
-use crate::random::{credential, hash};
+use crate::random::{credential, hash, secure_eq};
 use crate::response::{AuthorizationResponse, ResponseMode, ResponseTarget};
 use crate::types::{ClientId, RequestUri};
 
 /// How long a JARM response is valid (AS-MS-11: 10 minutes at most).
 const JARM_LIFETIME: i64 = 300;
 
-/// A valid pushed request, waiting for login and consent.
+/// A valid pushed request, waiting for login and consent in its interaction.
 #[derive(Debug, Clone)]
 pub struct PendingAuthorization {
+    /// The interaction's id: what the pages' forms and URLs carry (issue 17 item 7).
+    pub interaction: String,
     pub request_uri_hash: String,
     pub request: AuthorizationRequest,
     /// The client's registered `client_name`, if it gave one. Pages show a neutral phrase
@@ -61,9 +69,12 @@ pub enum Decision {
 /// What the authorization endpoint's checks work on and fill in.
 pub struct AuthorizeContext {
     query: Vec<(String, String)>,
+    /// SHA-256 of the browser's interaction cookie.
+    browser_hash: String,
     client: Option<Arc<ParsedClient>>,
     request_uri: Option<RequestUri>,
     pushed: Option<PushedRequest>,
+    interaction: Option<Interaction>,
 }
 
 impl AuthorizeContext {
@@ -110,45 +121,101 @@ pub const AUTHORIZE_CHECKS: &[Check<AuthorizeContext>] = &[
         run: Run::Sync(same_client),
     },
     Check {
+        name: "this browser's interaction",
+        rule: "a request_uri this browser has opened before continues its interaction, also past the \
+               request_uri's lifetime (an error page once the interaction has expired)",
+        source: "issue 17 item 7; RFC 9126 §7.3 (reload)",
+        run: Run::Async(own_interaction),
+    },
+    Check {
         name: "unused",
-        rule: "not used yet (redirected `invalid_request_uri`)",
-        source: "AS-SP-43, AS-SP-44; RFC 9126 §7.3",
+        rule: "otherwise not used yet: opened by no browser (redirected `invalid_request_uri`)",
+        source: "AS-SP-43; RFC 9126 §7.3",
         run: Run::Sync(unused),
     },
     Check {
         name: "unexpired",
-        rule: "within its lifetime (redirected `invalid_request_uri`)",
+        rule: "otherwise within its lifetime (redirected `invalid_request_uri`)",
         source: "AS-SP-40, AS-SP-43; RFC 9126 §2.2",
         run: Run::Sync(unexpired),
+    },
+    Check {
+        name: "interaction",
+        rule: "spends the request_uri and starts an interaction bound to this browser, in one atomic \
+               step (redirected `invalid_request_uri` if another browser won)",
+        source: "AS-SP-43; RFC 9126 §4, §7.3; issue 17 item 7",
+        run: Run::Async(start_interaction),
     },
 ];
 
 impl Provider {
-    /// Resolves an authorization request (front channel) by running [`AUTHORIZE_CHECKS`]. A
-    /// `request_uri` stays usable until the authorization completes (AS-SP-44).
-    pub async fn begin_authorization(&self, query: Vec<(String, String)>) -> OAuthResult<PendingAuthorization> {
+    /// Resolves an authorization request (front channel) by running [`AUTHORIZE_CHECKS`]: the
+    /// first visit spends the request_uri and starts an interaction bound to the browser whose
+    /// interaction cookie is `browser_key` (the caller makes one for a browser without it, and
+    /// sets it); a later visit from that browser continues the interaction. Nothing is stored
+    /// for a request that fails a check.
+    pub async fn begin_authorization(
+        &self,
+        query: Vec<(String, String)>,
+        browser_key: &str,
+    ) -> OAuthResult<PendingAuthorization> {
         let mut ctx = AuthorizeContext {
             query,
+            browser_hash: hash(browser_key),
             client: None,
             request_uri: None,
             pushed: None,
+            interaction: None,
         };
         checks::run(self, AUTHORIZE_CHECKS, &mut ctx).await?;
-        let (Some(client), Some(request_uri), Some(pushed)) = (ctx.client, ctx.request_uri, ctx.pushed) else {
+        let (Some(client), Some(interaction)) = (ctx.client, ctx.interaction) else {
             return Err(OAuthError::server_error("authorize check table: incomplete"));
         };
-        let client_name = client.client.metadata.client_name.clone();
-        let pushed_at = pushed.expires_at - self.settings.request_uri_lifetime;
-        Ok(PendingAuthorization {
-            request_uri_hash: request_uri.hash(),
-            request: pushed.request,
-            client_name,
-            pushed_at,
-        })
+        Ok(pending(interaction, &client))
     }
 
-    /// Ends an authorization: consumes the request_uri (atomically, single use) and answers
-    /// with a code, or with `access_denied` (RFC 6749 §4.1.2.1, AS-SP-55).
+    /// Continues the interaction `id` for the browser whose interaction cookie is
+    /// `browser_key` (the login and consent forms, and the page after a login). Refusals are
+    /// pages in plain words, never redirects: the interaction may have been started by another
+    /// browser, have given its response already, or have run out of time.
+    pub async fn resume_interaction(&self, id: &str, browser_key: Option<&str>) -> OAuthResult<PendingAuthorization> {
+        let unknown = || {
+            page(
+                ErrorCode::InvalidRequest,
+                "This sign-in is unknown or has ended. Go back to the application and start again.",
+            )
+        };
+        if id.is_empty() || id.len() > 128 {
+            return Err(unknown());
+        }
+        let interaction = self.store.get_interaction(id).await?.ok_or_else(unknown)?;
+        let same_browser =
+            browser_key.is_some_and(|k| secure_eq(hash(k).as_bytes(), interaction.browser_hash.as_bytes()));
+        if !same_browser {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidRequest,
+                Status::Forbidden,
+                "This sign-in was started in another browser. Go back to the application and start again.",
+            ));
+        }
+        if interaction.completed {
+            return Err(already_completed());
+        }
+        if interaction.expires_at <= self.now() {
+            return Err(took_too_long());
+        }
+        let client = self.client(&interaction.request.client_id).await?.ok_or_else(|| {
+            page(
+                ErrorCode::InvalidRequest,
+                "The authorization request names an unknown client.",
+            )
+        })?;
+        Ok(pending(interaction, &client))
+    }
+
+    /// Ends an authorization: completes the interaction (atomically: one response per
+    /// interaction) and answers with a code, or with `access_denied` (RFC 6749 §4.1.2.1,
+    /// AS-SP-55). A second completion, or one after the interaction expired, is a page.
     pub async fn complete_authorization(
         &self,
         pending: &PendingAuthorization,
@@ -158,7 +225,7 @@ impl Provider {
         let target = req.response_target();
         let now = self.now();
         // issue 13 item 6: the login behind an Allow must still satisfy prompt=login and
-        // max_age now, whatever page was shown before (checked before the request_uri is spent)
+        // max_age now, whatever page was shown before (checked before the interaction ends)
         if let Decision::Allow {
             auth_time,
             login_request,
@@ -172,15 +239,13 @@ impl Provider {
                 "This request needs a newer sign-in. Start again from the application.",
             ));
         }
-        let won = self
-            .store
-            .consume_pushed_request(&pending.request_uri_hash, now)
-            .await?;
-        if !won {
-            return Err(
-                OAuthError::invalid_request_uri("the request_uri has already been used or has expired")
-                    .redirected_to(&target),
-            );
+        if !self.store.complete_interaction(&pending.interaction, now).await? {
+            let expired = self
+                .store
+                .get_interaction(&pending.interaction)
+                .await?
+                .is_some_and(|i| !i.completed && i.expires_at <= now);
+            return Err(if expired { took_too_long() } else { already_completed() });
         }
         let (sub, auth_time) = match decision {
             Decision::Deny => {
@@ -291,7 +356,7 @@ impl Provider {
     }
 
     /// OIDC Core §3.1.2.1: `prompt=login` wants a login made for this very request (the login
-    /// form carries the request_uri, and the session remembers it); `max_age` wants a login
+    /// form belongs to the request's interaction, and the session remembers the request); `max_age` wants a login
     /// within that many seconds, or one made for this request (so `max_age=0` can complete).
     pub fn login_is_fresh(&self, pending: &PendingAuthorization, auth_time: i64, login_request: Option<&str>) -> bool {
         let req = &pending.request;
@@ -306,6 +371,33 @@ impl Provider {
 /// A page error (the redirect target is not known or not verified yet, AS-SP-53).
 fn page(code: ErrorCode, d: &'static str) -> OAuthError {
     OAuthError::new(code, Status::BadRequest, d)
+}
+
+/// Issue 17 item 7: the interaction ran out of time. A page, never a redirect with a code.
+fn took_too_long() -> OAuthError {
+    OAuthError::new(
+        ErrorCode::InvalidRequest,
+        Status::Gone,
+        "This sign-in took too long. Go back to the application and start again.",
+    )
+}
+
+/// Issue 17 item 7: the interaction has given its one response (a replayed form, a second tab).
+fn already_completed() -> OAuthError {
+    page(
+        ErrorCode::InvalidRequest,
+        "This sign-in has already been completed. Go back to the application.",
+    )
+}
+
+fn pending(interaction: Interaction, client: &ParsedClient) -> PendingAuthorization {
+    PendingAuthorization {
+        interaction: interaction.id,
+        request_uri_hash: interaction.request_uri_hash,
+        request: interaction.request,
+        client_name: client.client.metadata.client_name.clone(),
+        pushed_at: interaction.pushed_at,
+    }
 }
 
 /// The client named by `client_id`.
@@ -394,8 +486,34 @@ fn same_client(_: &Provider, c: &mut AuthorizeContext) -> OAuthResult<()> {
     Ok(())
 }
 
+/// Issue 17 item 7, RFC 9126 §7.3 (a reload): the browser that spent the request_uri continues
+/// its interaction, however old the request_uri; once the interaction has expired it is told so
+/// (a completed one falls to `unused`: the request_uri was used).
+fn own_interaction<'a>(p: &'a Provider, c: &'a mut AuthorizeContext) -> CheckFuture<'a> {
+    Box::pin(async move {
+        let pushed = c.pushed()?;
+        if !pushed.consumed {
+            return Ok(());
+        }
+        let Some(interaction) = p.store.get_interaction_by_request(&pushed.request_uri_hash).await? else {
+            return Ok(());
+        };
+        if interaction.completed || !secure_eq(interaction.browser_hash.as_bytes(), c.browser_hash.as_bytes()) {
+            return Ok(());
+        }
+        if interaction.expires_at <= p.now() {
+            return Err(took_too_long());
+        }
+        c.interaction = Some(interaction);
+        Ok(())
+    })
+}
+
 /// RFC 9126 §4, §7.3 (AS-SP-43): a used request_uri is refused.
 fn unused(_: &Provider, c: &mut AuthorizeContext) -> OAuthResult<()> {
+    if c.interaction.is_some() {
+        return Ok(());
+    }
     let pushed = c.pushed()?;
     if pushed.consumed {
         return Err(OAuthError::invalid_request_uri("the request_uri has already been used")
@@ -406,10 +524,42 @@ fn unused(_: &Provider, c: &mut AuthorizeContext) -> OAuthResult<()> {
 
 /// RFC 9126 §2.2 (AS-SP-40/43): an expired request_uri is refused.
 fn unexpired(p: &Provider, c: &mut AuthorizeContext) -> OAuthResult<()> {
+    if c.interaction.is_some() {
+        return Ok(());
+    }
     let pushed = c.pushed()?;
     if pushed.expires_at <= p.now() {
         return Err(OAuthError::invalid_request_uri("the request_uri has expired")
             .redirected_to(&pushed.request.response_target()));
     }
     Ok(())
+}
+
+/// Issue 17 item 7; RFC 9126 §4, §7.3 (AS-SP-43): the first visit spends the request_uri and
+/// starts the browser's interaction in one atomic step, so that of two browsers one wins.
+fn start_interaction<'a>(p: &'a Provider, c: &'a mut AuthorizeContext) -> CheckFuture<'a> {
+    Box::pin(async move {
+        if c.interaction.is_some() {
+            return Ok(());
+        }
+        let pushed = c.pushed()?;
+        let now = p.now();
+        let interaction = Interaction {
+            id: credential(),
+            browser_hash: c.browser_hash.clone(),
+            request_uri_hash: pushed.request_uri_hash.clone(),
+            request: pushed.request.clone(),
+            pushed_at: pushed.expires_at - p.settings.request_uri_lifetime,
+            expires_at: now + p.settings.interaction_lifetime,
+            completed: false,
+        };
+        if !p.store.start_interaction(&interaction, now).await? {
+            return Err(
+                OAuthError::invalid_request_uri("the request_uri has already been used or has expired")
+                    .redirected_to(&pushed.request.response_target()),
+            );
+        }
+        c.interaction = Some(interaction);
+        Ok(())
+    })
 }

@@ -72,7 +72,10 @@ async fn request_uri_is_bound_to_its_client() {
     assert!(r.headers().get("location").is_none());
 }
 
-/// AS-SP-43/44: usable again until the authorization completes, then refused.
+/// AS-SP-43, issue 17 item 7: the first browser to open a request_uri spends it and may open it
+/// again (a reload) until its interaction completes; another browser with the same URL (one
+/// that saw it over the user's shoulder, or a link pre-fetcher) is refused; once completed, the
+/// URL is refused everywhere.
 #[tokio::test]
 async fn request_uri_single_use_after_completion() {
     let s = Server::start().await;
@@ -80,20 +83,185 @@ async fn request_uri_single_use_after_completion() {
     let par = Par::new(&rp);
     let request_uri = par.push(&s, &rp).await;
     let url = Browser::authorization_url(&s, &rp.client_id, &request_uri);
-    // a first visit without logging in (a link pre-fetcher) does not burn it
-    let mut first = Browser::default();
-    assert_eq!(first.get(&s, &url).await.0, 200);
-    assert_eq!(first.get(&s, &url).await.0, 200);
     let mut b = Browser::default();
-    let cb = b.run(&s, &rp.client_id, &request_uri, "allow").await;
-    assert!(query(&cb).contains_key("code"));
-    // once completed: invalid_request_uri, by redirect with state and iss
-    let (status, headers, _) = b.get(&s, &url).await;
+    assert_eq!(b.get(&s, &url).await.0, 200);
+    let cookie = b
+        .set_cookie_lines
+        .iter()
+        .find(|l| l.starts_with("__Host-portcullis-interaction="))
+        .expect("interaction cookie")
+        .clone();
+    for attr in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=600"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    assert!(!cookie.contains("Domain"));
+    let (status, _, page) = b.get(&s, &url).await;
+    assert_eq!(status, 200, "a reload continues: {page}");
+    // another browser: invalid_request_uri by redirect, with state and iss; nothing it can post
+    let mut other = Browser::default();
+    let (status, headers, _) = other.get(&s, &url).await;
     assert_eq!(status, 303);
     let q = query(&url::Url::parse(headers["location"].to_str().unwrap()).unwrap());
     assert_eq!(q["error"], "invalid_request_uri");
     assert_eq!(q["state"], par.state);
     assert_eq!(q["iss"], s.issuer);
+    assert!(!other.cookies.contains_key("__Host-portcullis-interaction"));
+    // the first browser signs in and consents
+    let cb = b.run(&s, &rp.client_id, &request_uri, "allow").await;
+    assert!(query(&cb).contains_key("code"));
+    // once completed: invalid_request_uri, by redirect with state and iss, for every browser
+    for browser in [&mut b, &mut other] {
+        let (status, headers, _) = browser.get(&s, &url).await;
+        assert_eq!(status, 303);
+        let q = query(&url::Url::parse(headers["location"].to_str().unwrap()).unwrap());
+        assert_eq!(q["error"], "invalid_request_uri");
+        assert_eq!(q["state"], par.state);
+    }
+}
+
+/// Issue 17 item 7: the forms of one browser's interaction do not work in another browser,
+/// even with its CSRF cookie and token copied; a guessed or made-up interaction is a page too.
+#[tokio::test]
+async fn interaction_is_bound_to_the_browser() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let request_uri = Par::new(&rp).push(&s, &rp).await;
+    let mut b = Browser::default();
+    let (_, _, page) = b
+        .get(&s, &Browser::authorization_url(&s, &rp.client_id, &request_uri))
+        .await;
+    let action = absolute(&s, &form_action(&page));
+    let form = login_form(&page, USER, PASSWORD);
+    assert!(form.iter().any(|(k, _)| k == "interaction"));
+    assert!(!form.iter().any(|(k, _)| k == "request_uri" || k == "client_id"));
+    // a second browser with the first one's CSRF cookie (and so a valid token), not its
+    // interaction cookie
+    let mut thief = Browser::default();
+    thief.cookies.insert(
+        "__Host-portcullis-csrf".into(),
+        b.cookies["__Host-portcullis-csrf"].clone(),
+    );
+    let (status, headers, body) = thief.post(&s, &action, &form).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(headers.get("location").is_none());
+    assert!(body.contains("started in another browser"), "{body}");
+    let interaction = form.iter().find(|(k, _)| k == "interaction").unwrap().1.clone();
+    let resume = format!("{}?interaction={interaction}", s.endpoint("authorization_endpoint"));
+    assert_eq!(thief.get(&s, &resume).await.0, 403);
+    // an unknown interaction: a page, in this very browser too
+    let (status, _, body) = b
+        .get(
+            &s,
+            &format!("{}?interaction=made-up", s.endpoint("authorization_endpoint")),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("Go back to the application"), "{body}");
+    // the owner goes on
+    let (status, _, _) = b.post(&s, &action, &form).await;
+    assert_eq!(status, 303);
+    assert_eq!(b.get(&s, &resume).await.0, 200);
+}
+
+/// Issue 17 item 7: a replayed consent POST (a second click, the back button, a copied form)
+/// issues no second code: the interaction gives one response.
+#[tokio::test]
+async fn replayed_consent_issues_no_second_code() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let request_uri = Par::new(&rp).push(&s, &rp).await;
+    let mut b = Browser::default();
+    b.run(&s, &rp.client_id, &request_uri, "allow").await;
+    // signed in now: the next request goes straight to consent
+    let request_uri = Par::new(&rp).push(&s, &rp).await;
+    let (status, _, page) = b
+        .get(&s, &Browser::authorization_url(&s, &rp.client_id, &request_uri))
+        .await;
+    assert_eq!(status, 200);
+    let mut form = hidden_fields(&page);
+    form.push(("decision".into(), "allow".into()));
+    let action = absolute(&s, &form_action(&page));
+    let (status, headers, _) = b.post(&s, &action, &form).await;
+    assert_eq!(status, 303);
+    assert!(headers["location"].to_str().unwrap().contains("code="));
+    for decision in ["allow", "deny"] {
+        let mut again = hidden_fields(&page);
+        again.push(("decision".into(), decision.into()));
+        let (status, headers, body) = b.post(&s, &action, &again).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(headers.get("location").is_none(), "no second response");
+        assert!(body.contains("already been completed"), "{body}");
+    }
+}
+
+/// Issue 17 item 7: the login is no race against the request_uri. With a 10 s request_uri and
+/// a 20 s interaction: a login and consent finished after the request_uri expired succeed (and
+/// the code works at the token endpoint); one finished after the interaction expired gets a
+/// page in plain words, and no code.
+#[tokio::test]
+async fn slow_login_outlives_the_request_uri_not_the_interaction() {
+    let s = Server::start_with(&[
+        ("PORTCULLIS_TOKENS_REQUEST_URI_LIFETIME", "10"),
+        ("PORTCULLIS_TOKENS_INTERACTION_LIFETIME", "20"),
+    ])
+    .await;
+    let rp = Rp::register(&s).await;
+    // two users open their login pages at once
+    let slow = Par::new(&rp);
+    let slow_uri = slow.push(&s, &rp).await;
+    let mut a = Browser::default();
+    let (status, _, slow_page) = a
+        .get(&s, &Browser::authorization_url(&s, &rp.client_id, &slow_uri))
+        .await;
+    assert_eq!(status, 200);
+    let too_slow_uri = Par::new(&rp).push(&s, &rp).await;
+    let mut b = Browser::default();
+    let (status, _, too_slow_page) = b
+        .get(&s, &Browser::authorization_url(&s, &rp.client_id, &too_slow_uri))
+        .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    // the request_uris have expired; the first user now types the password
+    let (status, headers, body) = a
+        .post(
+            &s,
+            &absolute(&s, &form_action(&slow_page)),
+            &login_form(&slow_page, USER, PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 303, "{body}");
+    let (status, _, page) = a.get(&s, &absolute(&s, headers["location"].to_str().unwrap())).await;
+    assert_eq!(status, 200, "{page}");
+    let mut form = hidden_fields(&page);
+    form.push(("decision".into(), "allow".into()));
+    let (status, headers, _) = a.post(&s, &absolute(&s, &form_action(&page)), &form).await;
+    assert_eq!(status, 303);
+    let q = query(&url::Url::parse(headers["location"].to_str().unwrap()).unwrap());
+    assert_eq!(q["state"], slow.state);
+    let r = token_request(&s, &rp, &DpopKey::new(), code_params(&q["code"], &slow.verifier)).await;
+    assert_eq!(r.status(), 200, "the code works");
+    // the second user takes longer than the interaction's 20 s
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    let (status, headers, body) = b
+        .post(
+            &s,
+            &absolute(&s, &form_action(&too_slow_page)),
+            &login_form(&too_slow_page, USER, PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 410, "{body}");
+    assert!(headers.get("location").is_none(), "nothing goes to the client");
+    assert!(
+        body.contains("This sign-in took too long. Go back to the application and start again."),
+        "{body}"
+    );
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    // and opening the URL again in that browser says the same
+    let (status, _, body) = b
+        .get(&s, &Browser::authorization_url(&s, &rp.client_id, &too_slow_uri))
+        .await;
+    assert_eq!(status, 410);
+    assert!(body.contains("took too long"), "{body}");
 }
 
 /// AS-SP-43: an expired request_uri is refused with invalid_request_uri.
@@ -263,7 +431,13 @@ async fn login_cookie_csrf_and_failures() {
     // the right password: 303 (never 307, AS-SP-52) and a __Host- session cookie
     let (status, headers, _) = b.post(&s, &action, &login_form(&page, USER, PASSWORD)).await;
     assert_eq!(status, 303);
-    assert!(headers["location"].to_str().unwrap().contains("request_uri="));
+    // back to the authorization endpoint for the interaction, not the request_uri (issue 17
+    // item 7)
+    let location = headers["location"].to_str().unwrap();
+    assert!(
+        location.contains("?interaction=") && !location.contains("request_uri"),
+        "{location}"
+    );
     let session = b
         .set_cookie_lines
         .iter()
