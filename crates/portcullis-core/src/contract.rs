@@ -23,8 +23,8 @@ use crate::types::{CertificateThumbprint, JwkThumbprint, PkceChallenge};
 macro_rules! store_contract_tests {
     ($make:expr) => {
         $crate::store_contract_tests!(@each $make;
-            code_redemption_has_one_winner, code_redemption_outcomes, request_uri_consumption_has_one_winner,
-            remember_once_has_one_winner, initial_access_token_uses_are_counted, revoking_a_grant_revokes_its_tokens,
+            code_redemption_has_one_winner, code_redemption_outcomes, remember_once_has_one_winner,
+            initial_access_token_uses_are_counted, revoking_a_grant_revokes_its_tokens,
             clients_round_trip_and_delete_cascades, secrets_first_writer_wins,
             signing_key_insert_if_missing_has_one_winner, rotation_replaces_the_active_keys_atomically,
             purge_removes_what_can_no_longer_be_used, purge_goes_on_until_done,
@@ -169,28 +169,6 @@ fn pushed(hash: &str, expires_at: i64) -> PushedRequest {
     }
 }
 
-/// RFC 9126 §4: a request_uri is consumed once, never after expiry.
-pub async fn request_uri_consumption_has_one_winner(s: Arc<dyn Store>) {
-    s.insert_pushed_request(&pushed("r1", 2000)).await.unwrap();
-    let mut tasks = Vec::new();
-    for _ in 0..50 {
-        let s = s.clone();
-        tasks.push(tokio::spawn(async move {
-            s.consume_pushed_request("r1", 1500).await.unwrap()
-        }));
-    }
-    let mut won = 0;
-    for t in tasks {
-        won += usize::from(t.await.unwrap());
-    }
-    assert_eq!(won, 1);
-    let p = s.get_pushed_request("r1").await.unwrap().unwrap();
-    assert!(p.consumed);
-    assert_eq!(p.request.state.unwrap().len(), 1000);
-    s.insert_pushed_request(&pushed("r2", 2000)).await.unwrap();
-    assert!(!s.consume_pushed_request("r2", 2000).await.unwrap(), "expired");
-}
-
 fn interaction(id: &str, request_uri_hash: &str, expires_at: i64) -> Interaction {
     Interaction {
         id: id.into(),
@@ -203,9 +181,9 @@ fn interaction(id: &str, request_uri_hash: &str, expires_at: i64) -> Interaction
     }
 }
 
-/// Issue 17 item 7: of many browsers opening one request_uri at once, exactly one starts an
-/// interaction (the request_uri is spent in the same step); the others store nothing. Nothing
-/// starts on an expired or unknown request_uri.
+/// RFC 9126 §4, issue 17 item 7: of many browsers opening one request_uri at once, exactly one
+/// starts an interaction (the request_uri is spent in the same step: single use); the others
+/// store nothing. Nothing starts on an expired or unknown request_uri.
 pub async fn interaction_takes_over_a_request_uri_once(s: Arc<dyn Store>) {
     s.insert_pushed_request(&pushed("r1", 2000)).await.unwrap();
     let mut tasks = Vec::new();
@@ -224,7 +202,12 @@ pub async fn interaction_takes_over_a_request_uri_once(s: Arc<dyn Store>) {
     assert_eq!(won, 1);
     assert_eq!(s.table_sizes().await.unwrap().interactions, 1);
     assert!(s.get_pushed_request("r1").await.unwrap().unwrap().consumed);
-    assert!(!s.consume_pushed_request("r1", 1500).await.unwrap(), "spent");
+    assert!(
+        !s.start_interaction(&interaction("late", "r1", 5000), 1500)
+            .await
+            .unwrap(),
+        "spent"
+    );
     let started = s.get_interaction_by_request("r1").await.unwrap().unwrap();
     assert_eq!(s.get_interaction(&started.id).await.unwrap(), Some(started.clone()));
     assert_eq!(started.request.state.as_ref().map(String::len), Some(1000));

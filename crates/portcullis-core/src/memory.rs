@@ -221,17 +221,6 @@ impl Store for MemoryStore {
         Ok(lock(&self.inner).pushed.get(request_uri_hash).cloned())
     }
 
-    async fn consume_pushed_request(&self, request_uri_hash: &str, now: i64) -> StoreResult<bool> {
-        let mut g = lock(&self.inner);
-        match g.pushed.get_mut(request_uri_hash) {
-            Some(p) if !p.consumed && p.expires_at > now => {
-                p.consumed = true;
-                Ok(true)
-            }
-            _ => Ok(false),
-        }
-    }
-
     async fn start_interaction(&self, interaction: &Interaction, now: i64) -> StoreResult<bool> {
         let mut g = lock(&self.inner);
         match g.pushed.get_mut(&interaction.request_uri_hash) {

@@ -71,9 +71,6 @@ pub trait Store: Send + Sync + 'static {
     // pushed authorization requests (RFC 9126)
     async fn insert_pushed_request(&self, request: &PushedRequest) -> StoreResult<()>;
     async fn get_pushed_request(&self, request_uri_hash: &str) -> StoreResult<Option<PushedRequest>>;
-    /// Marks an unexpired, unused request_uri as used; true if this caller won.
-    async fn consume_pushed_request(&self, request_uri_hash: &str, now: i64) -> StoreResult<bool>;
-
     // browser-bound interactions (issue 17 item 7)
     /// Spends the unexpired, unused request_uri `interaction.request_uri_hash` and stores the
     /// interaction that takes it over, in one atomic step: true if this caller won; false, with

@@ -684,6 +684,21 @@ mod tests {
         assert!(e.contains("code_lifetime"), "{e}");
         let e = Config::load_from(None, None, &env(&[("PORTCULLIS_TOKENS_REQUEST_URI_LIFETIME", "600")])).unwrap_err();
         assert!(e.contains("request_uri_lifetime"), "{e}");
+        // issue 17 item 7: the interaction's lifetime, 600 s unless set, 10 s to an hour
+        assert_eq!(
+            Config::load_from(None, None, &[]).unwrap().tokens.interaction_lifetime,
+            600
+        );
+        for bad in ["9", "3601"] {
+            let e =
+                Config::load_from(None, None, &env(&[("PORTCULLIS_TOKENS_INTERACTION_LIFETIME", bad)])).unwrap_err();
+            assert!(
+                e.contains("tokens.interaction_lifetime must be 10 to 3600 seconds"),
+                "{e}"
+            );
+        }
+        let c = Config::load_from(None, None, &env(&[("PORTCULLIS_TOKENS_INTERACTION_LIFETIME", "1800")])).unwrap();
+        assert_eq!(c.tokens.interaction_lifetime, 1800);
         let e = Config::load_from(None, None, &env(&[("PORTCULLIS_SERVER_ISSUER", "http://x")])).unwrap_err();
         assert!(e.contains("https"), "{e}");
         let e = Config::load_from(None, None, &env(&[("PORTCULLIS_SERVER_NOPE", "1")])).unwrap_err();

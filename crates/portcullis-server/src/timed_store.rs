@@ -135,13 +135,6 @@ impl Store for TimedStore {
         timed!("get_pushed_request", self.0.get_pushed_request(request_uri_hash))
     }
 
-    async fn consume_pushed_request(&self, request_uri_hash: &str, now: i64) -> StoreResult<bool> {
-        timed!(
-            "consume_pushed_request",
-            self.0.consume_pushed_request(request_uri_hash, now)
-        )
-    }
-
     async fn start_interaction(&self, interaction: &Interaction, now: i64) -> StoreResult<bool> {
         timed!("start_interaction", self.0.start_interaction(interaction, now))
     }

@@ -890,18 +890,6 @@ impl Store for SqliteStore {
         }))
     }
 
-    async fn consume_pushed_request(&self, request_uri_hash: &str, now: i64) -> StoreResult<bool> {
-        let r = sqlx::query(
-            "UPDATE pushed_requests SET consumed = 1 WHERE request_uri_hash = ? AND consumed = 0 AND expires_at > ?",
-        )
-        .bind(request_uri_hash)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(err)?;
-        Ok(r.rows_affected() == 1)
-    }
-
     async fn start_interaction(&self, interaction: &Interaction, now: i64) -> StoreResult<bool> {
         // the write lock first: the request_uri is spent and the interaction stored together,
         // or neither (PostgreSQL: the UPDATE's row lock decides the race)
