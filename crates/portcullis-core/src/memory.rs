@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use crate::audit::{AuditRecord, ChainPoint};
 use crate::model::{
-    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, Interaction, PushedRequest, Session,
-    StoredKey, TokenKind, TokenRecord, User,
+    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, Interaction, InteractionStart, PushedRequest,
+    Session, StoredKey, TokenKind, TokenRecord, User,
 };
 use crate::store::{Store, StoreResult, TableSizes};
 use crate::sync::lock;
@@ -221,37 +221,67 @@ impl Store for MemoryStore {
         Ok(lock(&self.inner).pushed.get(request_uri_hash).cloned())
     }
 
-    async fn start_interaction(&self, interaction: &Interaction, now: i64) -> StoreResult<bool> {
+    async fn start_interaction(
+        &self,
+        interaction: &Interaction,
+        now: i64,
+        max_live: u32,
+    ) -> StoreResult<InteractionStart> {
         let mut g = lock(&self.inner);
-        match g.pushed.get_mut(&interaction.request_uri_hash) {
-            Some(p) if !p.consumed && p.expires_at > now => p.consumed = true,
-            _ => return Ok(false),
+        match g.pushed.get(&interaction.request_uri_hash) {
+            Some(p) if !p.consumed && p.expires_at > now => {}
+            _ => return Ok(InteractionStart::Unavailable),
+        }
+        let on_request = || {
+            g.interactions
+                .values()
+                .filter(|i| i.request_uri_hash == interaction.request_uri_hash)
+        };
+        if let Some(existing) = on_request().find(|i| i.browser_hash == interaction.browser_hash) {
+            return Ok(InteractionStart::Existing(Box::new(existing.clone())));
+        }
+        let live = on_request().filter(|i| !i.completed && i.expires_at > now).count();
+        if live >= usize::try_from(max_live).unwrap_or(usize::MAX) {
+            return Ok(InteractionStart::TooMany);
         }
         g.interactions.insert(interaction.id.clone(), interaction.clone());
-        Ok(true)
+        Ok(InteractionStart::Started)
     }
 
     async fn get_interaction(&self, id: &str) -> StoreResult<Option<Interaction>> {
         Ok(lock(&self.inner).interactions.get(id).cloned())
     }
 
-    async fn get_interaction_by_request(&self, request_uri_hash: &str) -> StoreResult<Option<Interaction>> {
+    async fn get_browser_interaction(
+        &self,
+        request_uri_hash: &str,
+        browser_hash: &str,
+    ) -> StoreResult<Option<Interaction>> {
         Ok(lock(&self.inner)
             .interactions
             .values()
-            .find(|i| i.request_uri_hash == request_uri_hash)
+            .find(|i| i.request_uri_hash == request_uri_hash && i.browser_hash == browser_hash)
             .cloned())
     }
 
     async fn complete_interaction(&self, id: &str, now: i64) -> StoreResult<bool> {
         let mut g = lock(&self.inner);
-        match g.interactions.get_mut(id) {
-            Some(i) if !i.completed && i.expires_at > now => {
-                i.completed = true;
-                Ok(true)
-            }
-            _ => Ok(false),
+        let Some(request_uri_hash) = g
+            .interactions
+            .get(id)
+            .filter(|i| !i.completed && i.expires_at > now)
+            .map(|i| i.request_uri_hash.clone())
+        else {
+            return Ok(false);
+        };
+        match g.pushed.get_mut(&request_uri_hash) {
+            Some(p) if !p.consumed => p.consumed = true,
+            _ => return Ok(false),
         }
+        if let Some(i) = g.interactions.get_mut(id) {
+            i.completed = true;
+        }
+        Ok(true)
     }
 
     async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()> {

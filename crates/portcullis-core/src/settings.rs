@@ -10,6 +10,9 @@ pub const MAX_REQUEST_URI_LIFETIME: i64 = 599;
 /// cookie) is a bearer of the pushed request for that long, and pushed requests are purged an
 /// hour after their expiry.
 pub const MAX_INTERACTION_LIFETIME: i64 = 3600;
+/// Issue 17 item 7: at most this many browsers may have a live sign-in on one request_uri (a
+/// leaked or pre-fetched URL cannot fill the database); the next gets a page.
+pub const MAX_LIVE_INTERACTIONS_PER_REQUEST: u32 = 5;
 /// SP 5.3.2.1-13 (AS-SP-28): JWTs whose `iat`/`nbf` lie more than 60 s ahead are refused.
 pub const MAX_FUTURE_SKEW: i64 = 60;
 /// How old a DPoP proof may be (RFC 9449 §11.1 leaves the window to the server).

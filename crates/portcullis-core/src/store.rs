@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use crate::audit::{AuditRecord, ChainPoint};
 use crate::error::StoreError;
 use crate::model::{
-    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, Interaction, PushedRequest, Session,
-    StoredKey, TokenKind, TokenRecord, User,
+    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, Interaction, InteractionStart, PushedRequest,
+    Session, StoredKey, TokenKind, TokenRecord, User,
 };
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -72,16 +72,28 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_pushed_request(&self, request: &PushedRequest) -> StoreResult<()>;
     async fn get_pushed_request(&self, request_uri_hash: &str) -> StoreResult<Option<PushedRequest>>;
     // browser-bound interactions (issue 17 item 7)
-    /// Spends the unexpired, unused request_uri `interaction.request_uri_hash` and stores the
-    /// interaction that takes it over, in one atomic step: true if this caller won; false, with
-    /// nothing written, if the request_uri was used or had expired.
-    async fn start_interaction(&self, interaction: &Interaction, now: i64) -> StoreResult<bool>;
+    /// Stores `interaction` for its browser on the request_uri `interaction.request_uri_hash`,
+    /// in one atomic step, if the request_uri is known, unconsumed and unexpired, this browser
+    /// has no interaction on it yet, and fewer than `max_live` live (uncompleted, unexpired)
+    /// interactions are on it. The request_uri is not consumed (AS-SP-44).
+    async fn start_interaction(
+        &self,
+        interaction: &Interaction,
+        now: i64,
+        max_live: u32,
+    ) -> StoreResult<InteractionStart>;
     /// The interaction `id` in whatever state (expired and completed ones too, until purged).
     async fn get_interaction(&self, id: &str) -> StoreResult<Option<Interaction>>;
-    /// The interaction a request_uri was spent on, if any.
-    async fn get_interaction_by_request(&self, request_uri_hash: &str) -> StoreResult<Option<Interaction>>;
-    /// Marks an unexpired, uncompleted interaction completed; true if this caller won (the one
-    /// authorization response an interaction gives).
+    /// The interaction the browser `browser_hash` has on a request_uri, if any.
+    async fn get_browser_interaction(
+        &self,
+        request_uri_hash: &str,
+        browser_hash: &str,
+    ) -> StoreResult<Option<Interaction>>;
+    /// Completes the interaction `id` and consumes its request_uri, in one atomic step: only if
+    /// the interaction is unexpired and uncompleted and its pushed request still there and
+    /// unconsumed (whatever the request_uri's own expiry). True if this caller won: of all the
+    /// interactions on one request_uri, one completes, once.
     async fn complete_interaction(&self, id: &str, now: i64) -> StoreResult<bool>;
 
     // authorization codes, grants and tokens

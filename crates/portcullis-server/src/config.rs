@@ -163,8 +163,9 @@ pub struct TokenConfig {
     pub code_lifetime: i64,
     /// PAR request_uris: under 600 (SP 5.3.2.2-12).
     pub request_uri_lifetime: i64,
-    /// A login and consent, from the first visit of the authorization endpoint (which spends
-    /// the request_uri): 10 to 3600; minutes in practice (under a minute only for tests).
+    /// A login and consent, from a browser's first visit of the authorization endpoint (the
+    /// request_uri is consumed when it completes): 10 to 3600; minutes in practice (under a
+    /// minute only for tests).
     pub interaction_lifetime: i64,
     pub access_token_lifetime: i64,
     pub refresh_token_lifetime: i64,

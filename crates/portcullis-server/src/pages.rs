@@ -2,10 +2,12 @@
 //! cookie, CSRF tokens bound to a browser cookie and the interaction, 303 after every POST
 //! (SP 5.3.2.2-10/-11), and HTML error pages for what must not be redirected (AS-SP-53).
 //!
-//! Issue 17 item 7: the first visit of the authorization endpoint spends the request_uri and
-//! starts an interaction (core's `begin_authorization`) bound to this browser by the
-//! `__Host-portcullis-interaction` cookie; the forms and the page after a login name the
-//! interaction, never the request_uri, so a slow login is no race against the request_uri.
+//! Issue 17 item 7: a browser's first visit of the authorization endpoint starts an interaction
+//! (core's `begin_authorization`) bound to it by the `__Host-portcullis-interaction` cookie,
+//! without consuming the request_uri (AS-SP-44: another browser, or the same one after a link
+//! pre-fetcher, may still sign in); the forms and the page after a login name the interaction,
+//! never the request_uri, so a slow login is no race against the request_uri. The consent
+//! answer completes the interaction and consumes the request_uri together.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

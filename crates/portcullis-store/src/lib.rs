@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use portcullis_core::StoreError;
 use portcullis_core::audit::{AuditRecord, ChainHash, ChainPoint, Direction, Evidence, EvidenceKind, Proof};
 use portcullis_core::model::{
-    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, Interaction, PushedRequest, Session,
-    StoredKey, TokenKind, TokenRecord, User,
+    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, Interaction, InteractionStart, PushedRequest,
+    Session, StoredKey, TokenKind, TokenRecord, User,
 };
 use portcullis_core::store::{Store, StoreResult, TableSizes};
 use portcullis_core::types::{JwkThumbprint, PkceChallenge};
@@ -90,20 +90,21 @@ const MIGRATIONS: [(i64, &[&str]); 6] = [
             "CREATE INDEX IF NOT EXISTS codes_sub ON codes (sub)",
         ],
     ),
-    // issue 17 item 7: browser-bound interactions; each takes over one request_uri (spent
-    // then) with a copy of its request, and lives on its own clock
+    // issue 17 item 7: browser-bound interactions; one per browser and request_uri, each with
+    // a copy of the request and its own clock (the first to complete consumes the request_uri)
     (
         7,
         &[
             "CREATE TABLE IF NOT EXISTS interactions (
                 id TEXT PRIMARY KEY,
                 browser_hash TEXT NOT NULL,
-                request_uri_hash TEXT NOT NULL UNIQUE,
+                request_uri_hash TEXT NOT NULL,
                 client_id TEXT NOT NULL,
                 request TEXT NOT NULL,
                 pushed_at BIGINT NOT NULL,
                 expires_at BIGINT NOT NULL,
-                completed INTEGER NOT NULL DEFAULT 0
+                completed INTEGER NOT NULL DEFAULT 0,
+                UNIQUE (request_uri_hash, browser_hash)
             )",
             "CREATE INDEX IF NOT EXISTS interactions_expires_at ON interactions (expires_at)",
             "CREATE INDEX IF NOT EXISTS interactions_client ON interactions (client_id)",
@@ -890,21 +891,51 @@ impl Store for SqliteStore {
         }))
     }
 
-    async fn start_interaction(&self, interaction: &Interaction, now: i64) -> StoreResult<bool> {
-        // the write lock first: the request_uri is spent and the interaction stored together,
-        // or neither (PostgreSQL: the UPDATE's row lock decides the race)
+    async fn start_interaction(
+        &self,
+        interaction: &Interaction,
+        now: i64,
+        max_live: u32,
+    ) -> StoreResult<InteractionStart> {
+        // the write lock first: the checks and the insert are one step (PostgreSQL: `SELECT ...
+        // FOR UPDATE` of the pushed request serialises the interactions on one request_uri)
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
-        let spent = sqlx::query(
-            "UPDATE pushed_requests SET consumed = 1 WHERE request_uri_hash = ? AND consumed = 0 AND expires_at > ?",
+        let available =
+            sqlx::query("SELECT 1 FROM pushed_requests WHERE request_uri_hash = ? AND consumed = 0 AND expires_at > ?")
+                .bind(&interaction.request_uri_hash)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?
+                .is_some();
+        if !available {
+            tx.rollback().await.map_err(err)?;
+            return Ok(InteractionStart::Unavailable);
+        }
+        let existing = sqlx::query(concat!(
+            select_interaction!(),
+            "WHERE request_uri_hash = ? AND browser_hash = ?"
+        ))
+        .bind(&interaction.request_uri_hash)
+        .bind(&interaction.browser_hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(err)?;
+        if let Some(row) = existing {
+            tx.rollback().await.map_err(err)?;
+            return Ok(InteractionStart::Existing(Box::new(interaction_from_row(&row)?)));
+        }
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM interactions WHERE request_uri_hash = ? AND completed = 0 AND expires_at > ?",
         )
         .bind(&interaction.request_uri_hash)
         .bind(now)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(err)?;
-        if spent.rows_affected() != 1 {
+        if live >= i64::from(max_live) {
             tx.rollback().await.map_err(err)?;
-            return Ok(false);
+            return Ok(InteractionStart::TooMany);
         }
         sqlx::query(
             "INSERT INTO interactions (id, browser_hash, request_uri_hash, client_id, request, pushed_at, expires_at, \
@@ -921,7 +952,7 @@ impl Store for SqliteStore {
         .await
         .map_err(err)?;
         tx.commit().await.map_err(err)?;
-        Ok(true)
+        Ok(InteractionStart::Started)
     }
 
     async fn get_interaction(&self, id: &str) -> StoreResult<Option<Interaction>> {
@@ -933,23 +964,52 @@ impl Store for SqliteStore {
         row.as_ref().map(interaction_from_row).transpose()
     }
 
-    async fn get_interaction_by_request(&self, request_uri_hash: &str) -> StoreResult<Option<Interaction>> {
-        let row = sqlx::query(concat!(select_interaction!(), "WHERE request_uri_hash = ?"))
-            .bind(request_uri_hash)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(err)?;
+    async fn get_browser_interaction(
+        &self,
+        request_uri_hash: &str,
+        browser_hash: &str,
+    ) -> StoreResult<Option<Interaction>> {
+        let row = sqlx::query(concat!(
+            select_interaction!(),
+            "WHERE request_uri_hash = ? AND browser_hash = ?"
+        ))
+        .bind(request_uri_hash)
+        .bind(browser_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
         row.as_ref().map(interaction_from_row).transpose()
     }
 
     async fn complete_interaction(&self, id: &str, now: i64) -> StoreResult<bool> {
-        let r = sqlx::query("UPDATE interactions SET completed = 1 WHERE id = ? AND completed = 0 AND expires_at > ?")
+        // one transaction under the write lock: the request_uri is consumed (whatever its own
+        // expiry) and the interaction completed together, or neither; of the interactions on
+        // one request_uri, the first to get here wins
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let consumed = sqlx::query(
+            "UPDATE pushed_requests SET consumed = 1 WHERE consumed = 0 AND request_uri_hash = \
+             (SELECT request_uri_hash FROM interactions WHERE id = ? AND completed = 0 AND expires_at > ?)",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        if consumed.rows_affected() != 1 {
+            tx.rollback().await.map_err(err)?;
+            return Ok(false);
+        }
+        let completed = sqlx::query("UPDATE interactions SET completed = 1 WHERE id = ? AND completed = 0")
             .bind(id)
-            .bind(now)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(err)?;
-        Ok(r.rows_affected() == 1)
+        if completed.rows_affected() != 1 {
+            tx.rollback().await.map_err(err)?;
+            return Ok(false);
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(true)
     }
 
     async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()> {

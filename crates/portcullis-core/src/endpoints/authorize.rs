@@ -1,21 +1,28 @@
 //! The authorization endpoint (SP 5.3.2.2, RFC 9126 §4): only `client_id` + `request_uri` from a
 //! PAR count; the response goes by redirect with `code`, `state` and `iss` (RFC 9207).
 //!
-//! The first visit spends the request_uri and starts an [`Interaction`] bound to the browser
-//! (issue 17 item 7): login and consent then run on the interaction's clock
-//! (`Settings::interaction_lifetime`), not the request_uri's, and end in one authorization
-//! response at most. Only the same browser continues it (its interaction cookie, whose hash the
-//! interaction holds); another browser with the same URL gets `invalid_request_uri`.
+//! A browser's first visit with an unexpired, unconsumed request_uri starts an [`Interaction`]
+//! bound to that browser (issue 17 item 7) without consuming the request_uri: a link
+//! pre-fetcher or a first visit without login burns nothing (FAPI 2.0 SP 5.3.2.2 Note 3,
+//! AS-SP-44). Login and consent then run on the interaction's clock
+//! (`Settings::interaction_lifetime`), not the request_uri's. Only the same browser continues
+//! an interaction (its interaction cookie, whose hash the interaction holds); another browser
+//! with the same URL starts its own (a few at most per request_uri). Completing an interaction
+//! consumes the request_uri in the same store step, so of all the browsers one gives the
+//! authorization response, once; after that the request_uri gets `invalid_request_uri`.
 
 use std::sync::Arc;
 
 use crate::audit::{Direction, Evidence, EvidenceKind};
 use crate::checks::{self, Check, CheckFuture, Run};
 use crate::error::{ErrorCode, OAuthError, OAuthResult, Status};
-use crate::model::{AuthorizationCode, AuthorizationRequest, Grant, Interaction, PushedRequest, Session};
+use crate::model::{
+    AuthorizationCode, AuthorizationRequest, Grant, Interaction, InteractionStart, PushedRequest, Session,
+};
 use crate::provider::{ParsedClient, Provider};
 use crate::random::{credential, hash, secure_eq};
 use crate::response::{AuthorizationResponse, ResponseMode, ResponseTarget};
+use crate::settings::MAX_LIVE_INTERACTIONS_PER_REQUEST;
 use crate::types::{ClientId, RequestUri};
 
 /// How long a JARM response is valid (AS-MS-11: 10 minutes at most).
@@ -121,17 +128,18 @@ pub const AUTHORIZE_CHECKS: &[Check<AuthorizeContext>] = &[
         run: Run::Sync(same_client),
     },
     Check {
+        name: "unused",
+        rule: "not consumed: no sign-in on it has completed, in any browser (redirected \
+               `invalid_request_uri`)",
+        source: "AS-SP-43; RFC 9126 §4, §7.3",
+        run: Run::Sync(unused),
+    },
+    Check {
         name: "this browser's interaction",
         rule: "a request_uri this browser has opened before continues its interaction, also past the \
                request_uri's lifetime (an error page once the interaction has expired)",
         source: "issue 17 item 7; RFC 9126 §7.3 (reload)",
         run: Run::Async(own_interaction),
-    },
-    Check {
-        name: "unused",
-        rule: "otherwise not used yet: opened by no browser (redirected `invalid_request_uri`)",
-        source: "AS-SP-43; RFC 9126 §7.3",
-        run: Run::Sync(unused),
     },
     Check {
         name: "unexpired",
@@ -141,19 +149,20 @@ pub const AUTHORIZE_CHECKS: &[Check<AuthorizeContext>] = &[
     },
     Check {
         name: "interaction",
-        rule: "spends the request_uri and starts an interaction bound to this browser, in one atomic \
-               step (redirected `invalid_request_uri` if another browser won)",
-        source: "AS-SP-43; RFC 9126 §4, §7.3; issue 17 item 7",
+        rule: "starts an interaction bound to this browser without consuming the request_uri; at most \
+               5 live ones per request_uri (else an error page); the request_uri is consumed when one \
+               of them completes (redirected `invalid_request_uri` if it was consumed meanwhile)",
+        source: "AS-SP-44; SP 5.3.2.2 Note 3; RFC 9126 §4; issue 17 item 7",
         run: Run::Async(start_interaction),
     },
 ];
 
 impl Provider {
     /// Resolves an authorization request (front channel) by running [`AUTHORIZE_CHECKS`]: the
-    /// first visit spends the request_uri and starts an interaction bound to the browser whose
-    /// interaction cookie is `browser_key` (the caller makes one for a browser without it, and
-    /// sets it); a later visit from that browser continues the interaction. Nothing is stored
-    /// for a request that fails a check.
+    /// first visit starts an interaction bound to the browser whose interaction cookie is
+    /// `browser_key` (the caller makes one for a browser without it, and sets it), leaving the
+    /// request_uri unconsumed (AS-SP-44); a later visit from that browser continues the
+    /// interaction. Nothing is stored for a request that fails a check.
     pub async fn begin_authorization(
         &self,
         query: Vec<(String, String)>,
@@ -177,7 +186,8 @@ impl Provider {
     /// Continues the interaction `id` for the browser whose interaction cookie is
     /// `browser_key` (the login and consent forms, and the page after a login). Refusals are
     /// pages in plain words, never redirects: the interaction may have been started by another
-    /// browser, have given its response already, or have run out of time.
+    /// browser, have given its response already, have run out of time, or have lost its
+    /// request_uri to a sign-in completed in another browser.
     pub async fn resume_interaction(&self, id: &str, browser_key: Option<&str>) -> OAuthResult<PendingAuthorization> {
         let unknown = || {
             page(
@@ -204,6 +214,14 @@ impl Provider {
         if interaction.expires_at <= self.now() {
             return Err(took_too_long());
         }
+        let still_open = self
+            .store
+            .get_pushed_request(&interaction.request_uri_hash)
+            .await?
+            .is_some_and(|p| !p.consumed);
+        if !still_open {
+            return Err(completed_elsewhere());
+        }
         let client = self.client(&interaction.request.client_id).await?.ok_or_else(|| {
             page(
                 ErrorCode::InvalidRequest,
@@ -213,9 +231,11 @@ impl Provider {
         Ok(pending(interaction, &client))
     }
 
-    /// Ends an authorization: completes the interaction (atomically: one response per
-    /// interaction) and answers with a code, or with `access_denied` (RFC 6749 §4.1.2.1,
-    /// AS-SP-55). A second completion, or one after the interaction expired, is a page.
+    /// Ends an authorization: completes the interaction and consumes its request_uri in one
+    /// store step (one response per request_uri, whichever browser gets there first; AS-SP-43/44)
+    /// and answers with a code, or with `access_denied` (RFC 6749 §4.1.2.1, AS-SP-55). A second
+    /// completion, one after the interaction expired, or one after another browser's completed
+    /// is a page.
     pub async fn complete_authorization(
         &self,
         pending: &PendingAuthorization,
@@ -240,12 +260,16 @@ impl Provider {
             ));
         }
         if !self.store.complete_interaction(&pending.interaction, now).await? {
-            let expired = self
-                .store
-                .get_interaction(&pending.interaction)
-                .await?
-                .is_some_and(|i| !i.completed && i.expires_at <= now);
-            return Err(if expired { took_too_long() } else { already_completed() });
+            // states only move forward (completed, consumed, expired): read why it lost
+            return Err(match self.store.get_interaction(&pending.interaction).await? {
+                Some(i) if i.completed => already_completed(),
+                Some(i) if i.expires_at <= now => took_too_long(),
+                Some(_) => completed_elsewhere(),
+                None => page(
+                    ErrorCode::InvalidRequest,
+                    "This sign-in is unknown or has ended. Go back to the application and start again.",
+                ),
+            });
         }
         let (sub, auth_time) = match decision {
             Decision::Deny => {
@@ -390,6 +414,25 @@ fn already_completed() -> OAuthError {
     )
 }
 
+/// Issue 17 item 7: another browser's sign-in on the same request_uri completed first (its
+/// completion consumed the request_uri). A page, never a code.
+fn completed_elsewhere() -> OAuthError {
+    OAuthError::new(
+        ErrorCode::InvalidRequest,
+        Status::Conflict,
+        "This sign-in was already completed elsewhere. Go back to the application and start again.",
+    )
+}
+
+/// Issue 17 item 7: too many browsers have a live sign-in on this request_uri.
+fn too_many_interactions() -> OAuthError {
+    OAuthError::new(
+        ErrorCode::InvalidRequestUri,
+        Status::Conflict,
+        "This sign-in link has been opened in too many browsers. Go back to the application and start again.",
+    )
+}
+
 fn pending(interaction: Interaction, client: &ParsedClient) -> PendingAuthorization {
     PendingAuthorization {
         interaction: interaction.id,
@@ -486,34 +529,9 @@ fn same_client(_: &Provider, c: &mut AuthorizeContext) -> OAuthResult<()> {
     Ok(())
 }
 
-/// Issue 17 item 7, RFC 9126 §7.3 (a reload): the browser that spent the request_uri continues
-/// its interaction, however old the request_uri; once the interaction has expired it is told so
-/// (a completed one falls to `unused`: the request_uri was used).
-fn own_interaction<'a>(p: &'a Provider, c: &'a mut AuthorizeContext) -> CheckFuture<'a> {
-    Box::pin(async move {
-        let pushed = c.pushed()?;
-        if !pushed.consumed {
-            return Ok(());
-        }
-        let Some(interaction) = p.store.get_interaction_by_request(&pushed.request_uri_hash).await? else {
-            return Ok(());
-        };
-        if interaction.completed || !secure_eq(interaction.browser_hash.as_bytes(), c.browser_hash.as_bytes()) {
-            return Ok(());
-        }
-        if interaction.expires_at <= p.now() {
-            return Err(took_too_long());
-        }
-        c.interaction = Some(interaction);
-        Ok(())
-    })
-}
-
-/// RFC 9126 §4, §7.3 (AS-SP-43): a used request_uri is refused.
+/// RFC 9126 §4, §7.3 (AS-SP-43): a consumed request_uri (a sign-in on it has completed, in
+/// this browser or another) is refused, whoever asks.
 fn unused(_: &Provider, c: &mut AuthorizeContext) -> OAuthResult<()> {
-    if c.interaction.is_some() {
-        return Ok(());
-    }
     let pushed = c.pushed()?;
     if pushed.consumed {
         return Err(OAuthError::invalid_request_uri("the request_uri has already been used")
@@ -522,7 +540,34 @@ fn unused(_: &Provider, c: &mut AuthorizeContext) -> OAuthResult<()> {
     Ok(())
 }
 
-/// RFC 9126 §2.2 (AS-SP-40/43): an expired request_uri is refused.
+/// Issue 17 item 7, RFC 9126 §7.3 (a reload): a browser that opened the request_uri before
+/// continues its interaction, however old the request_uri; once the interaction has expired it
+/// is told so.
+fn own_interaction<'a>(p: &'a Provider, c: &'a mut AuthorizeContext) -> CheckFuture<'a> {
+    Box::pin(async move {
+        let hash = c.pushed()?.request_uri_hash.clone();
+        let Some(interaction) = p.store.get_browser_interaction(&hash, &c.browser_hash).await? else {
+            return Ok(());
+        };
+        c.interaction = Some(live(p, interaction)?);
+        Ok(())
+    })
+}
+
+/// An interaction this browser may continue: not completed (the request_uri would be consumed,
+/// but a read may lag a completion), not expired.
+fn live(p: &Provider, interaction: Interaction) -> OAuthResult<Interaction> {
+    if interaction.completed {
+        return Err(already_completed());
+    }
+    if interaction.expires_at <= p.now() {
+        return Err(took_too_long());
+    }
+    Ok(interaction)
+}
+
+/// RFC 9126 §2.2 (AS-SP-40/43): an expired request_uri is refused (unless this browser's
+/// interaction on it goes on).
 fn unexpired(p: &Provider, c: &mut AuthorizeContext) -> OAuthResult<()> {
     if c.interaction.is_some() {
         return Ok(());
@@ -535,8 +580,10 @@ fn unexpired(p: &Provider, c: &mut AuthorizeContext) -> OAuthResult<()> {
     Ok(())
 }
 
-/// Issue 17 item 7; RFC 9126 §4, §7.3 (AS-SP-43): the first visit spends the request_uri and
-/// starts the browser's interaction in one atomic step, so that of two browsers one wins.
+/// Issue 17 item 7; AS-SP-44 (SP 5.3.2.2 Note 3): the first visit from a browser starts its
+/// interaction and leaves the request_uri unconsumed (completion consumes it). The store checks
+/// again, in one atomic step, that the request_uri is still open, that this browser has none
+/// yet (a concurrent first visit: that one continues) and that the request_uri has room.
 fn start_interaction<'a>(p: &'a Provider, c: &'a mut AuthorizeContext) -> CheckFuture<'a> {
     Box::pin(async move {
         if c.interaction.is_some() {
@@ -553,13 +600,22 @@ fn start_interaction<'a>(p: &'a Provider, c: &'a mut AuthorizeContext) -> CheckF
             expires_at: now + p.settings.interaction_lifetime,
             completed: false,
         };
-        if !p.store.start_interaction(&interaction, now).await? {
-            return Err(
-                OAuthError::invalid_request_uri("the request_uri has already been used or has expired")
-                    .redirected_to(&pushed.request.response_target()),
-            );
-        }
-        c.interaction = Some(interaction);
+        let started = match p
+            .store
+            .start_interaction(&interaction, now, MAX_LIVE_INTERACTIONS_PER_REQUEST)
+            .await?
+        {
+            InteractionStart::Started => interaction,
+            InteractionStart::Existing(existing) => live(p, *existing)?,
+            InteractionStart::TooMany => return Err(too_many_interactions()),
+            InteractionStart::Unavailable => {
+                return Err(
+                    OAuthError::invalid_request_uri("the request_uri has already been used or has expired")
+                        .redirected_to(&pushed.request.response_target()),
+                );
+            }
+        };
+        c.interaction = Some(started);
         Ok(())
     })
 }

@@ -72,10 +72,78 @@ async fn request_uri_is_bound_to_its_client() {
     assert!(r.headers().get("location").is_none());
 }
 
-/// AS-SP-43, issue 17 item 7: the first browser to open a request_uri spends it and may open it
-/// again (a reload) until its interaction completes; another browser with the same URL (one
-/// that saw it over the user's shoulder, or a link pre-fetcher) is refused; once completed, the
-/// URL is refused everywhere.
+/// The interaction id a page's forms carry.
+fn interaction_of(page: &str) -> String {
+    hidden_fields(page)
+        .into_iter()
+        .find(|(k, _)| k == "interaction")
+        .expect("interaction field")
+        .1
+}
+
+/// Follows `headers`' redirect to the client and returns its query.
+fn callback(headers: &reqwest::header::HeaderMap) -> std::collections::HashMap<String, String> {
+    query(&url::Url::parse(headers["location"].to_str().unwrap()).unwrap())
+}
+
+/// Conformance row 62 (`par-ensure-reused-request-uri-prior-to-auth-completion-succeeds`,
+/// AS-SP-44, SP 5.3.2.2 Note 3): the suite opens the authorization URL once without logging
+/// in, then again in a fresh browser (no shared cookies), and logs in there: success, with a
+/// code that works. Opening the URL consumes nothing; completing does.
+#[tokio::test]
+async fn reused_request_uri_before_completion_succeeds() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let par = Par::new(&rp);
+    let request_uri = par.push(&s, &rp).await;
+    let url = Browser::authorization_url(&s, &rp.client_id, &request_uri);
+    // the first visit: the login page, nobody logs in
+    let mut first = Browser::default();
+    let (status, _, first_page) = first.get(&s, &url).await;
+    assert_eq!(status, 200, "{first_page}");
+    assert!(first_page.contains("name=\"password\""));
+    // a fresh browser opens the same URL, logs in and consents
+    let mut second = Browser::default();
+    let cb = second.run(&s, &rp.client_id, &request_uri, "allow").await;
+    let q = query(&cb);
+    assert_eq!(q["state"], par.state);
+    assert_eq!(q["iss"], s.issuer);
+    let r = token_request(&s, &rp, &DpopKey::new(), code_params(&q["code"], &par.verifier)).await;
+    assert_eq!(r.status(), 200, "the code works");
+    // now the request_uri is consumed: any browser opening it gets invalid_request_uri
+    let mut third = Browser::default();
+    for browser in [&mut first, &mut second, &mut third] {
+        let (status, headers, _) = browser.get(&s, &url).await;
+        assert_eq!(status, 303);
+        let q = callback(&headers);
+        assert_eq!(q["error"], "invalid_request_uri");
+        assert_eq!(q["state"], par.state);
+        assert_eq!(q["iss"], s.issuer);
+    }
+    // the first browser's sign-in cannot go on: a page, no code
+    let (status, headers, body) = first
+        .post(
+            &s,
+            &absolute(&s, &form_action(&first_page)),
+            &login_form(&first_page, USER, PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(headers.get("location").is_none());
+    assert!(body.contains("already completed elsewhere"), "{body}");
+    let resume = format!(
+        "{}?interaction={}",
+        s.endpoint("authorization_endpoint"),
+        interaction_of(&first_page)
+    );
+    let (status, _, body) = first.get(&s, &resume).await;
+    assert_eq!(status, 409, "{body}");
+}
+
+/// AS-SP-43/44, issue 17 item 7: opening a request_uri (a reload, another browser) consumes
+/// nothing; each browser has its own interaction (the same browser continues its own); the
+/// first to answer consent consumes the request_uri, the other browser's consent gets a page
+/// and no code, and the URL is refused everywhere from then on.
 #[tokio::test]
 async fn request_uri_single_use_after_completion() {
     let s = Server::start().await;
@@ -84,7 +152,8 @@ async fn request_uri_single_use_after_completion() {
     let request_uri = par.push(&s, &rp).await;
     let url = Browser::authorization_url(&s, &rp.client_id, &request_uri);
     let mut b = Browser::default();
-    assert_eq!(b.get(&s, &url).await.0, 200);
+    let (status, _, page) = b.get(&s, &url).await;
+    assert_eq!(status, 200);
     let cookie = b
         .set_cookie_lines
         .iter()
@@ -95,28 +164,92 @@ async fn request_uri_single_use_after_completion() {
         assert!(cookie.contains(attr), "{cookie}");
     }
     assert!(!cookie.contains("Domain"));
-    let (status, _, page) = b.get(&s, &url).await;
-    assert_eq!(status, 200, "a reload continues: {page}");
-    // another browser: invalid_request_uri by redirect, with state and iss; nothing it can post
+    let (status, _, reloaded) = b.get(&s, &url).await;
+    assert_eq!(status, 200, "a reload continues: {reloaded}");
+    assert_eq!(interaction_of(&reloaded), interaction_of(&page), "the same interaction");
+    // another browser: its own interaction
     let mut other = Browser::default();
-    let (status, headers, _) = other.get(&s, &url).await;
+    let (status, _, other_page) = other.get(&s, &url).await;
+    assert_eq!(status, 200, "{other_page}");
+    assert!(other.cookies.contains_key("__Host-portcullis-interaction"));
+    assert_ne!(interaction_of(&other_page), interaction_of(&page));
+    // both sign in and reach the consent page
+    let mut consent_pages = Vec::new();
+    for (browser, page) in [(&mut b, &page), (&mut other, &other_page)] {
+        let (status, headers, body) = browser
+            .post(&s, &absolute(&s, &form_action(page)), &login_form(page, USER, PASSWORD))
+            .await;
+        assert_eq!(status, 303, "{body}");
+        let (status, _, consent) = browser
+            .get(&s, &absolute(&s, headers["location"].to_str().unwrap()))
+            .await;
+        assert_eq!(status, 200);
+        assert!(consent.contains("name=\"decision\""), "{consent}");
+        consent_pages.push(consent);
+    }
+    // the first browser answers first: its code
+    let mut form = hidden_fields(&consent_pages[0]);
+    form.push(("decision".into(), "allow".into()));
+    let (status, headers, _) = b.post(&s, &absolute(&s, &form_action(&consent_pages[0])), &form).await;
     assert_eq!(status, 303);
-    let q = query(&url::Url::parse(headers["location"].to_str().unwrap()).unwrap());
-    assert_eq!(q["error"], "invalid_request_uri");
-    assert_eq!(q["state"], par.state);
-    assert_eq!(q["iss"], s.issuer);
-    assert!(!other.cookies.contains_key("__Host-portcullis-interaction"));
-    // the first browser signs in and consents
-    let cb = b.run(&s, &rp.client_id, &request_uri, "allow").await;
-    assert!(query(&cb).contains_key("code"));
+    assert!(callback(&headers).contains_key("code"));
+    // the other browser's consent, allow or deny: a page, no code, nothing to the client
+    for decision in ["allow", "deny"] {
+        let mut form = hidden_fields(&consent_pages[1]);
+        form.push(("decision".into(), decision.into()));
+        let (status, headers, body) = other
+            .post(&s, &absolute(&s, &form_action(&consent_pages[1])), &form)
+            .await;
+        assert_eq!(status, 409, "{body}");
+        assert!(headers.get("location").is_none(), "no second response");
+        assert!(
+            body.contains("This sign-in was already completed elsewhere. Go back to the application and start again."),
+            "{body}"
+        );
+    }
     // once completed: invalid_request_uri, by redirect with state and iss, for every browser
-    for browser in [&mut b, &mut other] {
+    let mut fresh = Browser::default();
+    for browser in [&mut b, &mut other, &mut fresh] {
         let (status, headers, _) = browser.get(&s, &url).await;
         assert_eq!(status, 303);
-        let q = query(&url::Url::parse(headers["location"].to_str().unwrap()).unwrap());
+        let q = callback(&headers);
         assert_eq!(q["error"], "invalid_request_uri");
         assert_eq!(q["state"], par.state);
+        assert_eq!(q["iss"], s.issuer);
     }
+    assert!(!fresh.cookies.contains_key("__Host-portcullis-interaction"));
+    // and the winner's own interaction page says it is done
+    let resume = format!(
+        "{}?interaction={}",
+        s.endpoint("authorization_endpoint"),
+        interaction_of(&page)
+    );
+    let (status, _, body) = b.get(&s, &resume).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("already been completed"), "{body}");
+}
+
+/// Issue 17 item 7: one leaked URL cannot create unbounded rows: at most 5 browsers have a
+/// live sign-in on a request_uri; the sixth gets a page (and no cookie), those that have one
+/// go on.
+#[tokio::test]
+async fn interactions_per_request_uri_are_capped() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let request_uri = Par::new(&rp).push(&s, &rp).await;
+    let url = Browser::authorization_url(&s, &rp.client_id, &request_uri);
+    let mut browsers: Vec<Browser> = (0..5).map(|_| Browser::default()).collect();
+    for b in &mut browsers {
+        assert_eq!(b.get(&s, &url).await.0, 200);
+    }
+    let mut sixth = Browser::default();
+    let (status, headers, body) = sixth.get(&s, &url).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(headers.get("location").is_none());
+    assert!(body.contains("opened in too many browsers"), "{body}");
+    assert!(!sixth.cookies.contains_key("__Host-portcullis-interaction"));
+    let cb = browsers[4].run(&s, &rp.client_id, &request_uri, "allow").await;
+    assert!(query(&cb).contains_key("code"));
 }
 
 /// Issue 17 item 7: the forms of one browser's interaction do not work in another browser,
@@ -147,6 +280,18 @@ async fn interaction_is_bound_to_the_browser() {
     assert!(body.contains("started in another browser"), "{body}");
     let interaction = form.iter().find(|(k, _)| k == "interaction").unwrap().1.clone();
     let resume = format!("{}?interaction={interaction}", s.endpoint("authorization_endpoint"));
+    assert_eq!(thief.get(&s, &resume).await.0, 403);
+    // opening the URL itself gives the second browser its own interaction, not the first's:
+    // with its own interaction cookie the first's form is still refused
+    let (status, _, own_page) = thief
+        .get(&s, &Browser::authorization_url(&s, &rp.client_id, &request_uri))
+        .await;
+    assert_eq!(status, 200, "{own_page}");
+    assert!(thief.cookies.contains_key("__Host-portcullis-interaction"));
+    assert_ne!(interaction_of(&own_page), interaction);
+    let (status, _, body) = thief.post(&s, &action, &form).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("started in another browser"), "{body}");
     assert_eq!(thief.get(&s, &resume).await.0, 403);
     // an unknown interaction: a page, in this very browser too
     let (status, _, body) = b
@@ -196,8 +341,9 @@ async fn replayed_consent_issues_no_second_code() {
 
 /// Issue 17 item 7: the login is no race against the request_uri. With a 10 s request_uri and
 /// a 20 s interaction: a login and consent finished after the request_uri expired succeed (and
-/// the code works at the token endpoint); one finished after the interaction expired gets a
-/// page in plain words, and no code.
+/// the code works at the token endpoint) while a new browser is refused the expired
+/// request_uri; one finished after the interaction expired gets a page in plain words, and no
+/// code.
 #[tokio::test]
 async fn slow_login_outlives_the_request_uri_not_the_interaction() {
     let s = Server::start_with(&[
@@ -221,7 +367,13 @@ async fn slow_login_outlives_the_request_uri_not_the_interaction() {
         .await;
     assert_eq!(status, 200);
     tokio::time::sleep(std::time::Duration::from_secs(11)).await;
-    // the request_uris have expired; the first user now types the password
+    // the request_uris have expired: a browser that has no interaction on one is refused
+    let (status, headers, _) = Browser::default()
+        .get(&s, &Browser::authorization_url(&s, &rp.client_id, &slow_uri))
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(callback(&headers)["error"], "invalid_request_uri");
+    // the first user now types the password
     let (status, headers, body) = a
         .post(
             &s,
