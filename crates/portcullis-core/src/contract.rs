@@ -11,7 +11,7 @@ use crate::keyring::generate_stored_key;
 use crate::model::Session;
 use crate::model::{
     AuthorizationCode, AuthorizationRequest, Client, ClientAuthMethod, ClientMetadata, CodeRedemption, Grant,
-    InitialAccessToken, PushedRequest, SenderConstraint, TokenKind, TokenRecord, User,
+    InitialAccessToken, Interaction, InteractionStart, PushedRequest, SenderConstraint, TokenKind, TokenRecord, User,
 };
 use crate::store::{Store, TableSizes};
 use crate::types::{CertificateThumbprint, JwkThumbprint, PkceChallenge};
@@ -23,15 +23,17 @@ use crate::types::{CertificateThumbprint, JwkThumbprint, PkceChallenge};
 macro_rules! store_contract_tests {
     ($make:expr) => {
         $crate::store_contract_tests!(@each $make;
-            code_redemption_has_one_winner, code_redemption_outcomes, request_uri_consumption_has_one_winner,
-            remember_once_has_one_winner, initial_access_token_uses_are_counted, revoking_a_grant_revokes_its_tokens,
+            code_redemption_has_one_winner, code_redemption_outcomes, remember_once_has_one_winner,
+            initial_access_token_uses_are_counted, revoking_a_grant_revokes_its_tokens,
             clients_round_trip_and_delete_cascades, secrets_first_writer_wins,
             signing_key_insert_if_missing_has_one_winner, rotation_replaces_the_active_keys_atomically,
             rotation_with_pre_publication_schedules_the_switch, key_material_is_replaced_by_compare_and_swap,
             purge_removes_what_can_no_longer_be_used, purge_goes_on_until_done,
             audit_entries_append_and_read_back, audit_appends_never_fork, audit_purge_leaves_an_anchor,
             initial_access_tokens_are_listed_and_deleted, users_round_trip, changing_a_password_ends_sessions,
-            deleting_a_user_takes_what_acts_for_them);
+            deleting_a_user_takes_what_acts_for_them, interactions_start_per_browser,
+            interactions_per_request_are_capped, interaction_completion_has_one_winner,
+            interaction_completes_once, interaction_expiry_and_purge);
     };
     (@each $make:expr; $($name:ident),*) => {
         $(
@@ -170,14 +172,210 @@ fn pushed(hash: &str, expires_at: i64) -> PushedRequest {
     }
 }
 
-/// RFC 9126 §4: a request_uri is consumed once, never after expiry.
-pub async fn request_uri_consumption_has_one_winner(s: Arc<dyn Store>) {
+fn interaction(id: &str, request_uri_hash: &str, expires_at: i64) -> Interaction {
+    Interaction {
+        id: id.into(),
+        browser_hash: format!("browser-{id}"),
+        request_uri_hash: request_uri_hash.into(),
+        request: pushed(request_uri_hash, 0).request,
+        pushed_at: 1000,
+        expires_at,
+        completed: false,
+    }
+}
+
+/// The cap used by the contract's callers of `start_interaction` (core uses
+/// `settings::MAX_LIVE_INTERACTIONS_PER_REQUEST`).
+const CAP: u32 = 5;
+
+async fn start(s: &Arc<dyn Store>, i: &Interaction, now: i64) -> InteractionStart {
+    s.start_interaction(i, now, CAP).await.unwrap()
+}
+
+/// Issue 17 item 7, AS-SP-44: a browser's first visit starts its interaction and leaves the
+/// request_uri unconsumed; the same browser has one interaction per request_uri (of many
+/// concurrent first visits one stores, the others get that one), another browser gets its own.
+/// Nothing starts on an expired, unknown or consumed request_uri.
+pub async fn interactions_start_per_browser(s: Arc<dyn Store>) {
     s.insert_pushed_request(&pushed("r1", 2000)).await.unwrap();
     let mut tasks = Vec::new();
-    for _ in 0..50 {
+    for n in 0..20 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.consume_pushed_request("r1", 1500).await.unwrap()
+            let i = Interaction {
+                browser_hash: "browser-a".into(),
+                ..interaction(&format!("a{n}"), "r1", 5000)
+            };
+            s.start_interaction(&i, 1500, CAP).await.unwrap()
+        }));
+    }
+    let mut started = 0;
+    let mut existing = std::collections::HashSet::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            InteractionStart::Started => started += 1,
+            InteractionStart::Existing(i) => {
+                existing.insert(i.id);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(started, 1);
+    assert!(existing.len() <= 1, "{existing:?}");
+    assert_eq!(s.table_sizes().await.unwrap().interactions, 1);
+    assert!(
+        !s.get_pushed_request("r1").await.unwrap().unwrap().consumed,
+        "not consumed"
+    );
+    let a = s.get_browser_interaction("r1", "browser-a").await.unwrap().unwrap();
+    assert!(existing.iter().all(|id| *id == a.id));
+    assert_eq!(s.get_interaction(&a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(a.request.state.as_ref().map(String::len), Some(1000));
+    assert_eq!((a.pushed_at, a.expires_at), (1000, 5000));
+    assert!(!a.completed);
+    // another browser starts its own
+    let b = interaction("b", "r1", 5000);
+    assert_eq!(start(&s, &b, 1600).await, InteractionStart::Started);
+    assert_eq!(
+        s.get_browser_interaction("r1", "browser-b").await.unwrap(),
+        Some(b.clone())
+    );
+    assert_eq!(s.table_sizes().await.unwrap().interactions, 2);
+    assert!(s.get_interaction("nope").await.unwrap().is_none());
+    assert!(s.get_browser_interaction("r1", "browser-nope").await.unwrap().is_none());
+    assert!(s.get_browser_interaction("nope", "browser-b").await.unwrap().is_none());
+    // an expired or unknown request_uri starts nothing
+    s.insert_pushed_request(&pushed("r2", 2000)).await.unwrap();
+    assert_eq!(
+        start(&s, &interaction("x", "r2", 5000), 2000).await,
+        InteractionStart::Unavailable
+    );
+    assert_eq!(
+        start(&s, &interaction("y", "r3", 5000), 1500).await,
+        InteractionStart::Unavailable
+    );
+    assert!(s.get_interaction("x").await.unwrap().is_none());
+    assert!(!s.get_pushed_request("r2").await.unwrap().unwrap().consumed);
+    // nor a consumed one
+    assert!(s.complete_interaction("b", 1700).await.unwrap());
+    assert_eq!(
+        start(&s, &interaction("c", "r1", 5000), 1700).await,
+        InteractionStart::Unavailable
+    );
+    assert_eq!(s.table_sizes().await.unwrap().interactions, 2);
+    // removing the client takes its interactions
+    assert!(!s.delete_client("c1").await.unwrap());
+    assert_eq!(s.table_sizes().await.unwrap().interactions, 0);
+}
+
+/// Issue 17 item 7: one request_uri has at most `max_live` live interactions (a leaked URL
+/// cannot fill the database), however many browsers race; a browser that has one still gets
+/// it; an expired one leaves room.
+pub async fn interactions_per_request_are_capped(s: Arc<dyn Store>) {
+    s.insert_pushed_request(&pushed("r1", 2000)).await.unwrap();
+    let mut tasks = Vec::new();
+    for n in 0..20 {
+        let s = s.clone();
+        // the first expires at 1600, the others later
+        let expires_at = if n == 0 { 1600 } else { 5000 };
+        tasks.push(tokio::spawn(async move {
+            s.start_interaction(&interaction(&format!("i{n}"), "r1", expires_at), 1500, CAP)
+                .await
+                .unwrap()
+        }));
+    }
+    let (mut started, mut refused) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            InteractionStart::Started => started += 1,
+            InteractionStart::TooMany => refused += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((started, refused), (5, 15));
+    assert_eq!(s.table_sizes().await.unwrap().interactions, 5);
+    // a browser with an interaction continues it at the cap
+    let mut holder = None;
+    for n in 0..20 {
+        holder = holder.or(s.get_interaction(&format!("i{n}")).await.unwrap());
+    }
+    let holder = holder.unwrap();
+    let again = Interaction {
+        id: "again".into(),
+        ..holder.clone()
+    };
+    assert_eq!(
+        start(&s, &again, 1500).await,
+        InteractionStart::Existing(Box::new(holder))
+    );
+    assert_eq!(
+        start(&s, &interaction("late", "r1", 5000), 1500).await,
+        InteractionStart::TooMany
+    );
+    assert!(s.get_interaction("late").await.unwrap().is_none());
+    // once a live one has expired there is room for one more (if i0 was among the five)
+    if s.get_interaction("i0").await.unwrap().is_some() {
+        assert_eq!(
+            start(&s, &interaction("late", "r1", 5000), 1600).await,
+            InteractionStart::Started
+        );
+        assert_eq!(
+            start(&s, &interaction("later", "r1", 5000), 1600).await,
+            InteractionStart::TooMany
+        );
+    }
+    assert!(!s.get_pushed_request("r1").await.unwrap().unwrap().consumed);
+}
+
+/// Issue 17 item 7, AS-SP-43/44: of several browsers' interactions on one request_uri racing
+/// to complete, exactly one completes, and consumes the request_uri in the same step; the
+/// others stay uncompleted and can no longer complete.
+pub async fn interaction_completion_has_one_winner(s: Arc<dyn Store>) {
+    s.insert_pushed_request(&pushed("r1", 2000)).await.unwrap();
+    for n in 0..5 {
+        assert_eq!(
+            start(&s, &interaction(&format!("i{n}"), "r1", 5000), 1500).await,
+            InteractionStart::Started
+        );
+    }
+    let mut tasks = Vec::new();
+    for n in 0..20 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let id = format!("i{}", n % 5);
+            (id.clone(), s.complete_interaction(&id, 1800).await.unwrap())
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (id, won) = t.await.unwrap();
+        if won {
+            winners.push(id);
+        }
+    }
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert!(s.get_pushed_request("r1").await.unwrap().unwrap().consumed);
+    for n in 0..5 {
+        let id = format!("i{n}");
+        let i = s.get_interaction(&id).await.unwrap().unwrap();
+        assert_eq!(i.completed, id == winners[0], "{id}");
+        assert!(!s.complete_interaction(&id, 1800).await.unwrap(), "{id}");
+    }
+}
+
+/// Issue 17 item 7: an interaction gives one authorization response, however many consent
+/// POSTs race for it.
+pub async fn interaction_completes_once(s: Arc<dyn Store>) {
+    s.insert_pushed_request(&pushed("r1", 2000)).await.unwrap();
+    assert_eq!(
+        start(&s, &interaction("i1", "r1", 5000), 1500).await,
+        InteractionStart::Started
+    );
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.complete_interaction("i1", 4000).await.unwrap()
         }));
     }
     let mut won = 0;
@@ -185,11 +383,42 @@ pub async fn request_uri_consumption_has_one_winner(s: Arc<dyn Store>) {
         won += usize::from(t.await.unwrap());
     }
     assert_eq!(won, 1);
-    let p = s.get_pushed_request("r1").await.unwrap().unwrap();
-    assert!(p.consumed);
-    assert_eq!(p.request.state.unwrap().len(), 1000);
+    assert!(s.get_interaction("i1").await.unwrap().unwrap().completed);
+    assert!(s.get_pushed_request("r1").await.unwrap().unwrap().consumed);
+    assert!(!s.complete_interaction("i1", 4000).await.unwrap());
+    assert!(!s.complete_interaction("nope", 4000).await.unwrap());
+}
+
+/// Issue 17 item 7: an interaction outlives its request_uri (it completes, and consumes it,
+/// after the request_uri's expiry), but not its own expiry; the purge removes it an hour after
+/// that (a late form still gets a precise page until then).
+pub async fn interaction_expiry_and_purge(s: Arc<dyn Store>) {
+    s.insert_pushed_request(&pushed("r1", 2000)).await.unwrap();
     s.insert_pushed_request(&pushed("r2", 2000)).await.unwrap();
-    assert!(!s.consume_pushed_request("r2", 2000).await.unwrap(), "expired");
+    assert_eq!(
+        start(&s, &interaction("i1", "r1", 5000), 1500).await,
+        InteractionStart::Started
+    );
+    assert_eq!(
+        start(&s, &interaction("i2", "r2", 9000), 1500).await,
+        InteractionStart::Started
+    );
+    assert!(!s.complete_interaction("i1", 5000).await.unwrap(), "expired");
+    assert!(!s.get_interaction("i1").await.unwrap().unwrap().completed);
+    assert!(
+        !s.get_pushed_request("r1").await.unwrap().unwrap().consumed,
+        "nothing consumed"
+    );
+    // long after its request_uri expired (2000), the live one completes and consumes it
+    assert!(s.complete_interaction("i2", 4000).await.unwrap());
+    assert!(s.get_pushed_request("r2").await.unwrap().unwrap().consumed);
+    s.purge_expired(8599).await.unwrap();
+    assert!(s.get_interaction("i1").await.unwrap().is_some(), "within the hour");
+    s.purge_expired(8600).await.unwrap();
+    assert!(s.get_interaction("i1").await.unwrap().is_none());
+    assert!(s.get_browser_interaction("r1", "browser-i1").await.unwrap().is_none());
+    assert_eq!(s.table_sizes().await.unwrap().interactions, 1);
+    assert!(s.get_interaction("i2").await.unwrap().unwrap().completed);
 }
 
 /// RFC 9449 §11.1: a jti is remembered once; an expired record may be reused.

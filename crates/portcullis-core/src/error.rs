@@ -71,6 +71,12 @@ pub enum Status {
     NotFound,
     MethodNotAllowed,
     RequestTimeout,
+    /// For pages only: what the user came back to was settled meanwhile (another browser's
+    /// sign-in on the same request_uri completed first, issue 17 item 7).
+    Conflict,
+    /// For pages only: what the user came back to has ended (a login interaction past its
+    /// lifetime, issue 17 item 7).
+    Gone,
     PayloadTooLarge,
     TooManyRequests,
     InternalServerError,
@@ -86,6 +92,8 @@ impl Status {
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::RequestTimeout => 408,
+            Self::Conflict => 409,
+            Self::Gone => 410,
             Self::PayloadTooLarge => 413,
             Self::TooManyRequests => 429,
             Self::InternalServerError => 500,

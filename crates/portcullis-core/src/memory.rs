@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use crate::audit::{AuditRecord, ChainPoint};
 use crate::model::{
-    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, PushedRequest, Session, StoredKey, TokenKind,
-    TokenRecord, User,
+    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, Interaction, InteractionStart, PushedRequest,
+    Session, StoredKey, TokenKind, TokenRecord, User,
 };
 use crate::store::{Store, StoreResult, TableSizes};
 use crate::sync::lock;
@@ -25,6 +25,7 @@ struct Inner {
     initial_tokens: HashMap<String, InitialAccessToken>,
     users: HashMap<String, User>,
     pushed: HashMap<String, PushedRequest>,
+    interactions: HashMap<String, Interaction>,
     codes: HashMap<String, (AuthorizationCode, Option<i64>)>,
     grants: HashMap<String, (Grant, bool)>,
     tokens: HashMap<String, TokenRecord>,
@@ -115,6 +116,7 @@ impl Store for MemoryStore {
         g.grants.retain(|k, _| !grants.contains(k));
         g.codes.retain(|_, (c, _)| c.grant.client_id != client_id);
         g.pushed.retain(|_, p| p.request.client_id != client_id);
+        g.interactions.retain(|_, i| i.request.client_id != client_id);
         Ok(g.clients.remove(client_id).is_some())
     }
 
@@ -219,15 +221,67 @@ impl Store for MemoryStore {
         Ok(lock(&self.inner).pushed.get(request_uri_hash).cloned())
     }
 
-    async fn consume_pushed_request(&self, request_uri_hash: &str, now: i64) -> StoreResult<bool> {
+    async fn start_interaction(
+        &self,
+        interaction: &Interaction,
+        now: i64,
+        max_live: u32,
+    ) -> StoreResult<InteractionStart> {
         let mut g = lock(&self.inner);
-        match g.pushed.get_mut(request_uri_hash) {
-            Some(p) if !p.consumed && p.expires_at > now => {
-                p.consumed = true;
-                Ok(true)
-            }
-            _ => Ok(false),
+        match g.pushed.get(&interaction.request_uri_hash) {
+            Some(p) if !p.consumed && p.expires_at > now => {}
+            _ => return Ok(InteractionStart::Unavailable),
         }
+        let on_request = || {
+            g.interactions
+                .values()
+                .filter(|i| i.request_uri_hash == interaction.request_uri_hash)
+        };
+        if let Some(existing) = on_request().find(|i| i.browser_hash == interaction.browser_hash) {
+            return Ok(InteractionStart::Existing(Box::new(existing.clone())));
+        }
+        let live = on_request().filter(|i| !i.completed && i.expires_at > now).count();
+        if live >= usize::try_from(max_live).unwrap_or(usize::MAX) {
+            return Ok(InteractionStart::TooMany);
+        }
+        g.interactions.insert(interaction.id.clone(), interaction.clone());
+        Ok(InteractionStart::Started)
+    }
+
+    async fn get_interaction(&self, id: &str) -> StoreResult<Option<Interaction>> {
+        Ok(lock(&self.inner).interactions.get(id).cloned())
+    }
+
+    async fn get_browser_interaction(
+        &self,
+        request_uri_hash: &str,
+        browser_hash: &str,
+    ) -> StoreResult<Option<Interaction>> {
+        Ok(lock(&self.inner)
+            .interactions
+            .values()
+            .find(|i| i.request_uri_hash == request_uri_hash && i.browser_hash == browser_hash)
+            .cloned())
+    }
+
+    async fn complete_interaction(&self, id: &str, now: i64) -> StoreResult<bool> {
+        let mut g = lock(&self.inner);
+        let Some(request_uri_hash) = g
+            .interactions
+            .get(id)
+            .filter(|i| !i.completed && i.expires_at > now)
+            .map(|i| i.request_uri_hash.clone())
+        else {
+            return Ok(false);
+        };
+        match g.pushed.get_mut(&request_uri_hash) {
+            Some(p) if !p.consumed => p.consumed = true,
+            _ => return Ok(false),
+        }
+        if let Some(i) = g.interactions.get_mut(id) {
+            i.completed = true;
+        }
+        Ok(true)
     }
 
     async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()> {
@@ -378,6 +432,7 @@ impl Store for MemoryStore {
         g.replay.retain(|_, exp| *exp > now);
         g.sessions.retain(|_, s| s.expires_at > now);
         g.pushed.retain(|_, p| p.expires_at > grace);
+        g.interactions.retain(|_, i| i.expires_at > grace);
         g.codes.retain(|_, (c, _)| c.expires_at > grace);
         g.tokens.retain(|_, t| t.expires_at > now);
         g.initial_tokens
@@ -430,6 +485,7 @@ impl Store for MemoryStore {
             initial_access_tokens: n(g.initial_tokens.len()),
             users: n(g.users.len()),
             pushed_requests: n(g.pushed.len()),
+            interactions: n(g.interactions.len()),
             grants: n(g.grants.len()),
             codes: n(g.codes.len()),
             tokens: n(g.tokens.len()),

@@ -244,6 +244,45 @@ pub struct PushedRequest {
     pub consumed: bool,
 }
 
+/// A login and consent in progress in one browser (issue 17 item 7). The authorization
+/// endpoint starts one when a browser first opens an unexpired, unconsumed request_uri (which
+/// stays unconsumed: FAPI 2.0 SP 5.3.2.2 Note 3, AS-SP-44), with a copy of the pushed request;
+/// it runs on its own, longer clock (`Settings::interaction_lifetime`), so that a slow login is
+/// no race against the request_uri. Each browser has at most one per request_uri; the first of
+/// them to complete consumes the request_uri. Not to be confused with the
+/// `x-fapi-interaction-id` of a request (`AuthorizationRequest::interaction_id`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Interaction {
+    /// What the pages' forms and URLs carry (a random credential); worth nothing without the
+    /// browser's interaction cookie.
+    pub id: String,
+    /// SHA-256 of the browser's interaction cookie: only that browser continues it.
+    pub browser_hash: String,
+    /// The request_uri it belongs to (consumed when one of its interactions completes).
+    pub request_uri_hash: String,
+    pub request: AuthorizationRequest,
+    /// When the request was pushed (for `prompt=login`).
+    pub pushed_at: i64,
+    pub expires_at: i64,
+    /// The authorization response has been given: no second one (single completion).
+    pub completed: bool,
+}
+
+/// What [`crate::store::Store::start_interaction`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InteractionStart {
+    /// The interaction was stored.
+    Started,
+    /// This browser already has an interaction on the request_uri (a concurrent first visit
+    /// stored it): that one continues, nothing was stored.
+    Existing(Box<Interaction>),
+    /// The request_uri is unknown, consumed or expired: nothing was stored.
+    Unavailable,
+    /// The request_uri already has the most live (uncompleted, unexpired) interactions allowed:
+    /// nothing was stored.
+    TooMany,
+}
+
 /// What the user granted; access and refresh tokens hang off it so they can be revoked together
 /// (SP 6.8, RFC 6749 §4.1.2 on code replay).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

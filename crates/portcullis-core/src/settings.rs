@@ -6,6 +6,13 @@ use crate::request::{Endpoint, Listener};
 pub const MAX_CODE_LIFETIME: i64 = 60;
 /// SP 5.3.2.2-12 (AS-SP-40): `expires_in` of a request_uri must be under 600 s.
 pub const MAX_REQUEST_URI_LIFETIME: i64 = 599;
+/// Issue 17 item 7: a login and consent may take at most an hour; the interaction (and its
+/// cookie) is a bearer of the pushed request for that long, and pushed requests are purged an
+/// hour after their expiry.
+pub const MAX_INTERACTION_LIFETIME: i64 = 3600;
+/// Issue 17 item 7: at most this many browsers may have a live sign-in on one request_uri (a
+/// leaked or pre-fetched URL cannot fill the database); the next gets a page.
+pub const MAX_LIVE_INTERACTIONS_PER_REQUEST: u32 = 5;
 /// SP 5.3.2.1-13 (AS-SP-28): JWTs whose `iat`/`nbf` lie more than 60 s ahead are refused.
 pub const MAX_FUTURE_SKEW: i64 = 60;
 /// How old a DPoP proof may be (RFC 9449 §11.1 leaves the window to the server).
@@ -115,6 +122,10 @@ pub struct Settings {
     pub client_cas: Option<std::sync::Arc<portcullis_cert::TrustedCas>>,
     pub code_lifetime: i64,
     pub request_uri_lifetime: i64,
+    /// How long a login and consent may take once the authorization endpoint has accepted a
+    /// request_uri (issue 17 item 7): the browser-bound interaction's lifetime, counted from
+    /// that first visit; minutes, where the request_uri has seconds.
+    pub interaction_lifetime: i64,
     pub access_token_lifetime: i64,
     pub refresh_token_lifetime: i64,
     pub id_token_lifetime: i64,
@@ -165,6 +176,7 @@ impl Settings {
             client_cas: None,
             code_lifetime: MAX_CODE_LIFETIME,
             request_uri_lifetime: 90,
+            interaction_lifetime: 600,
             access_token_lifetime: 600,
             refresh_token_lifetime: 86_400,
             id_token_lifetime: 600,

@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use crate::audit::{AuditRecord, ChainPoint};
 use crate::error::StoreError;
 use crate::model::{
-    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, PushedRequest, Session, StoredKey, TokenKind,
-    TokenRecord, User,
+    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, Interaction, InteractionStart, PushedRequest,
+    Session, StoredKey, TokenKind, TokenRecord, User,
 };
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -71,8 +71,30 @@ pub trait Store: Send + Sync + 'static {
     // pushed authorization requests (RFC 9126)
     async fn insert_pushed_request(&self, request: &PushedRequest) -> StoreResult<()>;
     async fn get_pushed_request(&self, request_uri_hash: &str) -> StoreResult<Option<PushedRequest>>;
-    /// Marks an unexpired, unused request_uri as used; true if this caller won.
-    async fn consume_pushed_request(&self, request_uri_hash: &str, now: i64) -> StoreResult<bool>;
+    // browser-bound interactions (issue 17 item 7)
+    /// Stores `interaction` for its browser on the request_uri `interaction.request_uri_hash`,
+    /// in one atomic step, if the request_uri is known, unconsumed and unexpired, this browser
+    /// has no interaction on it yet, and fewer than `max_live` live (uncompleted, unexpired)
+    /// interactions are on it. The request_uri is not consumed (AS-SP-44).
+    async fn start_interaction(
+        &self,
+        interaction: &Interaction,
+        now: i64,
+        max_live: u32,
+    ) -> StoreResult<InteractionStart>;
+    /// The interaction `id` in whatever state (expired and completed ones too, until purged).
+    async fn get_interaction(&self, id: &str) -> StoreResult<Option<Interaction>>;
+    /// The interaction the browser `browser_hash` has on a request_uri, if any.
+    async fn get_browser_interaction(
+        &self,
+        request_uri_hash: &str,
+        browser_hash: &str,
+    ) -> StoreResult<Option<Interaction>>;
+    /// Completes the interaction `id` and consumes its request_uri, in one atomic step: only if
+    /// the interaction is unexpired and uncompleted and its pushed request still there and
+    /// unconsumed (whatever the request_uri's own expiry). True if this caller won: of all the
+    /// interactions on one request_uri, one completes, once.
+    async fn complete_interaction(&self, id: &str, now: i64) -> StoreResult<bool>;
 
     // authorization codes, grants and tokens
     /// Stores the grant and its code together.
@@ -113,8 +135,8 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_signing_keys_retired_before(&self, before: i64) -> StoreResult<u64>;
 
     /// Deletes what can no longer be used (issue 13 item 5): expired replay records, sessions
-    /// and tokens; pushed requests and codes an hour past expiry (late use still gets a precise
-    /// answer, a replayed code is still detected); initial access tokens expired or used up;
+    /// and tokens; pushed requests, interactions and codes an hour past expiry (late use still
+    /// gets a precise answer, a replayed code is still detected); initial access tokens expired or used up;
     /// grants with no token and no code left (revoked ones included). Engines delete in
     /// bounded batches so that no write lock is held for long.
     async fn purge_expired(&self, now: i64) -> StoreResult<()>;
@@ -166,6 +188,7 @@ pub struct TableSizes {
     pub initial_access_tokens: u64,
     pub users: u64,
     pub pushed_requests: u64,
+    pub interactions: u64,
     pub grants: u64,
     pub codes: u64,
     pub tokens: u64,

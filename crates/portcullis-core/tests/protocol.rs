@@ -218,7 +218,7 @@ impl Env {
     async fn code(&self) -> String {
         let request_uri = self.par().await.unwrap();
         let q = vec![("client_id".into(), "rp".into()), ("request_uri".into(), request_uri)];
-        let pending = self.provider.begin_authorization(q).await.unwrap();
+        let pending = self.provider.begin_authorization(q, "browser").await.unwrap();
         let response = self
             .provider
             .complete_authorization(
@@ -281,12 +281,185 @@ async fn request_uri_lifetime_boundary() {
         ]
     };
     let uri = e.par().await.unwrap();
+    let late = e.par().await.unwrap();
     e.clock.advance(89);
-    assert!(e.provider.begin_authorization(q(&uri)).await.is_ok());
+    assert!(e.provider.begin_authorization(q(&uri), "b1").await.is_ok());
     e.clock.advance(1);
-    let err = e.provider.begin_authorization(q(&uri)).await.unwrap_err();
+    let err = e.provider.begin_authorization(q(&late), "b1").await.unwrap_err();
     let u = err.authorization_response().expect("redirected").redirect_url(ISSUER);
     assert!(u.contains("error=invalid_request_uri"), "{u}");
+}
+
+/// Issue 17 item 7, AS-SP-44: a browser's first visit starts an interaction bound to it and
+/// leaves the request_uri unconsumed; another browser with the same URL starts its own (but
+/// cannot continue the first's). Each continues for `interaction_lifetime` (600 s by default),
+/// however short the request_uri's life; then a page says the sign-in took too long. The first
+/// to complete consumes the request_uri: the others get a page, never a code, and the URL gets
+/// `invalid_request_uri` from then on.
+#[tokio::test]
+async fn interaction_lifetime_boundary() {
+    let e = env().await;
+    let q = |uri: &str| {
+        vec![
+            ("client_id".to_owned(), "rp".to_owned()),
+            ("request_uri".to_owned(), uri.to_owned()),
+        ]
+    };
+    let uri = e.par().await.unwrap();
+    let pending = e.provider.begin_authorization(q(&uri), "b1").await.unwrap();
+    // another browser with the same URL: its own interaction (row 62)
+    let other = e.provider.begin_authorization(q(&uri), "b2").await.unwrap();
+    assert_ne!(other.interaction, pending.interaction);
+    assert_eq!(other.request, pending.request);
+    // which cannot continue the first browser's
+    let err = e
+        .provider
+        .resume_interaction(&pending.interaction, Some("b2"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status.code(), 403);
+    assert!(err.authorization_response().is_none());
+    assert!(e.provider.resume_interaction(&pending.interaction, None).await.is_err());
+    // the same browser, long after the request_uri expired: by URL (a reload) and by id; a new
+    // browser is refused then
+    e.clock.advance(599);
+    let again = e.provider.begin_authorization(q(&uri), "b1").await.unwrap();
+    assert_eq!(again.interaction, pending.interaction);
+    assert_eq!(again.pushed_at, pending.pushed_at);
+    let err = e.provider.begin_authorization(q(&uri), "b3").await.unwrap_err();
+    let u = err.authorization_response().expect("redirected").redirect_url(ISSUER);
+    assert!(u.contains("error=invalid_request_uri") && u.contains("state=s1"), "{u}");
+    let resumed = e
+        .provider
+        .resume_interaction(&pending.interaction, Some("b1"))
+        .await
+        .unwrap();
+    assert_eq!(resumed.request, pending.request);
+    // then it has expired: a page in plain words (410), no redirect, no code
+    e.clock.advance(1);
+    for err in [
+        e.provider.begin_authorization(q(&uri), "b1").await.unwrap_err(),
+        e.provider
+            .resume_interaction(&pending.interaction, Some("b1"))
+            .await
+            .unwrap_err(),
+        e.provider
+            .complete_authorization(&resumed, allow(&resumed, e.now()))
+            .await
+            .unwrap_err(),
+    ] {
+        assert_eq!(err.status.code(), 410);
+        assert!(err.authorization_response().is_none());
+        assert!(
+            err.public_description().contains("took too long"),
+            "{}",
+            err.public_description()
+        );
+    }
+    // completed once: a second consent is a page, not a second code
+    let uri = e.par().await.unwrap();
+    let pending = e.provider.begin_authorization(q(&uri), "b1").await.unwrap();
+    let other = e.provider.begin_authorization(q(&uri), "b2").await.unwrap();
+    e.clock.advance(300);
+    let done = e
+        .provider
+        .complete_authorization(&pending, allow(&pending, e.now()))
+        .await;
+    assert!(matches!(
+        done,
+        Ok(portcullis_core::response::AuthorizationResponse::Code { .. })
+    ));
+    let err = e
+        .provider
+        .complete_authorization(&pending, allow(&pending, e.now()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status.code(), 400);
+    assert!(err.authorization_response().is_none());
+    let err = e
+        .provider
+        .resume_interaction(&pending.interaction, Some("b1"))
+        .await
+        .unwrap_err();
+    assert!(err.public_description().contains("already been completed"));
+    // the other browser's interaction lost: a page (409), no code, allow or deny
+    for decision in [allow(&other, e.now()), Decision::Deny] {
+        let err = e.provider.complete_authorization(&other, decision).await.unwrap_err();
+        assert_eq!(err.status.code(), 409);
+        assert!(err.authorization_response().is_none());
+        assert!(
+            err.public_description().contains("already completed elsewhere"),
+            "{}",
+            err.public_description()
+        );
+    }
+    let err = e
+        .provider
+        .resume_interaction(&other.interaction, Some("b2"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status.code(), 409);
+    // and the used request_uri, opened again by any browser: invalid_request_uri
+    for browser in ["b1", "b2", "b3"] {
+        let err = e.provider.begin_authorization(q(&uri), browser).await.unwrap_err();
+        let u = err.authorization_response().expect("redirected").redirect_url(ISSUER);
+        assert!(u.contains("error=invalid_request_uri"), "{browser}: {u}");
+    }
+    // unknown ids are pages too
+    assert!(e.provider.resume_interaction("nope", Some("b1")).await.is_err());
+    assert!(e.provider.resume_interaction("", Some("b1")).await.is_err());
+}
+
+/// Issue 17 item 7: at most 5 browsers have a live interaction on one request_uri; the sixth
+/// gets a page (nothing stored), a browser that has one continues it, and a denial by one of
+/// them consumes the request_uri as well.
+#[tokio::test]
+async fn interactions_per_request_uri_are_capped() {
+    let e = env().await;
+    let q = |uri: &str| {
+        vec![
+            ("client_id".to_owned(), "rp".to_owned()),
+            ("request_uri".to_owned(), uri.to_owned()),
+        ]
+    };
+    let uri = e.par().await.unwrap();
+    let mut started = Vec::new();
+    for n in 0..5 {
+        started.push(e.provider.begin_authorization(q(&uri), &format!("b{n}")).await.unwrap());
+    }
+    let err = e.provider.begin_authorization(q(&uri), "b5").await.unwrap_err();
+    assert_eq!(err.status.code(), 409);
+    assert!(err.authorization_response().is_none());
+    assert!(
+        err.public_description().contains("too many browsers"),
+        "{}",
+        err.public_description()
+    );
+    assert_eq!(e.provider.store().table_sizes().await.unwrap().interactions, 5);
+    let again = e.provider.begin_authorization(q(&uri), "b4").await.unwrap();
+    assert_eq!(again.interaction, started[4].interaction);
+    let denied = e
+        .provider
+        .complete_authorization(&started[2], Decision::Deny)
+        .await
+        .unwrap();
+    assert!(matches!(
+        denied,
+        portcullis_core::response::AuthorizationResponse::Error {
+            error: "access_denied",
+            ..
+        }
+    ));
+    let err = e.provider.begin_authorization(q(&uri), "b5").await.unwrap_err();
+    assert!(err.authorization_response().is_some(), "consumed: invalid_request_uri");
+}
+
+fn allow(pending: &portcullis_core::authorize::PendingAuthorization, now: i64) -> Decision {
+    Decision::Allow {
+        sub: "alice".into(),
+        auth_time: now,
+        login_request: Some(pending.request_uri_hash.clone()),
+    }
 }
 
 /// AS-SP-26/28: exp must be in the future; iat/nbf may be up to 60 s ahead, not 61.
@@ -567,7 +740,7 @@ async fn login_freshness() {
     let t = e.now();
     let pending = e
         .provider
-        .begin_authorization(q(e.par_with(&[("max_age", "60")]).await.unwrap()))
+        .begin_authorization(q(e.par_with(&[("max_age", "60")]).await.unwrap()), "browser")
         .await
         .unwrap();
     assert_eq!(
@@ -579,7 +752,7 @@ async fn login_freshness() {
     // max_age=0: only a login made during this request will do, and one does (no endless loop)
     let pending0 = e
         .provider
-        .begin_authorization(q(e.par_with(&[("max_age", "0")]).await.unwrap()))
+        .begin_authorization(q(e.par_with(&[("max_age", "0")]).await.unwrap()), "browser")
         .await
         .unwrap();
     assert_eq!(e.provider.next_step(&pending0, Some(&session(t - 1))), NextStep::Login);
@@ -594,7 +767,7 @@ async fn login_freshness() {
     e.clock.advance(-5);
     let pending = e
         .provider
-        .begin_authorization(q(e.par_with(&[("prompt", "login")]).await.unwrap()))
+        .begin_authorization(q(e.par_with(&[("prompt", "login")]).await.unwrap()), "browser")
         .await
         .unwrap();
     assert_eq!(e.provider.next_step(&pending, Some(&session(t - 1))), NextStep::Login);
@@ -623,7 +796,7 @@ async fn login_freshness() {
     assert!(e.provider.complete_authorization(&pending, fresh).await.is_ok());
     let pending = e
         .provider
-        .begin_authorization(q(e.par_with(&[("prompt", "none")]).await.unwrap()))
+        .begin_authorization(q(e.par_with(&[("prompt", "none")]).await.unwrap()), "browser")
         .await
         .unwrap();
     match e.provider.next_step(&pending, None) {

@@ -109,6 +109,7 @@ pub fn settings(config: &Config) -> Result<Settings, String> {
     let t = &config.tokens;
     s.code_lifetime = t.code_lifetime;
     s.request_uri_lifetime = t.request_uri_lifetime;
+    s.interaction_lifetime = t.interaction_lifetime;
     s.access_token_lifetime = t.access_token_lifetime;
     s.refresh_token_lifetime = t.refresh_token_lifetime;
     s.id_token_lifetime = t.id_token_lifetime;

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use portcullis_core::Settings;
-use portcullis_core::settings::{MAX_CODE_LIFETIME, MAX_REQUEST_URI_LIFETIME};
+use portcullis_core::settings::{MAX_CODE_LIFETIME, MAX_INTERACTION_LIFETIME, MAX_REQUEST_URI_LIFETIME};
 use serde::{Deserialize, Serialize};
 
 use crate::config_shape::Shape;
@@ -297,6 +297,10 @@ pub struct TokenConfig {
     pub code_lifetime: i64,
     /// PAR request_uris: under 600 (SP 5.3.2.2-12).
     pub request_uri_lifetime: i64,
+    /// A login and consent, from a browser's first visit of the authorization endpoint (the
+    /// request_uri is consumed when it completes): 10 to 3600; minutes in practice (under a
+    /// minute only for tests).
+    pub interaction_lifetime: i64,
     pub access_token_lifetime: i64,
     pub refresh_token_lifetime: i64,
     pub id_token_lifetime: i64,
@@ -371,6 +375,7 @@ impl Default for TokenConfig {
         Self {
             code_lifetime: d.code_lifetime,
             request_uri_lifetime: d.request_uri_lifetime,
+            interaction_lifetime: d.interaction_lifetime,
             access_token_lifetime: d.access_token_lifetime,
             refresh_token_lifetime: d.refresh_token_lifetime,
             id_token_lifetime: d.id_token_lifetime,
@@ -592,6 +597,11 @@ impl Config {
         }
         if !(10..=MAX_REQUEST_URI_LIFETIME).contains(&t.request_uri_lifetime) {
             return Err("tokens.request_uri_lifetime must be 10 to 599 seconds (FAPI 2.0 SP 5.3.2.2-12)".into());
+        }
+        if !(10..=MAX_INTERACTION_LIFETIME).contains(&t.interaction_lifetime) {
+            return Err(format!(
+                "tokens.interaction_lifetime must be 10 to {MAX_INTERACTION_LIFETIME} seconds"
+            ));
         }
         if !(30..=86_400).contains(&t.access_token_lifetime) {
             return Err("tokens.access_token_lifetime must be 30 to 86400 seconds".into());
@@ -932,6 +942,21 @@ mod tests {
         assert!(e.contains("code_lifetime"), "{e}");
         let e = Config::load_from(None, None, &env(&[("PORTCULLIS_TOKENS_REQUEST_URI_LIFETIME", "600")])).unwrap_err();
         assert!(e.contains("request_uri_lifetime"), "{e}");
+        // issue 17 item 7: the interaction's lifetime, 600 s unless set, 10 s to an hour
+        assert_eq!(
+            Config::load_from(None, None, &[]).unwrap().tokens.interaction_lifetime,
+            600
+        );
+        for bad in ["9", "3601"] {
+            let e =
+                Config::load_from(None, None, &env(&[("PORTCULLIS_TOKENS_INTERACTION_LIFETIME", bad)])).unwrap_err();
+            assert!(
+                e.contains("tokens.interaction_lifetime must be 10 to 3600 seconds"),
+                "{e}"
+            );
+        }
+        let c = Config::load_from(None, None, &env(&[("PORTCULLIS_TOKENS_INTERACTION_LIFETIME", "1800")])).unwrap();
+        assert_eq!(c.tokens.interaction_lifetime, 1800);
         let e = Config::load_from(None, None, &env(&[("PORTCULLIS_SERVER_ISSUER", "http://x")])).unwrap_err();
         assert!(e.contains("https"), "{e}");
         let e = Config::load_from(None, None, &env(&[("PORTCULLIS_SERVER_NOPE", "1")])).unwrap_err();

@@ -172,6 +172,18 @@ pub enum Problem {
     TooManyAttempts,
     /// The sign-out request is not valid.
     InvalidLogout,
+    /// Issue 17 item 7: the sign-in (interaction) is unknown or has ended.
+    SignInUnknown,
+    /// Issue 17 item 7: the sign-in was started in another browser.
+    OtherBrowser,
+    /// Issue 17 item 7: the sign-in has given its answer already (400).
+    AlreadyCompleted,
+    /// Issue 17 item 7: the sign-in ran out of time (410).
+    TookTooLong,
+    /// Issue 17 item 7: a sign-in on the same link completed in another browser first (409).
+    CompletedElsewhere,
+    /// Issue 17 item 7: the sign-in link is open in too many browsers (409).
+    TooManyBrowsers,
     ServerError,
 }
 
@@ -197,6 +209,24 @@ impl Problem {
             (Locale::En, Busy) => "The service is busy right now. Please try again in a few seconds.",
             (Locale::En, TooManyAttempts) => "Too many failed sign-in attempts. Please wait a minute and try again.",
             (Locale::En, InvalidLogout) => "The sign-out request is not valid.",
+            (Locale::En, SignInUnknown) => {
+                "This sign-in is unknown or has ended. Please go back to the application and start again."
+            }
+            (Locale::En, OtherBrowser) => {
+                "This sign-in was started in another browser. Please go back to the application and start again."
+            }
+            (Locale::En, AlreadyCompleted) => {
+                "This sign-in has already been completed. Please go back to the application."
+            }
+            (Locale::En, TookTooLong) => {
+                "This sign-in took too long. Please go back to the application and start again."
+            }
+            (Locale::En, CompletedElsewhere) => {
+                "This sign-in was already completed elsewhere, for example in another browser. Please go back to the application and start again."
+            }
+            (Locale::En, TooManyBrowsers) => {
+                "This sign-in link has been opened in too many browsers. Please go back to the application and start again."
+            }
             (Locale::En, ServerError) => "Something went wrong on our side. Please try again later.",
             (Locale::De, InvalidRequest) => {
                 "Der Anmeldelink ist ungültig oder abgelaufen. Bitte kehren Sie zur Anwendung zurück und beginnen Sie erneut."
@@ -222,6 +252,24 @@ impl Problem {
                 "Zu viele fehlgeschlagene Anmeldeversuche. Bitte warten Sie eine Minute und versuchen Sie es erneut."
             }
             (Locale::De, InvalidLogout) => "Die Abmeldeanfrage ist ungültig.",
+            (Locale::De, SignInUnknown) => {
+                "Diese Anmeldung ist unbekannt oder beendet. Bitte kehren Sie zur Anwendung zurück und beginnen Sie erneut."
+            }
+            (Locale::De, OtherBrowser) => {
+                "Diese Anmeldung wurde in einem anderen Browser begonnen. Bitte kehren Sie zur Anwendung zurück und beginnen Sie erneut."
+            }
+            (Locale::De, AlreadyCompleted) => {
+                "Diese Anmeldung ist bereits abgeschlossen. Bitte kehren Sie zur Anwendung zurück."
+            }
+            (Locale::De, TookTooLong) => {
+                "Diese Anmeldung hat zu lange gedauert. Bitte kehren Sie zur Anwendung zurück und beginnen Sie erneut."
+            }
+            (Locale::De, CompletedElsewhere) => {
+                "Diese Anmeldung wurde bereits anderswo abgeschlossen, zum Beispiel in einem anderen Browser. Bitte kehren Sie zur Anwendung zurück und beginnen Sie erneut."
+            }
+            (Locale::De, TooManyBrowsers) => {
+                "Dieser Anmeldelink wurde in zu vielen Browsern geöffnet. Bitte kehren Sie zur Anwendung zurück und beginnen Sie erneut."
+            }
             (Locale::De, ServerError) => "Bei uns ist ein Fehler aufgetreten. Bitte versuchen Sie es später erneut.",
         }
     }

@@ -127,10 +127,10 @@ impl LoginFailures {
     /// browser where this user signed in before) while that device has fewer than
     /// [`DEVICE_MAX_FAILURES`] failures: a stolen device cookie buys a few guesses, not a way
     /// around the username's back-off.
-    pub fn keys(&self, username: &str, addr: IpAddr, request_uri: &str, device: Option<&str>) -> Vec<(String, u32)> {
+    pub fn keys(&self, username: &str, addr: IpAddr, request: &str, device: Option<&str>) -> Vec<(String, u32)> {
         let mut keys = vec![
             (format!("a:{}", crate::connections::address_key(addr)), FREE_PER_ADDRESS),
-            (format!("r:{}", hash(request_uri)), FREE_PER_USER),
+            (format!("r:{}", hash(request)), FREE_PER_USER),
         ];
         // one IPv6 subscriber commonly holds a /56 or a /48, i.e. hundreds of /64s: the
         // enclosing /48 is limited too

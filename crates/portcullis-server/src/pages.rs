@@ -1,5 +1,5 @@
 //! The login and consent pages (INTERFACE.md forms): password login with a `__Host-` session
-//! cookie, CSRF tokens bound to a browser cookie and the request_uri, 303 after every POST
+//! cookie, CSRF tokens bound to a browser cookie and the interaction, 303 after every POST
 //! (SP 5.3.2.2-10/-11), and HTML error pages for what must not be redirected (AS-SP-53).
 //!
 //! Issue 17 item 8: the pages carry the operator's branding, speak the user's language
@@ -7,6 +7,13 @@
 //! way out), how long access lasts and where the client's policy and terms are, and error pages
 //! give the interaction id as a reference and a way back to the application only when its
 //! redirect URI was verified at PAR.
+//!
+//! Issue 17 item 7: a browser's first visit of the authorization endpoint starts an interaction
+//! (core's `begin_authorization`) bound to it by the `__Host-portcullis-interaction` cookie,
+//! without consuming the request_uri (AS-SP-44: another browser, or the same one after a link
+//! pre-fetcher, may still sign in); the forms and the page after a login name the interaction,
+//! never the request_uri, so a slow login is no race against the request_uri. The consent
+//! answer completes the interaction and consumes the request_uri together.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +23,7 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use minijinja::context;
-use portcullis_core::authorize::{Decision, NextStep, PendingAuthorization};
+use portcullis_core::authorize::{Decision, InteractionEnd, NextStep, PendingAuthorization};
 use portcullis_core::model::{Session, User};
 use portcullis_core::random::{credential, hash};
 use portcullis_core::response::AuthorizationResponse;
@@ -37,6 +44,10 @@ const CSRF_COOKIE: &str = "__Host-portcullis-csrf";
 /// Marks a browser where a user signed in before (OWASP "device cookies"): its attempts for that
 /// user skip the per-username back-off, which others' guesses fill.
 const DEVICE_COOKIE: &str = "__Host-portcullis-device";
+/// Binds login interactions to the browser (issue 17 item 7): a random key whose hash each
+/// interaction started here holds. One per browser, so that sign-ins in several tabs go on side
+/// by side; it lives as long as the newest interaction.
+const INTERACTION_COOKIE: &str = "__Host-portcullis-interaction";
 
 /// What every page of one request shares: its language and its interaction id (the reference
 /// an error page gives for support).
@@ -153,12 +164,12 @@ pub fn sample_context(ui: &Ui, name: &str) -> minijinja::Value {
     };
     let specific = match name {
         "login.html" => context! {
-            action => "/login", client_name => "Client", client_id => "c", request_uri => "urn:x",
+            action => "/login", client_name => "Client", interaction => "i",
             csrf_token => "t", username => "alice", error => "wrong",
         },
         "consent.html" => context! {
             action => "/consent", switch_action => "/switch-account", client_name => "Client",
-            client_id => "c", request_uri => "urn:x", csrf_token => "t", switch_csrf_token => "t",
+            interaction => "i", csrf_token => "t", switch_csrf_token => "t",
             display_name => "Alice", scopes => vec!["see your accounts"],
             access_lasts => locale.access_lasts(86_400, true),
             policy_uri => "https://client.example/policy", tos_uri => "https://client.example/tos",
@@ -213,16 +224,40 @@ async fn failure(s: &AppState, pc: &PageCtx, e: OAuthError, pending: Option<&Pen
         return ErrorView::new(StatusCode::INTERNAL_SERVER_ERROR, Problem::ServerError).render(s, pc);
     }
     tracing::info!(error = e.code.as_str(), description = %e.public_description(), "authorization refused (page)");
-    let problem = if e.code == ErrorCode::LoginRequired {
-        Problem::SignInAgain
-    } else {
-        Problem::InvalidRequest
+    // issue 17 item 7: why a sign-in (interaction) cannot go on, in the user's words
+    let problem = match InteractionEnd::of(&e) {
+        Some(InteractionEnd::Unknown) => Problem::SignInUnknown,
+        Some(InteractionEnd::OtherBrowser) => Problem::OtherBrowser,
+        Some(InteractionEnd::AlreadyCompleted) => Problem::AlreadyCompleted,
+        Some(InteractionEnd::TookTooLong) => Problem::TookTooLong,
+        Some(InteractionEnd::CompletedElsewhere) => Problem::CompletedElsewhere,
+        Some(InteractionEnd::TooManyBrowsers) => Problem::TooManyBrowsers,
+        None if e.code == ErrorCode::LoginRequired => Problem::SignInAgain,
+        None => Problem::InvalidRequest,
     };
     ErrorView::new(http_status(e.status), problem)
         .detail(e.public_description())
         .back_to(s, pending)
         .await
         .render(s, pc)
+}
+
+/// This browser's interaction (`id`, or the request_uri of an authorization `query`), in
+/// whatever state, for an error page: its language, and a way back only to the redirect URI
+/// verified at PAR (the interaction's copy of the pushed request). Another browser's is none.
+async fn own_interaction(
+    s: &AppState,
+    id: Option<&str>,
+    query: &[(String, String)],
+    browser_key: Option<&str>,
+) -> Option<PendingAuthorization> {
+    match s.provider.own_interaction(id, query, browser_key).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "interaction lookup for an error page failed");
+            None
+        }
+    }
 }
 
 /// Sends the browser to the client with an authorization response, in its response mode. A
@@ -359,7 +394,8 @@ async fn browser(state: &AppState, pc: &PageCtx, headers: &HeaderMap) -> Result<
     })
 }
 
-/// GET on the authorization endpoint.
+/// GET on the authorization endpoint: `client_id` + `request_uri` (a new interaction, or this
+/// browser's for that request_uri), or `interaction` alone (where a login leads back to).
 pub async fn authorize(
     State(s): State<Arc<AppState>>,
     interaction: InteractionId,
@@ -368,20 +404,53 @@ pub async fn authorize(
 ) -> Response {
     let mut pc = PageCtx::new(&headers, &interaction);
     let query = query_pairs(q.as_deref());
-    let pending = match s.provider.begin_authorization(query.clone()).await {
-        Ok(p) => p,
-        Err(e) => return failure(&s, &pc, e, None).await,
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.clone())
+    };
+    let resume = match (param("request_uri"), param("interaction")) {
+        (None, Some(id)) => Some(id),
+        _ => None,
+    };
+    let browser_key = cookie(&headers, INTERACTION_COOKIE);
+    let begun = match &resume {
+        Some(id) => s
+            .provider
+            .resume_interaction(id, browser_key.as_deref())
+            .await
+            .map(|p| (p, None)),
+        None => {
+            // a browser without the cookie gets one; one with it has it renewed, so that it
+            // outlives the newest interaction started with it
+            let key = browser_key.clone().unwrap_or_else(credential);
+            s.provider
+                .begin_authorization(query.clone(), &key)
+                .await
+                .map(|p| (p, Some(key)))
+        }
+    };
+    let (pending, set_key) = match begun {
+        Ok(x) => x,
+        Err(e) => {
+            // an interaction of this browser that cannot go on (took too long, completed): its
+            // language, and its way back
+            let own = match InteractionEnd::of(&e) {
+                Some(_) => own_interaction(&s, resume.as_deref(), &query, browser_key.as_deref()).await,
+                None => None,
+            };
+            if let Some(p) = &own {
+                pc.prefer(p);
+            }
+            return failure(&s, &pc, e, own.as_ref()).await;
+        }
     };
     pc.prefer(&pending);
     let b = match browser(&s, &pc, &headers).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let request_uri = query
-        .iter()
-        .find(|(k, _)| k == "request_uri")
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("");
     let mut res = match (s.provider.next_step(&pending, b.session.as_ref()), &b.session) {
         (NextStep::Respond(response), _) => return respond(&s, &pc, &response, Some(&interaction)).await,
         (NextStep::Consent, Some(session)) => match s.provider.store().get_user(&session.username).await {
@@ -389,7 +458,6 @@ pub async fn authorize(
                 &s,
                 &pc,
                 &pending,
-                request_uri,
                 &b.csrf_cookie,
                 &display_name(&session.username, user.as_ref()),
             ),
@@ -398,20 +466,17 @@ pub async fn authorize(
                 return ErrorView::new(StatusCode::INTERNAL_SERVER_ERROR, Problem::ServerError).render(&s, &pc);
             }
         },
-        _ => login_page(
-            &s,
-            &pc,
-            &pending,
-            request_uri,
-            &b.csrf_cookie,
-            "",
-            false,
-            StatusCode::OK,
-        ),
+        _ => login_page(&s, &pc, &pending, &b.csrf_cookie, "", false, StatusCode::OK),
     };
     if b.new_cookie {
         res.headers_mut()
             .append(header::SET_COOKIE, set_cookie(CSRF_COOKIE, &b.csrf_cookie, 86_400));
+    }
+    if let Some(key) = set_key {
+        res.headers_mut().append(
+            header::SET_COOKIE,
+            set_cookie(INTERACTION_COOKIE, &key, s.provider.settings().interaction_lifetime),
+        );
     }
     res
 }
@@ -431,18 +496,16 @@ fn login_page(
     s: &AppState,
     pc: &PageCtx,
     pending: &PendingAuthorization,
-    request_uri: &str,
     browser: &str,
     username: &str,
     wrong_password: bool,
     status: StatusCode,
 ) -> Response {
-    let csrf = csrf_token(s, browser, FormPurpose::Login, request_uri);
+    let csrf = csrf_token(s, browser, FormPurpose::Login, &pending.interaction);
     let ctx = context! {
         action => s.login_action,
         client_name => pending.client_name,
-        client_id => pending.request.client_id,
-        request_uri,
+        interaction => pending.interaction,
         csrf_token => csrf,
         username,
         error => wrong_password.then_some(pc.locale.strings().wrong_password),
@@ -454,12 +517,12 @@ fn consent_page(
     s: &AppState,
     pc: &PageCtx,
     pending: &PendingAuthorization,
-    request_uri: &str,
     browser: &str,
     display_name: &str,
 ) -> Response {
-    let csrf = csrf_token(s, browser, FormPurpose::Consent, request_uri);
-    let switch_csrf = csrf_token(s, browser, FormPurpose::SwitchAccount, request_uri);
+    // every form's token is bound to the interaction (issue 17 item 7), "Not you?" included
+    let csrf = csrf_token(s, browser, FormPurpose::Consent, &pending.interaction);
+    let switch_csrf = csrf_token(s, browser, FormPurpose::SwitchAccount, &pending.interaction);
     let settings = s.provider.settings();
     let language = pc.locale.tag();
     // issue 17 item 6: each scope in the operator's words, in the user's language
@@ -483,8 +546,7 @@ fn consent_page(
         action => s.consent_action,
         switch_action => s.switch_account_action,
         client_name => pending.client_name,
-        client_id => pending.request.client_id,
-        request_uri,
+        interaction => pending.interaction,
         csrf_token => csrf,
         switch_csrf_token => switch_csrf,
         display_name,
@@ -517,17 +579,10 @@ impl PostedForm {
             .map(|(_, v)| v.as_str())
             .unwrap_or("")
     }
-
-    /// The request the form belongs to, as the authorization endpoint resolves it.
-    fn authorization_query(&self) -> Vec<(String, String)> {
-        vec![
-            ("client_id".to_owned(), self.get("client_id").to_owned()),
-            ("request_uri".to_owned(), self.get("request_uri").to_owned()),
-        ]
-    }
 }
 
-/// The checks common to the POSTs: form body, CSRF, a still-valid pushed request.
+/// The checks common to the POSTs: form body, CSRF (bound to the browser, the form and the
+/// interaction), and an interaction this browser started that is still going.
 async fn posted(
     s: &AppState,
     pc: &mut PageCtx,
@@ -547,12 +602,13 @@ async fn posted(
             s,
             &b.csrf_cookie,
             purpose,
-            form.get("request_uri"),
+            form.get("interaction"),
             form.get(purpose.field()),
         );
     if !csrf_ok {
-        // the way back and the language come from the pushed request, if it is one
-        let pending = s.provider.begin_authorization(form.authorization_query()).await.ok();
+        // the way back and the language come from this browser's interaction, if it is one
+        let key = cookie(headers, INTERACTION_COOKIE);
+        let pending = own_interaction(s, Some(form.get("interaction")), &[], key.as_deref()).await;
         if let Some(p) = &pending {
             pc.prefer(p);
         }
@@ -567,18 +623,34 @@ async fn posted(
             .await
             .render(s, pc));
     }
-    let pending = match s.provider.begin_authorization(form.authorization_query()).await {
+    let browser_key = cookie(headers, INTERACTION_COOKIE);
+    let pending = match s
+        .provider
+        .resume_interaction(form.get("interaction"), browser_key.as_deref())
+        .await
+    {
         Ok(p) => p,
-        Err(e) => return Err(failure(s, pc, e, None).await),
+        Err(e) => {
+            // an interaction of this browser that cannot go on (took too long, completed here or
+            // elsewhere): its language, and its way back
+            let own = match InteractionEnd::of(&e) {
+                Some(_) => own_interaction(s, Some(form.get("interaction")), &[], browser_key.as_deref()).await,
+                None => None,
+            };
+            if let Some(p) = &own {
+                pc.prefer(p);
+            }
+            return Err(failure(s, pc, e, own.as_ref()).await);
+        }
     };
     pc.prefer(&pending);
     Ok((form, pending, b))
 }
 
-fn authorize_again(s: &AppState, form: &PostedForm) -> String {
+/// The authorization endpoint again, for the interaction (the page after a login).
+fn authorize_again(s: &AppState, pending: &PendingAuthorization) -> String {
     let mut ser = url::form_urlencoded::Serializer::new(String::new());
-    ser.append_pair("client_id", form.get("client_id"));
-    ser.append_pair("request_uri", form.get("request_uri"));
+    ser.append_pair("interaction", &pending.interaction);
     format!("{}?{}", s.authorize_path, ser.finish())
 }
 
@@ -597,7 +669,6 @@ pub async fn login(
     };
     let username = form.get("username");
     let password = form.get("password");
-    let request_uri = form.get("request_uri");
     // issue 13 item 7: back-off per username, per client address and per request; the wait is
     // taken before the password is checked, and parallel attempts queue one after another. A
     // browser where this user signed in before is not held up by others' guesses at the name.
@@ -605,7 +676,7 @@ pub async fn login(
         cookie(&headers, DEVICE_COOKIE).and_then(|c| s.login_failures.known_device(&c, username, s.provider.now()));
     let keys = s
         .login_failures
-        .keys(username, peer.ip(), request_uri, device.as_deref());
+        .keys(username, peer.ip(), &pending.interaction, device.as_deref());
     let Some((attempt, wait)) = s.login_failures.admit(keys) else {
         tracing::info!(user = %s.login_failures.tag(username), "login refused: too many recent failures");
         audit_events::record("login", "refused", Some(&pending.request.client_id), None);
@@ -644,16 +715,7 @@ pub async fn login(
             tracing::info!(user = %s.login_failures.tag(username), "login failed");
             audit_events::record("login", "failure", Some(&pending.request.client_id), None);
             let shown = if username.chars().count() > 256 { "" } else { username };
-            return login_page(
-                &s,
-                &pc,
-                &pending,
-                request_uri,
-                &b.csrf_cookie,
-                shown,
-                true,
-                StatusCode::UNAUTHORIZED,
-            );
+            return login_page(&s, &pc, &pending, &b.csrf_cookie, shown, true, StatusCode::UNAUTHORIZED);
         }
     };
     attempt.succeeded();
@@ -681,7 +743,7 @@ pub async fn login(
             .render(&s, &pc);
     }
     audit_events::record("login", "success", Some(&pending.request.client_id), Some(&user.sub));
-    let mut res = see_other(&s, &pc, &authorize_again(&s, &form));
+    let mut res = see_other(&s, &pc, &authorize_again(&s, &pending));
     res.headers_mut().append(
         header::SET_COOKIE,
         set_cookie(SESSION_COOKIE, &session_id, s.provider.settings().session_lifetime),
@@ -732,13 +794,13 @@ pub async fn consent(
         Err(r) => return r,
     };
     let Some(session) = b.session else {
-        return see_other(&s, &pc, &authorize_again(&s, &form));
+        return see_other(&s, &pc, &authorize_again(&s, &pending));
     };
     // issue 13 item 6: prompt=login and max_age are decided again when consent is given, not
     // only when the page was shown (OIDC Core §3.1.2.1)
     match s.provider.next_step(&pending, Some(&session)) {
         NextStep::Consent => {}
-        NextStep::Login => return see_other(&s, &pc, &authorize_again(&s, &form)),
+        NextStep::Login => return see_other(&s, &pc, &authorize_again(&s, &pending)),
         NextStep::Respond(response) => return respond(&s, &pc, &response, Some(&interaction)).await,
     }
     let decision = match form.get("decision") {
@@ -796,7 +858,8 @@ pub async fn consent(
 
 /// POST of "Not you?" on the consent page (issue 17 item 8; a button of the consent form with
 /// its own `formaction`): ends the browser's session and returns to the login page of the same
-/// request. CSRF-checked like the consent form, with a token of its own (`switch_csrf_token`).
+/// interaction (issue 17 item 7). CSRF-checked like the consent form, with a token of its own
+/// (`switch_csrf_token`, bound to the interaction too).
 pub async fn switch_account(
     State(s): State<Arc<AppState>>,
     interaction: InteractionId,
@@ -804,7 +867,7 @@ pub async fn switch_account(
     body: Bytes,
 ) -> Response {
     let mut pc = PageCtx::new(&headers, &interaction);
-    let (form, pending, b) = match posted(&s, &mut pc, &headers, &body, FormPurpose::SwitchAccount).await {
+    let (_, pending, b) = match posted(&s, &mut pc, &headers, &body, FormPurpose::SwitchAccount).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -817,7 +880,7 @@ pub async fn switch_account(
             .render(&s, &pc);
     }
     tracing::info!(client_id = %pending.request.client_id, "session ended from the consent page (not you?)");
-    let mut res = see_other(&s, &pc, &authorize_again(&s, &form));
+    let mut res = see_other(&s, &pc, &authorize_again(&s, &pending));
     res.headers_mut()
         .append(header::SET_COOKIE, set_cookie(SESSION_COOKIE, "", 0));
     res

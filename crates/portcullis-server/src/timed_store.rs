@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use portcullis_core::Store;
 use portcullis_core::audit::{AuditRecord, ChainPoint};
 use portcullis_core::model::{
-    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, PushedRequest, Session, StoredKey, TokenKind,
-    TokenRecord, User,
+    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, Interaction, InteractionStart, PushedRequest,
+    Session, StoredKey, TokenKind, TokenRecord, User,
 };
 use portcullis_core::store::{StoreResult, TableSizes};
 
@@ -142,11 +142,35 @@ impl Store for TimedStore {
         timed!("get_pushed_request", self.0.get_pushed_request(request_uri_hash))
     }
 
-    async fn consume_pushed_request(&self, request_uri_hash: &str, now: i64) -> StoreResult<bool> {
+    async fn start_interaction(
+        &self,
+        interaction: &Interaction,
+        now: i64,
+        max_live: u32,
+    ) -> StoreResult<InteractionStart> {
         timed!(
-            "consume_pushed_request",
-            self.0.consume_pushed_request(request_uri_hash, now)
+            "start_interaction",
+            self.0.start_interaction(interaction, now, max_live)
         )
+    }
+
+    async fn get_interaction(&self, id: &str) -> StoreResult<Option<Interaction>> {
+        timed!("get_interaction", self.0.get_interaction(id))
+    }
+
+    async fn get_browser_interaction(
+        &self,
+        request_uri_hash: &str,
+        browser_hash: &str,
+    ) -> StoreResult<Option<Interaction>> {
+        timed!(
+            "get_browser_interaction",
+            self.0.get_browser_interaction(request_uri_hash, browser_hash)
+        )
+    }
+
+    async fn complete_interaction(&self, id: &str, now: i64) -> StoreResult<bool> {
+        timed!("complete_interaction", self.0.complete_interaction(id, now))
     }
 
     async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()> {

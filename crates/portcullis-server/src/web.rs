@@ -89,6 +89,8 @@ pub fn http_status(s: Status) -> StatusCode {
         Status::NotFound => StatusCode::NOT_FOUND,
         Status::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         Status::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+        Status::Conflict => StatusCode::CONFLICT,
+        Status::Gone => StatusCode::GONE,
         Status::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Status::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
         Status::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,

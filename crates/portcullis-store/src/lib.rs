@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use portcullis_core::StoreError;
 use portcullis_core::audit::{AuditRecord, ChainHash, ChainPoint, Direction, Evidence, EvidenceKind, Proof};
 use portcullis_core::model::{
-    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, PushedRequest, Session, StoredKey, TokenKind,
-    TokenRecord, User,
+    AuthorizationCode, Client, CodeRedemption, Grant, InitialAccessToken, Interaction, InteractionStart, PushedRequest,
+    Session, StoredKey, TokenKind, TokenRecord, User,
 };
 use portcullis_core::store::{Store, StoreResult, TableSizes};
 use portcullis_core::types::{JwkThumbprint, PkceChallenge};
@@ -26,7 +26,7 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// The version `schema.sql` describes.
 const BASE_VERSION: i64 = 1;
 /// Each later version's change, applied in order to a database at an older version.
-const MIGRATIONS: [(i64, &[&str]); 6] = [
+const MIGRATIONS: [(i64, &[&str]); 7] = [
     // issue 13 item 14: registration access tokens expire; tokens issued before get the
     // default lifetime (30 days) from the upgrade on
     (
@@ -101,9 +101,29 @@ const MIGRATIONS: [(i64, &[&str]); 6] = [
             "UPDATE signing_keys SET activates_at = created_at WHERE activates_at IS NULL",
         ],
     ),
+    // issue 17 item 7: browser-bound interactions; one per browser and request_uri, each with
+    // a copy of the request and its own clock (the first to complete consumes the request_uri)
+    (
+        8,
+        &[
+            "CREATE TABLE IF NOT EXISTS interactions (
+                id TEXT PRIMARY KEY,
+                browser_hash TEXT NOT NULL,
+                request_uri_hash TEXT NOT NULL,
+                client_id TEXT NOT NULL,
+                request TEXT NOT NULL,
+                pushed_at BIGINT NOT NULL,
+                expires_at BIGINT NOT NULL,
+                completed INTEGER NOT NULL DEFAULT 0,
+                UNIQUE (request_uri_hash, browser_hash)
+            )",
+            "CREATE INDEX IF NOT EXISTS interactions_expires_at ON interactions (expires_at)",
+            "CREATE INDEX IF NOT EXISTS interactions_client ON interactions (client_id)",
+        ],
+    ),
 ];
 /// The version this binary writes.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 pub struct SqliteStore {
     pool: SqlitePool,
@@ -136,6 +156,27 @@ enum OpenError {
 /// Rows deleted per statement by `purge_expired` (and per transaction by
 /// `purge_audit_before`).
 const PURGE_BATCH: i64 = 500;
+
+/// `SELECT` of every column of an interaction (as `interaction_from_row` reads them).
+macro_rules! select_interaction {
+    () => {
+        "SELECT id, browser_hash, request_uri_hash, request, pushed_at, expires_at, completed FROM interactions "
+    };
+}
+
+fn interaction_from_row(row: &SqliteRow) -> StoreResult<Interaction> {
+    let request: String = row.try_get("request").map_err(err)?;
+    let completed: i64 = row.try_get("completed").map_err(err)?;
+    Ok(Interaction {
+        id: row.try_get("id").map_err(err)?,
+        browser_hash: row.try_get("browser_hash").map_err(err)?,
+        request_uri_hash: row.try_get("request_uri_hash").map_err(err)?,
+        request: serde_json::from_str(&request).map_err(err)?,
+        pushed_at: row.try_get("pushed_at").map_err(err)?,
+        expires_at: row.try_get("expires_at").map_err(err)?,
+        completed: completed != 0,
+    })
+}
 
 /// `SELECT` of every column of an audit entry (as `audit_from_row` reads them), then `$rest`.
 macro_rules! select_audit {
@@ -647,6 +688,7 @@ impl Store for SqliteStore {
             "DELETE FROM codes WHERE client_id = ?",
             "DELETE FROM grants WHERE client_id = ?",
             "DELETE FROM pushed_requests WHERE client_id = ?",
+            "DELETE FROM interactions WHERE client_id = ?",
         ] {
             sqlx::query(sql).bind(client_id).execute(&mut *tx).await.map_err(err)?;
         }
@@ -860,16 +902,125 @@ impl Store for SqliteStore {
         }))
     }
 
-    async fn consume_pushed_request(&self, request_uri_hash: &str, now: i64) -> StoreResult<bool> {
-        let r = sqlx::query(
-            "UPDATE pushed_requests SET consumed = 1 WHERE request_uri_hash = ? AND consumed = 0 AND expires_at > ?",
-        )
-        .bind(request_uri_hash)
-        .bind(now)
-        .execute(&self.pool)
+    async fn start_interaction(
+        &self,
+        interaction: &Interaction,
+        now: i64,
+        max_live: u32,
+    ) -> StoreResult<InteractionStart> {
+        // the write lock first: the checks and the insert are one step (PostgreSQL: `SELECT ...
+        // FOR UPDATE` of the pushed request serialises the interactions on one request_uri)
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let available =
+            sqlx::query("SELECT 1 FROM pushed_requests WHERE request_uri_hash = ? AND consumed = 0 AND expires_at > ?")
+                .bind(&interaction.request_uri_hash)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(err)?
+                .is_some();
+        if !available {
+            tx.rollback().await.map_err(err)?;
+            return Ok(InteractionStart::Unavailable);
+        }
+        let existing = sqlx::query(concat!(
+            select_interaction!(),
+            "WHERE request_uri_hash = ? AND browser_hash = ?"
+        ))
+        .bind(&interaction.request_uri_hash)
+        .bind(&interaction.browser_hash)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(err)?;
-        Ok(r.rows_affected() == 1)
+        if let Some(row) = existing {
+            tx.rollback().await.map_err(err)?;
+            return Ok(InteractionStart::Existing(Box::new(interaction_from_row(&row)?)));
+        }
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM interactions WHERE request_uri_hash = ? AND completed = 0 AND expires_at > ?",
+        )
+        .bind(&interaction.request_uri_hash)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(err)?;
+        if live >= i64::from(max_live) {
+            tx.rollback().await.map_err(err)?;
+            return Ok(InteractionStart::TooMany);
+        }
+        sqlx::query(
+            "INSERT INTO interactions (id, browser_hash, request_uri_hash, client_id, request, pushed_at, expires_at, \
+             completed) VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+        )
+        .bind(&interaction.id)
+        .bind(&interaction.browser_hash)
+        .bind(&interaction.request_uri_hash)
+        .bind(&interaction.request.client_id)
+        .bind(serde_json::to_string(&interaction.request).map_err(err)?)
+        .bind(interaction.pushed_at)
+        .bind(interaction.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(InteractionStart::Started)
+    }
+
+    async fn get_interaction(&self, id: &str) -> StoreResult<Option<Interaction>> {
+        let row = sqlx::query(concat!(select_interaction!(), "WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(err)?;
+        row.as_ref().map(interaction_from_row).transpose()
+    }
+
+    async fn get_browser_interaction(
+        &self,
+        request_uri_hash: &str,
+        browser_hash: &str,
+    ) -> StoreResult<Option<Interaction>> {
+        let row = sqlx::query(concat!(
+            select_interaction!(),
+            "WHERE request_uri_hash = ? AND browser_hash = ?"
+        ))
+        .bind(request_uri_hash)
+        .bind(browser_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(err)?;
+        row.as_ref().map(interaction_from_row).transpose()
+    }
+
+    async fn complete_interaction(&self, id: &str, now: i64) -> StoreResult<bool> {
+        // one transaction under the write lock: the request_uri is consumed (whatever its own
+        // expiry) and the interaction completed together, or neither; of the interactions on
+        // one request_uri, the first to get here wins
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(err)?;
+        let consumed = sqlx::query(
+            "UPDATE pushed_requests SET consumed = 1 WHERE consumed = 0 AND request_uri_hash = \
+             (SELECT request_uri_hash FROM interactions WHERE id = ? AND completed = 0 AND expires_at > ?)",
+        )
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(err)?;
+        if consumed.rows_affected() != 1 {
+            tx.rollback().await.map_err(err)?;
+            return Ok(false);
+        }
+        let completed = sqlx::query("UPDATE interactions SET completed = 1 WHERE id = ? AND completed = 0")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        if completed.rows_affected() != 1 {
+            tx.rollback().await.map_err(err)?;
+            return Ok(false);
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(true)
     }
 
     async fn insert_code(&self, code: &AuthorizationCode) -> StoreResult<()> {
@@ -1227,8 +1378,9 @@ impl Store for SqliteStore {
     }
 
     async fn purge_expired(&self, now: i64) -> StoreResult<()> {
-        // pushed requests and codes are kept an hour past expiry: late use of a request_uri
-        // still gets a precise invalid_request_uri redirect, and a replayed code is still
+        // pushed requests, interactions and codes are kept an hour past expiry: late use of a
+        // request_uri still gets a precise invalid_request_uri redirect (and of an interaction a
+        // precise page), and a replayed code is still
         // recognised (and revokes its grant). Each statement deletes one bounded batch by
         // primary key (portable to PostgreSQL, which has no DELETE ... LIMIT).
         let grace = now - 3600;
@@ -1246,6 +1398,11 @@ impl Store for SqliteStore {
             (
                 "DELETE FROM pushed_requests WHERE request_uri_hash IN \
                  (SELECT request_uri_hash FROM pushed_requests WHERE expires_at <= ? LIMIT ?)",
+                grace,
+            ),
+            (
+                "DELETE FROM interactions WHERE id IN \
+                 (SELECT id FROM interactions WHERE expires_at <= ? LIMIT ?)",
                 grace,
             ),
             (
@@ -1340,6 +1497,7 @@ impl Store for SqliteStore {
                     (SELECT COUNT(*) FROM initial_access_tokens) AS initial_access_tokens, \
                     (SELECT COUNT(*) FROM users) AS users, \
                     (SELECT COUNT(*) FROM pushed_requests) AS pushed_requests, \
+                    (SELECT COUNT(*) FROM interactions) AS interactions, \
                     (SELECT COUNT(*) FROM grants) AS grants, \
                     (SELECT COUNT(*) FROM codes) AS codes, \
                     (SELECT COUNT(*) FROM tokens) AS tokens, \
@@ -1360,6 +1518,7 @@ impl Store for SqliteStore {
             initial_access_tokens: n("initial_access_tokens")?,
             users: n("users")?,
             pushed_requests: n("pushed_requests")?,
+            interactions: n("interactions")?,
             grants: n("grants")?,
             codes: n("codes")?,
             tokens: n("tokens")?,

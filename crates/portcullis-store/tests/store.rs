@@ -82,9 +82,59 @@ async fn version_1_databases_are_migrated() {
         store.audit_head().await.unwrap(),
         portcullis_core::audit::ChainPoint::GENESIS
     );
+    // issue 17 item 7: the interactions table arrives with migration 8, empty
+    assert_eq!(store.table_sizes().await.unwrap().interactions, 0);
     store.close().await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let version: i64 = sqlx::query_scalar("SELECT MAX(version) FROM schema_version")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(version, 8);
+    assert_eq!(portcullis_store::SCHEMA_VERSION, 8);
+    pool.close().await;
     // opening again changes nothing
     SqliteStore::open(&path).await.unwrap().close().await;
+}
+
+/// Issue 17: a version 7 database (signing keys with activates_at, issue 17 item 4) gets the
+/// interactions table of version 8 (issue 17 item 7) on open, keeping its keys' activation.
+#[tokio::test]
+async fn version_7_databases_are_migrated_to_8() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    SqliteStore::open(&path).await.unwrap().close().await;
+    // back to version 7: no interactions table
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "DROP TABLE interactions; \
+         DELETE FROM schema_version WHERE version = 8;",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info('signing_keys')")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert!(columns.iter().any(|c| c == "activates_at"), "{columns:?}");
+    pool.close().await;
+    let store = SqliteStore::open(&path).await.unwrap();
+    assert_eq!(store.table_sizes().await.unwrap().interactions, 0);
+    store.close().await;
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_version ORDER BY version")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(versions.last(), Some(&8), "{versions:?}");
+    pool.close().await;
 }
 
 /// Issue 15: grants and tokens written before resource indicators (RFC 8707) read back with no

@@ -1,23 +1,38 @@
 //! The authorization endpoint (SP 5.3.2.2, RFC 9126 §4): only `client_id` + `request_uri` from a
 //! PAR count; the response goes by redirect with `code`, `state` and `iss` (RFC 9207).
+//!
+//! A browser's first visit with an unexpired, unconsumed request_uri starts an [`Interaction`]
+//! bound to that browser (issue 17 item 7) without consuming the request_uri: a link
+//! pre-fetcher or a first visit without login burns nothing (FAPI 2.0 SP 5.3.2.2 Note 3,
+//! AS-SP-44). Login and consent then run on the interaction's clock
+//! (`Settings::interaction_lifetime`), not the request_uri's. Only the same browser continues
+//! an interaction (its interaction cookie, whose hash the interaction holds); another browser
+//! with the same URL starts its own (a few at most per request_uri). Completing an interaction
+//! consumes the request_uri in the same store step, so of all the browsers one gives the
+//! authorization response, once; after that the request_uri gets `invalid_request_uri`.
 
 use std::sync::Arc;
 
 use crate::audit::{Direction, Evidence, EvidenceKind};
 use crate::checks::{self, Check, CheckFuture, Run};
 use crate::error::{ErrorCode, OAuthError, OAuthResult, Status};
-use crate::model::{AuthorizationCode, AuthorizationRequest, Grant, PushedRequest, Session};
+use crate::model::{
+    AuthorizationCode, AuthorizationRequest, Grant, Interaction, InteractionStart, PushedRequest, Session,
+};
 use crate::provider::{ParsedClient, Provider};
-use crate::random::{credential, hash};
+use crate::random::{credential, hash, secure_eq};
 use crate::response::{AuthorizationResponse, ResponseMode, ResponseTarget};
+use crate::settings::MAX_LIVE_INTERACTIONS_PER_REQUEST;
 use crate::types::{ClientId, RequestUri};
 
 /// How long a JARM response is valid (AS-MS-11: 10 minutes at most).
 const JARM_LIFETIME: i64 = 300;
 
-/// A valid pushed request, waiting for login and consent.
+/// A valid pushed request, waiting for login and consent in its interaction.
 #[derive(Debug, Clone)]
 pub struct PendingAuthorization {
+    /// The interaction's id: what the pages' forms and URLs carry (issue 17 item 7).
+    pub interaction: String,
     pub request_uri_hash: String,
     pub request: AuthorizationRequest,
     /// The client's registered `client_name`, if it gave one. Pages show a neutral phrase
@@ -76,9 +91,12 @@ fn https_metadata(metadata: &crate::model::ClientMetadata, field: &str) -> Optio
 /// What the authorization endpoint's checks work on and fill in.
 pub struct AuthorizeContext {
     query: Vec<(String, String)>,
+    /// SHA-256 of the browser's interaction cookie.
+    browser_hash: String,
     client: Option<Arc<ParsedClient>>,
     request_uri: Option<RequestUri>,
     pushed: Option<PushedRequest>,
+    interaction: Option<Interaction>,
 }
 
 impl AuthorizeContext {
@@ -126,48 +144,148 @@ pub const AUTHORIZE_CHECKS: &[Check<AuthorizeContext>] = &[
     },
     Check {
         name: "unused",
-        rule: "not used yet (redirected `invalid_request_uri`)",
-        source: "AS-SP-43, AS-SP-44; RFC 9126 §7.3",
+        rule: "not consumed: no sign-in on it has completed, in any browser (redirected \
+               `invalid_request_uri`)",
+        source: "AS-SP-43; RFC 9126 §4, §7.3",
         run: Run::Sync(unused),
     },
     Check {
+        name: "this browser's interaction",
+        rule: "a request_uri this browser has opened before continues its interaction, also past the \
+               request_uri's lifetime (an error page once the interaction has expired)",
+        source: "issue 17 item 7; RFC 9126 §7.3 (reload)",
+        run: Run::Async(own_interaction),
+    },
+    Check {
         name: "unexpired",
-        rule: "within its lifetime (redirected `invalid_request_uri`)",
+        rule: "otherwise within its lifetime (redirected `invalid_request_uri`)",
         source: "AS-SP-40, AS-SP-43; RFC 9126 §2.2",
         run: Run::Sync(unexpired),
+    },
+    Check {
+        name: "interaction",
+        rule: "starts an interaction bound to this browser without consuming the request_uri; at most \
+               5 live ones per request_uri (else an error page); the request_uri is consumed when one \
+               of them completes (redirected `invalid_request_uri` if it was consumed meanwhile)",
+        source: "AS-SP-44; SP 5.3.2.2 Note 3; RFC 9126 §4; issue 17 item 7",
+        run: Run::Async(start_interaction),
     },
 ];
 
 impl Provider {
-    /// Resolves an authorization request (front channel) by running [`AUTHORIZE_CHECKS`]. A
-    /// `request_uri` stays usable until the authorization completes (AS-SP-44).
-    pub async fn begin_authorization(&self, query: Vec<(String, String)>) -> OAuthResult<PendingAuthorization> {
+    /// Resolves an authorization request (front channel) by running [`AUTHORIZE_CHECKS`]: the
+    /// first visit starts an interaction bound to the browser whose interaction cookie is
+    /// `browser_key` (the caller makes one for a browser without it, and sets it), leaving the
+    /// request_uri unconsumed (AS-SP-44); a later visit from that browser continues the
+    /// interaction. Nothing is stored for a request that fails a check.
+    pub async fn begin_authorization(
+        &self,
+        query: Vec<(String, String)>,
+        browser_key: &str,
+    ) -> OAuthResult<PendingAuthorization> {
         let mut ctx = AuthorizeContext {
             query,
+            browser_hash: hash(browser_key),
             client: None,
             request_uri: None,
             pushed: None,
+            interaction: None,
         };
         checks::run(self, AUTHORIZE_CHECKS, &mut ctx).await?;
-        let (Some(client), Some(request_uri), Some(pushed)) = (ctx.client, ctx.request_uri, ctx.pushed) else {
+        let (Some(client), Some(interaction)) = (ctx.client, ctx.interaction) else {
             return Err(OAuthError::server_error("authorize check table: incomplete"));
         };
-        let metadata = &client.client.metadata;
-        let client_name = metadata.client_name.clone();
-        let pushed_at = pushed.expires_at - self.settings.request_uri_lifetime;
-        Ok(PendingAuthorization {
-            request_uri_hash: request_uri.hash(),
-            request: pushed.request,
-            client_name,
-            pushed_at,
-            policy_uri: https_metadata(metadata, "policy_uri"),
-            tos_uri: https_metadata(metadata, "tos_uri"),
-            refresh_token: metadata.allows_grant("refresh_token"),
-        })
+        Ok(pending(interaction, &client))
     }
 
-    /// Ends an authorization: consumes the request_uri (atomically, single use) and answers
-    /// with a code, or with `access_denied` (RFC 6749 §4.1.2.1, AS-SP-55).
+    /// Continues the interaction `id` for the browser whose interaction cookie is
+    /// `browser_key` (the login and consent forms, and the page after a login). Refusals are
+    /// pages in plain words, never redirects: the interaction may have been started by another
+    /// browser, have given its response already, have run out of time, or have lost its
+    /// request_uri to a sign-in completed in another browser.
+    pub async fn resume_interaction(&self, id: &str, browser_key: Option<&str>) -> OAuthResult<PendingAuthorization> {
+        let unknown = unknown_interaction;
+        if id.is_empty() || id.len() > 128 {
+            return Err(unknown());
+        }
+        let interaction = self.store.get_interaction(id).await?.ok_or_else(unknown)?;
+        let same_browser =
+            browser_key.is_some_and(|k| secure_eq(hash(k).as_bytes(), interaction.browser_hash.as_bytes()));
+        if !same_browser {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidRequest,
+                Status::Forbidden,
+                OTHER_BROWSER,
+            ));
+        }
+        if interaction.completed {
+            return Err(already_completed());
+        }
+        if interaction.expires_at <= self.now() {
+            return Err(took_too_long());
+        }
+        let still_open = self
+            .store
+            .get_pushed_request(&interaction.request_uri_hash)
+            .await?
+            .is_some_and(|p| !p.consumed);
+        if !still_open {
+            return Err(completed_elsewhere());
+        }
+        let client = self.client(&interaction.request.client_id).await?.ok_or_else(|| {
+            page(
+                ErrorCode::InvalidRequest,
+                "The authorization request names an unknown client.",
+            )
+        })?;
+        Ok(pending(interaction, &client))
+    }
+
+    /// For an error page (its language, and its way back to the application): the interaction
+    /// this browser (`browser_key`, its interaction cookie) started, named by its `id` or, for
+    /// an authorization request's `query`, by the request_uri and client_id, in whatever state
+    /// (completed, expired, its request_uri consumed). Its request is the copy taken when the
+    /// request_uri was opened, so its redirect URI is the one verified at PAR (AS-SP-53);
+    /// another browser's interaction, or an unknown one, is `None`.
+    pub async fn own_interaction(
+        &self,
+        id: Option<&str>,
+        query: &[(String, String)],
+        browser_key: Option<&str>,
+    ) -> OAuthResult<Option<PendingAuthorization>> {
+        let Some(browser_hash) = browser_key.map(hash) else {
+            return Ok(None);
+        };
+        let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let interaction = match id.filter(|i| !i.is_empty() && i.len() <= 128) {
+            Some(id) => self.store.get_interaction(id).await?,
+            None => {
+                let Some(uri) = param("request_uri").and_then(RequestUri::parse) else {
+                    return Ok(None);
+                };
+                self.store
+                    .get_browser_interaction(&uri.hash(), &browser_hash)
+                    .await?
+                    .filter(|i| param("client_id") == Some(i.request.client_id.as_str()))
+            }
+        };
+        let Some(interaction) = interaction else {
+            return Ok(None);
+        };
+        if !secure_eq(browser_hash.as_bytes(), interaction.browser_hash.as_bytes()) {
+            return Ok(None);
+        }
+        let Some(client) = self.client(&interaction.request.client_id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(pending(interaction, &client)))
+    }
+
+    /// Ends an authorization: completes the interaction and consumes its request_uri in one
+    /// store step (one response per request_uri, whichever browser gets there first; AS-SP-43/44)
+    /// and answers with a code, or with `access_denied` (RFC 6749 §4.1.2.1, AS-SP-55). A second
+    /// completion, one after the interaction expired, or one after another browser's completed
+    /// is a page.
     pub async fn complete_authorization(
         &self,
         pending: &PendingAuthorization,
@@ -177,7 +295,7 @@ impl Provider {
         let target = req.response_target();
         let now = self.now();
         // issue 13 item 6: the login behind an Allow must still satisfy prompt=login and
-        // max_age now, whatever page was shown before (checked before the request_uri is spent)
+        // max_age now, whatever page was shown before (checked before the interaction ends)
         if let Decision::Allow {
             auth_time,
             login_request,
@@ -191,15 +309,14 @@ impl Provider {
                 "This request needs a newer sign-in. Start again from the application.",
             ));
         }
-        let won = self
-            .store
-            .consume_pushed_request(&pending.request_uri_hash, now)
-            .await?;
-        if !won {
-            return Err(
-                OAuthError::invalid_request_uri("the request_uri has already been used or has expired")
-                    .redirected_to(&target),
-            );
+        if !self.store.complete_interaction(&pending.interaction, now).await? {
+            // states only move forward (completed, consumed, expired): read why it lost
+            return Err(match self.store.get_interaction(&pending.interaction).await? {
+                Some(i) if i.completed => already_completed(),
+                Some(i) if i.expires_at <= now => took_too_long(),
+                Some(_) => completed_elsewhere(),
+                None => unknown_interaction(),
+            });
         }
         let (sub, auth_time) = match decision {
             Decision::Deny => {
@@ -310,7 +427,7 @@ impl Provider {
     }
 
     /// OIDC Core §3.1.2.1: `prompt=login` wants a login made for this very request (the login
-    /// form carries the request_uri, and the session remembers it); `max_age` wants a login
+    /// form belongs to the request's interaction, and the session remembers the request); `max_age` wants a login
     /// within that many seconds, or one made for this request (so `max_age=0` can complete).
     pub fn login_is_fresh(&self, pending: &PendingAuthorization, auth_time: i64, login_request: Option<&str>) -> bool {
         let req = &pending.request;
@@ -325,6 +442,91 @@ impl Provider {
 /// A page error (the redirect target is not known or not verified yet, AS-SP-53).
 fn page(code: ErrorCode, d: &'static str) -> OAuthError {
     OAuthError::new(code, Status::BadRequest, d)
+}
+
+/// Why an interaction cannot go on (issue 17 item 7): the pages say it in the user's words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InteractionEnd {
+    /// The interaction is unknown (or purged).
+    Unknown,
+    /// Another browser started it (403).
+    OtherBrowser,
+    /// It has given its one response already (400).
+    AlreadyCompleted,
+    /// It ran out of time (410).
+    TookTooLong,
+    /// Another browser's sign-in on the same request_uri completed first (409).
+    CompletedElsewhere,
+    /// Too many browsers have a live sign-in on the request_uri (409).
+    TooManyBrowsers,
+}
+
+const UNKNOWN_INTERACTION: &str = "This sign-in is unknown or has ended. Go back to the application and start again.";
+const OTHER_BROWSER: &str = "This sign-in was started in another browser. Go back to the application and start again.";
+const ALREADY_COMPLETED: &str = "This sign-in has already been completed. Go back to the application.";
+const TOOK_TOO_LONG: &str = "This sign-in took too long. Go back to the application and start again.";
+const COMPLETED_ELSEWHERE: &str =
+    "This sign-in was already completed elsewhere. Go back to the application and start again.";
+const TOO_MANY_BROWSERS: &str =
+    "This sign-in link has been opened in too many browsers. Go back to the application and start again.";
+
+impl InteractionEnd {
+    /// The interaction refusal `e` is, if it is one.
+    pub fn of(e: &OAuthError) -> Option<Self> {
+        if e.redirect.is_some() {
+            return None;
+        }
+        Some(match e.description.as_ref() {
+            UNKNOWN_INTERACTION => Self::Unknown,
+            OTHER_BROWSER => Self::OtherBrowser,
+            ALREADY_COMPLETED => Self::AlreadyCompleted,
+            TOOK_TOO_LONG => Self::TookTooLong,
+            COMPLETED_ELSEWHERE => Self::CompletedElsewhere,
+            TOO_MANY_BROWSERS => Self::TooManyBrowsers,
+            _ => return None,
+        })
+    }
+}
+
+fn unknown_interaction() -> OAuthError {
+    page(ErrorCode::InvalidRequest, UNKNOWN_INTERACTION)
+}
+
+/// Issue 17 item 7: the interaction ran out of time. A page, never a redirect with a code.
+fn took_too_long() -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidRequest, Status::Gone, TOOK_TOO_LONG)
+}
+
+/// Issue 17 item 7: the interaction has given its one response (a replayed form, a second tab).
+fn already_completed() -> OAuthError {
+    page(ErrorCode::InvalidRequest, ALREADY_COMPLETED)
+}
+
+/// Issue 17 item 7: another browser's sign-in on the same request_uri completed first (its
+/// completion consumed the request_uri). A page, never a code.
+fn completed_elsewhere() -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidRequest, Status::Conflict, COMPLETED_ELSEWHERE)
+}
+
+/// Issue 17 item 7: too many browsers have a live sign-in on this request_uri.
+fn too_many_interactions() -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidRequestUri, Status::Conflict, TOO_MANY_BROWSERS)
+}
+
+/// What the pages work on: the interaction's copy of the pushed request (its redirect URI as
+/// verified at PAR) and what the client registered for the consent page.
+fn pending(interaction: Interaction, client: &ParsedClient) -> PendingAuthorization {
+    let metadata = &client.client.metadata;
+    PendingAuthorization {
+        interaction: interaction.id,
+        request_uri_hash: interaction.request_uri_hash,
+        request: interaction.request,
+        client_name: metadata.client_name.clone(),
+        pushed_at: interaction.pushed_at,
+        policy_uri: https_metadata(metadata, "policy_uri"),
+        tos_uri: https_metadata(metadata, "tos_uri"),
+        refresh_token: metadata.allows_grant("refresh_token"),
+    }
 }
 
 /// The client named by `client_id`.
@@ -413,7 +615,8 @@ fn same_client(_: &Provider, c: &mut AuthorizeContext) -> OAuthResult<()> {
     Ok(())
 }
 
-/// RFC 9126 §4, §7.3 (AS-SP-43): a used request_uri is refused.
+/// RFC 9126 §4, §7.3 (AS-SP-43): a consumed request_uri (a sign-in on it has completed, in
+/// this browser or another) is refused, whoever asks.
 fn unused(_: &Provider, c: &mut AuthorizeContext) -> OAuthResult<()> {
     let pushed = c.pushed()?;
     if pushed.consumed {
@@ -423,12 +626,114 @@ fn unused(_: &Provider, c: &mut AuthorizeContext) -> OAuthResult<()> {
     Ok(())
 }
 
-/// RFC 9126 §2.2 (AS-SP-40/43): an expired request_uri is refused.
+/// Issue 17 item 7, RFC 9126 §7.3 (a reload): a browser that opened the request_uri before
+/// continues its interaction, however old the request_uri; once the interaction has expired it
+/// is told so.
+fn own_interaction<'a>(p: &'a Provider, c: &'a mut AuthorizeContext) -> CheckFuture<'a> {
+    Box::pin(async move {
+        let hash = c.pushed()?.request_uri_hash.clone();
+        let Some(interaction) = p.store.get_browser_interaction(&hash, &c.browser_hash).await? else {
+            return Ok(());
+        };
+        c.interaction = Some(live(p, interaction)?);
+        Ok(())
+    })
+}
+
+/// An interaction this browser may continue: not completed (the request_uri would be consumed,
+/// but a read may lag a completion), not expired.
+fn live(p: &Provider, interaction: Interaction) -> OAuthResult<Interaction> {
+    if interaction.completed {
+        return Err(already_completed());
+    }
+    if interaction.expires_at <= p.now() {
+        return Err(took_too_long());
+    }
+    Ok(interaction)
+}
+
+/// RFC 9126 §2.2 (AS-SP-40/43): an expired request_uri is refused (unless this browser's
+/// interaction on it goes on).
 fn unexpired(p: &Provider, c: &mut AuthorizeContext) -> OAuthResult<()> {
+    if c.interaction.is_some() {
+        return Ok(());
+    }
     let pushed = c.pushed()?;
     if pushed.expires_at <= p.now() {
         return Err(OAuthError::invalid_request_uri("the request_uri has expired")
             .redirected_to(&pushed.request.response_target()));
     }
     Ok(())
+}
+
+/// Issue 17 item 7; AS-SP-44 (SP 5.3.2.2 Note 3): the first visit from a browser starts its
+/// interaction and leaves the request_uri unconsumed (completion consumes it). The store checks
+/// again, in one atomic step, that the request_uri is still open, that this browser has none
+/// yet (a concurrent first visit: that one continues) and that the request_uri has room.
+fn start_interaction<'a>(p: &'a Provider, c: &'a mut AuthorizeContext) -> CheckFuture<'a> {
+    Box::pin(async move {
+        if c.interaction.is_some() {
+            return Ok(());
+        }
+        let pushed = c.pushed()?;
+        let now = p.now();
+        let interaction = Interaction {
+            id: credential(),
+            browser_hash: c.browser_hash.clone(),
+            request_uri_hash: pushed.request_uri_hash.clone(),
+            request: pushed.request.clone(),
+            pushed_at: pushed.expires_at - p.settings.request_uri_lifetime,
+            expires_at: now + p.settings.interaction_lifetime,
+            completed: false,
+        };
+        let started = match p
+            .store
+            .start_interaction(&interaction, now, MAX_LIVE_INTERACTIONS_PER_REQUEST)
+            .await?
+        {
+            InteractionStart::Started => interaction,
+            InteractionStart::Existing(existing) => live(p, *existing)?,
+            InteractionStart::TooMany => return Err(too_many_interactions()),
+            InteractionStart::Unavailable => {
+                return Err(
+                    OAuthError::invalid_request_uri("the request_uri has already been used or has expired")
+                        .redirected_to(&pushed.request.response_target()),
+                );
+            }
+        };
+        c.interaction = Some(started);
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pages tell the interaction's ends apart (issue 17 item 7), and nothing else is one.
+    #[test]
+    fn interaction_ends_are_recognised() {
+        let forbidden = OAuthError::new(ErrorCode::InvalidRequest, Status::Forbidden, OTHER_BROWSER);
+        let cases = [
+            (unknown_interaction(), InteractionEnd::Unknown, 400),
+            (forbidden, InteractionEnd::OtherBrowser, 403),
+            (already_completed(), InteractionEnd::AlreadyCompleted, 400),
+            (took_too_long(), InteractionEnd::TookTooLong, 410),
+            (completed_elsewhere(), InteractionEnd::CompletedElsewhere, 409),
+            (too_many_interactions(), InteractionEnd::TooManyBrowsers, 409),
+        ];
+        for (e, end, status) in cases {
+            assert_eq!(InteractionEnd::of(&e), Some(end), "{e}");
+            assert_eq!(e.status.code(), status, "{e}");
+            assert!(e.redirect.is_none(), "a page, never a redirect: {e}");
+        }
+        assert_eq!(InteractionEnd::of(&OAuthError::invalid_request("x")), None);
+        assert_eq!(
+            InteractionEnd::of(&page(
+                ErrorCode::InvalidRequest,
+                "The authorization request names an unknown client."
+            )),
+            None
+        );
+    }
 }

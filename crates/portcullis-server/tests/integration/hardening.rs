@@ -189,8 +189,9 @@ async fn item15_16_sessions_logout_and_form_action() {
     // the login page: forms post to this server only
     let uri = Par::new(&rp).push(&s, &rp).await;
     let url = Browser::authorization_url(&s, &rp.client_id, &uri);
-    let r = s.http.get(&url).send().await.unwrap();
-    let csp = r.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
+    // (in the browser that then signs in: the first visit binds the request to it)
+    let (_, headers, _) = b.get(&s, &url).await;
+    let csp = headers[CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
     assert!(csp.contains("form-action 'self'"), "{csp}");
     b.run(&s, &rp.client_id, &uri, "allow").await;
     let first_session = b.cookies["__Host-portcullis-session"].clone();

@@ -72,7 +72,78 @@ async fn request_uri_is_bound_to_its_client() {
     assert!(r.headers().get("location").is_none());
 }
 
-/// AS-SP-43/44: usable again until the authorization completes, then refused.
+/// The interaction id a page's forms carry.
+fn interaction_of(page: &str) -> String {
+    hidden_fields(page)
+        .into_iter()
+        .find(|(k, _)| k == "interaction")
+        .expect("interaction field")
+        .1
+}
+
+/// Follows `headers`' redirect to the client and returns its query.
+fn callback(headers: &reqwest::header::HeaderMap) -> std::collections::HashMap<String, String> {
+    query(&url::Url::parse(headers["location"].to_str().unwrap()).unwrap())
+}
+
+/// Conformance row 62 (`par-ensure-reused-request-uri-prior-to-auth-completion-succeeds`,
+/// AS-SP-44, SP 5.3.2.2 Note 3): the suite opens the authorization URL once without logging
+/// in, then again in a fresh browser (no shared cookies), and logs in there: success, with a
+/// code that works. Opening the URL consumes nothing; completing does.
+#[tokio::test]
+async fn reused_request_uri_before_completion_succeeds() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let par = Par::new(&rp);
+    let request_uri = par.push(&s, &rp).await;
+    let url = Browser::authorization_url(&s, &rp.client_id, &request_uri);
+    // the first visit: the login page, nobody logs in
+    let mut first = Browser::default();
+    let (status, _, first_page) = first.get(&s, &url).await;
+    assert_eq!(status, 200, "{first_page}");
+    assert!(first_page.contains("name=\"password\""));
+    // a fresh browser opens the same URL, logs in and consents
+    let mut second = Browser::default();
+    let cb = second.run(&s, &rp.client_id, &request_uri, "allow").await;
+    let q = query(&cb);
+    assert_eq!(q["state"], par.state);
+    assert_eq!(q["iss"], s.issuer);
+    let r = token_request(&s, &rp, &DpopKey::new(), code_params(&q["code"], &par.verifier)).await;
+    assert_eq!(r.status(), 200, "the code works");
+    // now the request_uri is consumed: any browser opening it gets invalid_request_uri
+    let mut third = Browser::default();
+    for browser in [&mut first, &mut second, &mut third] {
+        let (status, headers, _) = browser.get(&s, &url).await;
+        assert_eq!(status, 303);
+        let q = callback(&headers);
+        assert_eq!(q["error"], "invalid_request_uri");
+        assert_eq!(q["state"], par.state);
+        assert_eq!(q["iss"], s.issuer);
+    }
+    // the first browser's sign-in cannot go on: a page, no code
+    let (status, headers, body) = first
+        .post(
+            &s,
+            &absolute(&s, &form_action(&first_page)),
+            &login_form(&first_page, USER, PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(headers.get("location").is_none());
+    assert!(body.contains("already completed elsewhere"), "{body}");
+    let resume = format!(
+        "{}?interaction={}",
+        s.endpoint("authorization_endpoint"),
+        interaction_of(&first_page)
+    );
+    let (status, _, body) = first.get(&s, &resume).await;
+    assert_eq!(status, 409, "{body}");
+}
+
+/// AS-SP-43/44, issue 17 item 7: opening a request_uri (a reload, another browser) consumes
+/// nothing; each browser has its own interaction (the same browser continues its own); the
+/// first to answer consent consumes the request_uri, the other browser's consent gets a page
+/// and no code, and the URL is refused everywhere from then on.
 #[tokio::test]
 async fn request_uri_single_use_after_completion() {
     let s = Server::start().await;
@@ -80,20 +151,269 @@ async fn request_uri_single_use_after_completion() {
     let par = Par::new(&rp);
     let request_uri = par.push(&s, &rp).await;
     let url = Browser::authorization_url(&s, &rp.client_id, &request_uri);
-    // a first visit without logging in (a link pre-fetcher) does not burn it
-    let mut first = Browser::default();
-    assert_eq!(first.get(&s, &url).await.0, 200);
-    assert_eq!(first.get(&s, &url).await.0, 200);
     let mut b = Browser::default();
-    let cb = b.run(&s, &rp.client_id, &request_uri, "allow").await;
+    let (status, _, page) = b.get(&s, &url).await;
+    assert_eq!(status, 200);
+    let cookie = b
+        .set_cookie_lines
+        .iter()
+        .find(|l| l.starts_with("__Host-portcullis-interaction="))
+        .expect("interaction cookie")
+        .clone();
+    for attr in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=600"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    assert!(!cookie.contains("Domain"));
+    let (status, _, reloaded) = b.get(&s, &url).await;
+    assert_eq!(status, 200, "a reload continues: {reloaded}");
+    assert_eq!(interaction_of(&reloaded), interaction_of(&page), "the same interaction");
+    // another browser: its own interaction
+    let mut other = Browser::default();
+    let (status, _, other_page) = other.get(&s, &url).await;
+    assert_eq!(status, 200, "{other_page}");
+    assert!(other.cookies.contains_key("__Host-portcullis-interaction"));
+    assert_ne!(interaction_of(&other_page), interaction_of(&page));
+    // both sign in and reach the consent page
+    let mut consent_pages = Vec::new();
+    for (browser, page) in [(&mut b, &page), (&mut other, &other_page)] {
+        let (status, headers, body) = browser
+            .post(&s, &absolute(&s, &form_action(page)), &login_form(page, USER, PASSWORD))
+            .await;
+        assert_eq!(status, 303, "{body}");
+        let (status, _, consent) = browser
+            .get(&s, &absolute(&s, headers["location"].to_str().unwrap()))
+            .await;
+        assert_eq!(status, 200);
+        assert!(consent.contains("name=\"decision\""), "{consent}");
+        consent_pages.push(consent);
+    }
+    // the first browser answers first: its code
+    let mut form = hidden_fields(&consent_pages[0]);
+    form.push(("decision".into(), "allow".into()));
+    let (status, headers, _) = b.post(&s, &absolute(&s, &form_action(&consent_pages[0])), &form).await;
+    assert_eq!(status, 303);
+    assert!(callback(&headers).contains_key("code"));
+    // the other browser's consent, allow or deny: a page, no code, nothing to the client
+    for decision in ["allow", "deny"] {
+        let mut form = hidden_fields(&consent_pages[1]);
+        form.push(("decision".into(), decision.into()));
+        let (status, headers, body) = other
+            .post(&s, &absolute(&s, &form_action(&consent_pages[1])), &form)
+            .await;
+        assert_eq!(status, 409, "{body}");
+        assert!(headers.get("location").is_none(), "no second response");
+        assert!(
+            body.contains("This sign-in was already completed elsewhere. Go back to the application and start again."),
+            "{body}"
+        );
+    }
+    // once completed: invalid_request_uri, by redirect with state and iss, for every browser
+    let mut fresh = Browser::default();
+    for browser in [&mut b, &mut other, &mut fresh] {
+        let (status, headers, _) = browser.get(&s, &url).await;
+        assert_eq!(status, 303);
+        let q = callback(&headers);
+        assert_eq!(q["error"], "invalid_request_uri");
+        assert_eq!(q["state"], par.state);
+        assert_eq!(q["iss"], s.issuer);
+    }
+    assert!(!fresh.cookies.contains_key("__Host-portcullis-interaction"));
+    // and the winner's own interaction page says it is done
+    let resume = format!(
+        "{}?interaction={}",
+        s.endpoint("authorization_endpoint"),
+        interaction_of(&page)
+    );
+    let (status, _, body) = b.get(&s, &resume).await;
+    assert_eq!(status, 400);
+    assert!(body.contains("already been completed"), "{body}");
+}
+
+/// Issue 17 item 7: one leaked URL cannot create unbounded rows: at most 5 browsers have a
+/// live sign-in on a request_uri; the sixth gets a page (and no cookie), those that have one
+/// go on.
+#[tokio::test]
+async fn interactions_per_request_uri_are_capped() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let request_uri = Par::new(&rp).push(&s, &rp).await;
+    let url = Browser::authorization_url(&s, &rp.client_id, &request_uri);
+    let mut browsers: Vec<Browser> = (0..5).map(|_| Browser::default()).collect();
+    for b in &mut browsers {
+        assert_eq!(b.get(&s, &url).await.0, 200);
+    }
+    let mut sixth = Browser::default();
+    let (status, headers, body) = sixth.get(&s, &url).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(headers.get("location").is_none());
+    assert!(body.contains("opened in too many browsers"), "{body}");
+    assert!(!sixth.cookies.contains_key("__Host-portcullis-interaction"));
+    let cb = browsers[4].run(&s, &rp.client_id, &request_uri, "allow").await;
     assert!(query(&cb).contains_key("code"));
-    // once completed: invalid_request_uri, by redirect with state and iss
-    let (status, headers, _) = b.get(&s, &url).await;
+}
+
+/// Issue 17 item 7: the forms of one browser's interaction do not work in another browser,
+/// even with its CSRF cookie and token copied; a guessed or made-up interaction is a page too.
+#[tokio::test]
+async fn interaction_is_bound_to_the_browser() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let request_uri = Par::new(&rp).push(&s, &rp).await;
+    let mut b = Browser::default();
+    let (_, _, page) = b
+        .get(&s, &Browser::authorization_url(&s, &rp.client_id, &request_uri))
+        .await;
+    let action = absolute(&s, &form_action(&page));
+    let form = login_form(&page, USER, PASSWORD);
+    assert!(form.iter().any(|(k, _)| k == "interaction"));
+    assert!(!form.iter().any(|(k, _)| k == "request_uri" || k == "client_id"));
+    // a second browser with the first one's CSRF cookie (and so a valid token), not its
+    // interaction cookie
+    let mut thief = Browser::default();
+    thief.cookies.insert(
+        "__Host-portcullis-csrf".into(),
+        b.cookies["__Host-portcullis-csrf"].clone(),
+    );
+    let (status, headers, body) = thief.post(&s, &action, &form).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(headers.get("location").is_none());
+    assert!(body.contains("started in another browser"), "{body}");
+    let interaction = form.iter().find(|(k, _)| k == "interaction").unwrap().1.clone();
+    let resume = format!("{}?interaction={interaction}", s.endpoint("authorization_endpoint"));
+    assert_eq!(thief.get(&s, &resume).await.0, 403);
+    // opening the URL itself gives the second browser its own interaction, not the first's:
+    // with its own interaction cookie the first's form is still refused
+    let (status, _, own_page) = thief
+        .get(&s, &Browser::authorization_url(&s, &rp.client_id, &request_uri))
+        .await;
+    assert_eq!(status, 200, "{own_page}");
+    assert!(thief.cookies.contains_key("__Host-portcullis-interaction"));
+    assert_ne!(interaction_of(&own_page), interaction);
+    let (status, _, body) = thief.post(&s, &action, &form).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("started in another browser"), "{body}");
+    assert_eq!(thief.get(&s, &resume).await.0, 403);
+    // an unknown interaction: a page, in this very browser too
+    let (status, _, body) = b
+        .get(
+            &s,
+            &format!("{}?interaction=made-up", s.endpoint("authorization_endpoint")),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("Go back to the application"), "{body}");
+    // the owner goes on
+    let (status, _, _) = b.post(&s, &action, &form).await;
+    assert_eq!(status, 303);
+    assert_eq!(b.get(&s, &resume).await.0, 200);
+}
+
+/// Issue 17 item 7: a replayed consent POST (a second click, the back button, a copied form)
+/// issues no second code: the interaction gives one response.
+#[tokio::test]
+async fn replayed_consent_issues_no_second_code() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let request_uri = Par::new(&rp).push(&s, &rp).await;
+    let mut b = Browser::default();
+    b.run(&s, &rp.client_id, &request_uri, "allow").await;
+    // signed in now: the next request goes straight to consent
+    let request_uri = Par::new(&rp).push(&s, &rp).await;
+    let (status, _, page) = b
+        .get(&s, &Browser::authorization_url(&s, &rp.client_id, &request_uri))
+        .await;
+    assert_eq!(status, 200);
+    let mut form = hidden_fields(&page);
+    form.push(("decision".into(), "allow".into()));
+    let action = absolute(&s, &form_action(&page));
+    let (status, headers, _) = b.post(&s, &action, &form).await;
+    assert_eq!(status, 303);
+    assert!(headers["location"].to_str().unwrap().contains("code="));
+    for decision in ["allow", "deny"] {
+        let mut again = hidden_fields(&page);
+        again.push(("decision".into(), decision.into()));
+        let (status, headers, body) = b.post(&s, &action, &again).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(headers.get("location").is_none(), "no second response");
+        assert!(body.contains("already been completed"), "{body}");
+    }
+}
+
+/// Issue 17 item 7: the login is no race against the request_uri. With a 10 s request_uri and
+/// a 20 s interaction: a login and consent finished after the request_uri expired succeed (and
+/// the code works at the token endpoint) while a new browser is refused the expired
+/// request_uri; one finished after the interaction expired gets a page in plain words, and no
+/// code.
+#[tokio::test]
+async fn slow_login_outlives_the_request_uri_not_the_interaction() {
+    let s = Server::start_with(&[
+        ("PORTCULLIS_TOKENS_REQUEST_URI_LIFETIME", "10"),
+        ("PORTCULLIS_TOKENS_INTERACTION_LIFETIME", "20"),
+    ])
+    .await;
+    let rp = Rp::register(&s).await;
+    // two users open their login pages at once
+    let slow = Par::new(&rp);
+    let slow_uri = slow.push(&s, &rp).await;
+    let mut a = Browser::default();
+    let (status, _, slow_page) = a
+        .get(&s, &Browser::authorization_url(&s, &rp.client_id, &slow_uri))
+        .await;
+    assert_eq!(status, 200);
+    let too_slow_uri = Par::new(&rp).push(&s, &rp).await;
+    let mut b = Browser::default();
+    let (status, _, too_slow_page) = b
+        .get(&s, &Browser::authorization_url(&s, &rp.client_id, &too_slow_uri))
+        .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    // the request_uris have expired: a browser that has no interaction on one is refused
+    let (status, headers, _) = Browser::default()
+        .get(&s, &Browser::authorization_url(&s, &rp.client_id, &slow_uri))
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(callback(&headers)["error"], "invalid_request_uri");
+    // the first user now types the password
+    let (status, headers, body) = a
+        .post(
+            &s,
+            &absolute(&s, &form_action(&slow_page)),
+            &login_form(&slow_page, USER, PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 303, "{body}");
+    let (status, _, page) = a.get(&s, &absolute(&s, headers["location"].to_str().unwrap())).await;
+    assert_eq!(status, 200, "{page}");
+    let mut form = hidden_fields(&page);
+    form.push(("decision".into(), "allow".into()));
+    let (status, headers, _) = a.post(&s, &absolute(&s, &form_action(&page)), &form).await;
     assert_eq!(status, 303);
     let q = query(&url::Url::parse(headers["location"].to_str().unwrap()).unwrap());
-    assert_eq!(q["error"], "invalid_request_uri");
-    assert_eq!(q["state"], par.state);
-    assert_eq!(q["iss"], s.issuer);
+    assert_eq!(q["state"], slow.state);
+    let r = token_request(&s, &rp, &DpopKey::new(), code_params(&q["code"], &slow.verifier)).await;
+    assert_eq!(r.status(), 200, "the code works");
+    // the second user takes longer than the interaction's 20 s
+    tokio::time::sleep(std::time::Duration::from_secs(10)).await;
+    let (status, headers, body) = b
+        .post(
+            &s,
+            &absolute(&s, &form_action(&too_slow_page)),
+            &login_form(&too_slow_page, USER, PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 410, "{body}");
+    assert!(headers.get("location").is_none(), "nothing goes to the client");
+    assert!(
+        body.contains("This sign-in took too long. Go back to the application and start again."),
+        "{body}"
+    );
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/html"));
+    // and opening the URL again in that browser says the same
+    let (status, _, body) = b
+        .get(&s, &Browser::authorization_url(&s, &rp.client_id, &too_slow_uri))
+        .await;
+    assert_eq!(status, 410);
+    assert!(body.contains("took too long"), "{body}");
 }
 
 /// AS-SP-43: an expired request_uri is refused with invalid_request_uri.
@@ -263,7 +583,13 @@ async fn login_cookie_csrf_and_failures() {
     // the right password: 303 (never 307, AS-SP-52) and a __Host- session cookie
     let (status, headers, _) = b.post(&s, &action, &login_form(&page, USER, PASSWORD)).await;
     assert_eq!(status, 303);
-    assert!(headers["location"].to_str().unwrap().contains("request_uri="));
+    // back to the authorization endpoint for the interaction, not the request_uri (issue 17
+    // item 7)
+    let location = headers["location"].to_str().unwrap();
+    assert!(
+        location.contains("?interaction=") && !location.contains("request_uri"),
+        "{location}"
+    );
     let session = b
         .set_cookie_lines
         .iter()

@@ -244,8 +244,7 @@ async fn template_overrides_are_used_and_escaped() {
         "{% extends \"base.html\" %}{% block title %}Bank sign-in{% endblock %}{% block content %}\
          <h1 id=\"custom\">Welcome to {{ brand.name }}</h1><p>{{ client_name }}</p>\
          <form method=\"post\" action=\"{{ action }}\">\
-         <input type=\"hidden\" name=\"client_id\" value=\"{{ client_id }}\">\
-         <input type=\"hidden\" name=\"request_uri\" value=\"{{ request_uri }}\">\
+         <input type=\"hidden\" name=\"interaction\" value=\"{{ interaction }}\">\
          <input type=\"hidden\" name=\"csrf_token\" value=\"{{ csrf_token }}\">\
          <label for=\"username\">User</label><input type=\"text\" id=\"username\" name=\"username\">\
          <label for=\"password\">PIN</label><input type=\"password\" id=\"password\" name=\"password\">\
@@ -327,7 +326,8 @@ async fn consent_page_details() {
     assert!(consent.contains("This access lasts for up to 10 minutes."), "{consent}");
     assert!(!consent.contains("id=\"policy\"") && !consent.contains("id=\"terms\""));
 
-    // "Not you?": its own CSRF token; ends the session, back to the login page of the request
+    // "Not you?": its own CSRF token (bound to the interaction, like the consent form's); ends
+    // the session, back to the login page of the same interaction (issue 17 item 7)
     let (mut b, consent, request_uri) = consent_for(&s, &rp, Par::new(&rp)).await;
     let i = consent.find("formaction=\"").unwrap() + 12;
     let switch = consent[i..i + consent[i..].find('"').unwrap()].to_owned();
@@ -347,10 +347,39 @@ async fn consent_page_details() {
         "the session cookie is cleared"
     );
     let next = absolute(&s, headers.get(LOCATION).unwrap().to_str().unwrap());
-    assert!(next.contains(&url::form_urlencoded::byte_serialize(request_uri.as_bytes()).collect::<String>()));
+    let interaction = fields.iter().find(|(k, _)| k == "interaction").unwrap().1.clone();
+    let to = url::Url::parse(&next).unwrap();
+    assert_eq!(query(&to).get("interaction"), Some(&interaction), "{next}");
+    assert!(
+        !next.contains("request_uri"),
+        "the request_uri is not in the URL: {next}"
+    );
     let (status, _, page) = b.get(&s, &next).await;
     assert_eq!(status, 200);
     assert!(page.contains("name=\"password\""), "back on the login page: {page}");
+    assert_eq!(
+        hidden_fields(&page)
+            .iter()
+            .find(|(k, _)| k == "interaction")
+            .map(|(_, v)| v),
+        Some(&interaction),
+        "the same interaction: {page}"
+    );
+    // signing in again (as someone else) continues it: the consent page, then the code
+    let consent = sign_in(&s, &mut b, &page, USER, PASSWORD).await;
+    let mut form = hidden_fields(&consent);
+    form.push(("decision".into(), "allow".into()));
+    let (status, headers, _) = b.post(&s, &absolute(&s, &form_action(&consent)), &form).await;
+    assert_eq!(status, 303);
+    let cb = url::Url::parse(headers.get(LOCATION).unwrap().to_str().unwrap()).unwrap();
+    assert!(query(&cb).contains_key("code"), "{cb}");
+    // the request_uri was consumed with that completion
+    let (status, headers, _) = b
+        .get(&s, &Browser::authorization_url(&s, &rp.client_id, &request_uri))
+        .await;
+    assert_eq!(status, 303);
+    let refused = url::Url::parse(headers.get(LOCATION).unwrap().to_str().unwrap()).unwrap();
+    assert_eq!(query(&refused)["error"], "invalid_request_uri");
 }
 
 /// Issue 17 item 8: error pages in plain words with the interaction id as a reference; a way
@@ -448,4 +477,108 @@ async fn languages_follow_ui_locales_then_accept_language() {
         .unwrap();
     let body = r.text().await.unwrap();
     assert!(body.contains("Referenz für den Support"), "{body}");
+}
+
+/// Issue 17 items 7 and 8: a sign-in that cannot go on (completed elsewhere 409, already
+/// completed 400, too many browsers 409) is an error page in the user's words, in their
+/// language, with the reference; a way back only to the redirect URI verified at PAR, and only
+/// for the browser whose interaction it is.
+#[tokio::test]
+async fn interaction_pages_speak_plainly_and_lead_back_safely() {
+    let s = Server::start().await;
+    let rp = Rp::register(&s).await;
+    let par = Par::new(&rp).set("ui_locales", "de");
+    let state = par.state.clone();
+    let request_uri = par.push(&s, &rp).await;
+    let url = Browser::authorization_url(&s, &rp.client_id, &request_uri);
+    let mut a = Browser::default();
+    let (status, _, login) = a.get(&s, &url).await;
+    assert_eq!(status, 200, "{login}");
+    assert!(login.contains("<html lang=\"de\">"), "{login}");
+    // another browser completes the sign-in first
+    let mut other = Browser::default();
+    let cb = other.run(&s, &rp.client_id, &request_uri, "allow").await;
+    assert!(query(&cb).contains_key("code"));
+    // the first browser's login: 409, in German, with a way back to the verified redirect URI
+    let (status, headers, page) = a
+        .post(
+            &s,
+            &absolute(&s, &form_action(&login)),
+            &login_form(&login, USER, PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 409, "{page}");
+    assert!(headers.get(LOCATION).is_none());
+    assert!(page.contains("<html lang=\"de\">"), "{page}");
+    assert!(
+        page.contains("Diese Anmeldung wurde bereits anderswo abgeschlossen"),
+        "{page}"
+    );
+    let id = headers["x-fapi-interaction-id"].to_str().unwrap();
+    assert!(page.contains(&format!("<code id=\"reference\">{id}</code>")), "{page}");
+    let back = url::Url::parse(&href_of(&page, "back").expect("a way back")).unwrap();
+    assert!(back.as_str().starts_with(REDIRECT_URI), "{back}");
+    let q = query(&back);
+    assert_eq!(q["error"], "access_denied");
+    assert_eq!(q["state"], state);
+    // a third browser with the first one's form and CSRF cookie, but its own interaction
+    // cookie: refused, and no way back
+    let mut third = Browser::default();
+    let (status, _, _) = third
+        .get(
+            &s,
+            &Browser::authorization_url(&s, &rp.client_id, &Par::new(&rp).push(&s, &rp).await),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let csrf = a.cookies["__Host-portcullis-csrf"].clone();
+    third.cookies.insert("__Host-portcullis-csrf".into(), csrf);
+    let (status, _, page) = third
+        .post(
+            &s,
+            &absolute(&s, &form_action(&login)),
+            &login_form(&login, USER, PASSWORD),
+        )
+        .await;
+    assert_eq!(status, 403, "{page}");
+    assert!(page.contains("This sign-in was started in another browser."), "{page}");
+    assert!(href_of(&page, "back").is_none(), "{page}");
+    assert!(!page.contains(REDIRECT_URI), "{page}");
+
+    // the winner's interaction again: already completed (400), in English this time
+    let par = Par::new(&rp);
+    let request_uri = par.push(&s, &rp).await;
+    let mut b = Browser::default();
+    let (_, _, login) = b
+        .get(&s, &Browser::authorization_url(&s, &rp.client_id, &request_uri))
+        .await;
+    let consent = sign_in(&s, &mut b, &login, USER, PASSWORD).await;
+    let mut form = hidden_fields(&consent);
+    form.push(("decision".into(), "allow".into()));
+    let (status, _, _) = b.post(&s, &absolute(&s, &form_action(&consent)), &form).await;
+    assert_eq!(status, 303);
+    let (status, _, page) = b.post(&s, &absolute(&s, &form_action(&consent)), &form).await;
+    assert_eq!(status, 400, "{page}");
+    assert!(
+        page.contains("This sign-in has already been completed. Please go back to the application."),
+        "{page}"
+    );
+    assert!(
+        href_of(&page, "back").is_some_and(|h| h.starts_with(REDIRECT_URI)),
+        "{page}"
+    );
+
+    // a link opened in too many browsers: 409, in plain words; that browser has no interaction
+    let request_uri = Par::new(&rp).push(&s, &rp).await;
+    let url = Browser::authorization_url(&s, &rp.client_id, &request_uri);
+    for _ in 0..5 {
+        assert_eq!(Browser::default().get(&s, &url).await.0, 200);
+    }
+    let (status, _, page) = Browser::default().get(&s, &url).await;
+    assert_eq!(status, 409, "{page}");
+    assert!(
+        page.contains("This sign-in link has been opened in too many browsers."),
+        "{page}"
+    );
+    assert!(href_of(&page, "back").is_none(), "{page}");
 }

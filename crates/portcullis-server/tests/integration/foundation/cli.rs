@@ -373,6 +373,8 @@ async fn cli_check_prints_effective_config() {
             .is_some_and(|v| v < 600),
         "{text}"
     );
+    // issue 17 item 7: the login interaction's own lifetime is shown
+    assert_eq!(t["tokens"]["interaction_lifetime"].as_integer(), Some(600), "{text}");
     // a config file is honoured, and env overrides it
     let file = s.dir.join("check.toml");
     std::fs::write(&file, "[tokens]\ncode_lifetime = 30\naccess_token_lifetime = 300\n").unwrap();
@@ -409,6 +411,12 @@ async fn cli_bad_config_exits_2() {
             vec![("PORTCULLIS_TOKENS_REQUEST_URI_LIFETIME", "600")],
             vec![],
             "request_uri_lifetime",
+        ),
+        (
+            "interaction lifetime over an hour",
+            vec![("PORTCULLIS_TOKENS_INTERACTION_LIFETIME", "3601")],
+            vec![],
+            "interaction_lifetime",
         ),
         (
             "http issuer",

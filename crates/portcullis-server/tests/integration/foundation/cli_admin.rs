@@ -423,11 +423,14 @@ async fn cli_check_verifies_the_database() {
     let text = stdout_of(&out);
     assert!(
         text.contains(&format!(
-            "# database {}: integrity ok, schema version ",
-            s.dir.join("portcullis.db").display()
+            "# database {}: integrity ok, schema version {}\n",
+            s.dir.join("portcullis.db").display(),
+            portcullis_store::SCHEMA_VERSION
         )),
         "{text}"
     );
+    // migration 7 (signing_keys.activates_at), then migration 8 (interactions)
+    assert!(text.contains("integrity ok, schema version 8\n"), "{text}");
     text.parse::<toml::Table>().expect("check output is still TOML");
     s.stop().await;
 
