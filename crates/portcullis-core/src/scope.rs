@@ -225,6 +225,12 @@ fn shorten(s: &str) -> String {
 const MAX_NAME_LEN: usize = 128;
 const MAX_DESCRIPTION_LEN: usize = 200;
 const MAX_CLAIMS: usize = 50;
+/// The scope of the demo API's accounts.
+pub const DEMO_API_SCOPE: &str = "accounts";
+
+/// The scope of the demo API's payments.
+pub const DEMO_API_PAYMENTS_SCOPE: &str = "payments";
+
 /// The most scopes a server defines.
 pub const MAX_SCOPES: usize = 100;
 
@@ -301,13 +307,13 @@ const BUILTIN: [Builtin; 6] = [
         &[],
     ),
     (
-        crate::settings::DEMO_API_SCOPE,
+        DEMO_API_SCOPE,
         "see your accounts and their balances",
         "Ihre Konten und deren Kontostände sehen",
         &[],
     ),
     (
-        crate::settings::DEMO_API_PAYMENTS_SCOPE,
+        DEMO_API_PAYMENTS_SCOPE,
         "make payments from your accounts",
         "Zahlungen von Ihren Konten ausführen",
         &[],

@@ -56,11 +56,7 @@ impl AccessTokenFormat {
     }
 }
 
-/// The scope of the demo API's accounts.
-pub const DEMO_API_SCOPE: &str = "accounts";
-
-/// The scope of the demo API's payments.
-pub const DEMO_API_PAYMENTS_SCOPE: &str = "payments";
+pub use crate::scope::{DEMO_API_PAYMENTS_SCOPE, DEMO_API_SCOPE};
 
 /// The default of `Settings::max_form_params`.
 pub const DEFAULT_MAX_FORM_PARAMS: usize = 64;

@@ -13,7 +13,8 @@ use portcullis_core::random::{credential, hash};
 use serde_json::{Map, Value, json};
 
 use crate::config::Config;
-use crate::{Failure, app, audit_events, now, parse_duration, rt, users};
+use crate::time::utc;
+use crate::{Failure, audit_events, now, parse_duration, rt, setup, users};
 
 #[derive(Subcommand)]
 pub enum UserCommand {
@@ -70,7 +71,7 @@ pub async fn user_command(config: &Config, command: UserCommand) -> Result<(), F
             claims,
         } => add_user(config, username, password_stdin, claims).await,
         UserCommand::List => {
-            let store = app::open_store(config).await?;
+            let store = setup::open_store(config).await?;
             let users = store.list_users().await.map_err(rt)?;
             if users.is_empty() {
                 eprintln!("no users");
@@ -81,7 +82,7 @@ pub async fn user_command(config: &Config, command: UserCommand) -> Result<(), F
             Ok(())
         }
         UserCommand::Show { username } => {
-            let store = app::open_store(config).await?;
+            let store = setup::open_store(config).await?;
             let user = existing_user(store.as_ref(), &username).await?;
             let shown = json!({
                 "username": user.username,
@@ -93,7 +94,7 @@ pub async fn user_command(config: &Config, command: UserCommand) -> Result<(), F
             Ok(())
         }
         UserCommand::Remove { username } => {
-            let store = app::open_store(config).await?;
+            let store = setup::open_store(config).await?;
             if !store.delete_user(&username).await.map_err(rt)? {
                 return Err(no_user(&username));
             }
@@ -105,7 +106,7 @@ pub async fn user_command(config: &Config, command: UserCommand) -> Result<(), F
             username,
             password_stdin,
         } => {
-            let store = app::open_store(config).await?;
+            let store = setup::open_store(config).await?;
             existing_user(store.as_ref(), &username).await?;
             let source = PasswordSource::choose(password_stdin, false)?;
             let password_hash = hashed(source.read(&username)?).await?;
@@ -132,7 +133,7 @@ pub async fn token_command(config: &Config, command: TokenCommand) -> Result<(),
             if uses.is_some_and(|u| u < 1) {
                 return Err(Failure::Usage("--uses must be at least 1".into()));
             }
-            let store = app::open_store(config).await?;
+            let store = setup::open_store(config).await?;
             let (token, record) = create_initial_access_token(store.as_ref(), ttl, uses).await?;
             audit_events::record_with(
                 "registration_token_created",
@@ -152,7 +153,7 @@ pub async fn token_command(config: &Config, command: TokenCommand) -> Result<(),
             Ok(())
         }
         TokenCommand::List => {
-            let store = app::open_store(config).await?;
+            let store = setup::open_store(config).await?;
             let tokens = store.list_initial_access_tokens().await.map_err(rt)?;
             if tokens.is_empty() {
                 eprintln!("no initial access tokens");
@@ -185,7 +186,7 @@ pub async fn token_command(config: &Config, command: TokenCommand) -> Result<(),
                     "{id:?} is not an initial access token ID ({TOKEN_ID_LEN} hex digits, as `registration-token list` shows)"
                 )));
             }
-            let store = app::open_store(config).await?;
+            let store = setup::open_store(config).await?;
             let matching: Vec<InitialAccessToken> = store
                 .list_initial_access_tokens()
                 .await
@@ -236,7 +237,7 @@ async fn add_user(config: &Config, username: String, password_stdin: bool, claim
     }
     // `user add` has always read a piped password without the flag: scripts may rely on it
     let source = PasswordSource::choose(password_stdin, true)?;
-    let store = app::open_store(config).await?;
+    let store = setup::open_store(config).await?;
     if store.get_user(&username).await.map_err(rt)?.is_some() {
         return Err(Failure::Usage(format!("user {username} already exists")));
     }
@@ -384,42 +385,13 @@ fn created(at: Option<i64>) -> String {
     at.map_or_else(|| "-".to_owned(), utc)
 }
 
-/// Unix seconds as an RFC 3339 UTC timestamp.
-pub(crate) fn utc(t: i64) -> String {
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
-}
-
-/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_are_rfc3339_utc() {
-        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
-        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(utc(1_767_225_599), "2025-12-31T23:59:59Z");
-        assert_eq!(utc(-1), "1969-12-31T23:59:59Z");
+    fn creation_times_are_rfc3339_or_unknown() {
+        assert_eq!(created(Some(0)), "1970-01-01T00:00:00Z");
         assert_eq!(created(None), "-");
     }
 

@@ -12,7 +12,51 @@ use std::path::Path;
 use minijinja::{AutoEscape, Environment};
 use serde::Serialize;
 
-use crate::config::BrandingConfig;
+use serde::Deserialize;
+
+/// The pages' look (issue 17 item 8). Every value is checked at start; the pages' security
+/// headers do not change with it (a logo adds only `img-src 'self'`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrandingConfig {
+    /// The name shown in page titles and headers. Default `Portcullis`.
+    pub name: String,
+    /// A PNG, JPEG, WebP or SVG file (at most 256 KiB) read at start and served by the server
+    /// itself at `/branding/logo`. Empty: no logo.
+    pub logo_file: String,
+    /// Buttons, links and the focus ring: `#rgb` or `#rrggbb`, with a contrast of at least
+    /// 4.5:1 against `background_color`. Default `#1d4ed8`.
+    pub primary_color: String,
+    /// The page background, `#rgb` or `#rrggbb`. Default `#ffffff`.
+    pub background_color: String,
+    /// Links in every page's footer (`[[branding.footer_links]]` with `label` and an https
+    /// `url`), at most 10; in the file only.
+    pub footer_links: Vec<FooterLink>,
+    /// A directory of page templates (minijinja syntax, HTML-escaped): a file with the name of
+    /// a built-in template (`base.html`, `login.html`, `consent.html`, `error.html`,
+    /// `logout.html`, `signed-out.html`) replaces it. Empty: the built-in templates.
+    pub template_dir: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FooterLink {
+    pub label: String,
+    pub url: String,
+}
+
+impl Default for BrandingConfig {
+    fn default() -> Self {
+        Self {
+            name: "Portcullis".into(),
+            logo_file: String::new(),
+            primary_color: "#1d4ed8".into(),
+            background_color: "#ffffff".into(),
+            footer_links: Vec::new(),
+            template_dir: String::new(),
+        }
+    }
+}
 
 /// The built-in templates; a file of the same name in `branding.template_dir` replaces one.
 pub const TEMPLATES: [(&str, &str); 6] = [
@@ -112,10 +156,13 @@ pub struct Logo {
     pub content_type: &'static str,
 }
 
+/// Sample values for a page template (the pages' own, `pages::sample_context`).
+pub type SampleContext = fn(&Ui, &str) -> minijinja::Value;
+
 impl Ui {
     /// Reads the logo and the override templates; every template must compile, and every page
-    /// must render with sample values, or the server does not start.
-    pub fn load(b: &BrandingConfig, base_path: &str) -> Result<Self, String> {
+    /// must render with the values `sample` gives for it, or the server does not start.
+    pub fn load(b: &BrandingConfig, base_path: &str, sample: SampleContext) -> Result<Self, String> {
         validate(b)?;
         let mut env = Environment::new();
         // escaping on for every template, whatever its name (an override cannot turn it off
@@ -156,7 +203,7 @@ impl Ui {
                 .collect(),
         };
         let ui = Self { env, brand, logo };
-        ui.trial_render()?;
+        ui.trial_render(sample)?;
         Ok(ui)
     }
 
@@ -175,9 +222,9 @@ impl Ui {
 
     /// Each page once with sample values: an override that fails at render time (an unknown
     /// filter, a wrong call) stops the start instead of every sign-in.
-    fn trial_render(&self) -> Result<(), String> {
+    fn trial_render(&self, sample: SampleContext) -> Result<(), String> {
         for (name, _) in TEMPLATES {
-            let ctx = crate::pages::sample_context(self, name);
+            let ctx = sample(self, name);
             self.render(name, ctx)
                 .map_err(|e| format!("branding.template_dir: {name} does not render: {e:#}"))?;
         }

@@ -7,7 +7,7 @@ use crate::config::Config;
 
 pub async fn run(config: &Config) -> Result<(), Failure> {
     // the branding's logo and templates: read, compiled and rendered once, as `serve` does
-    crate::app::load_ui(config).map_err(Failure::Usage)?;
+    crate::pages::load_ui(config).map_err(Failure::Usage)?;
     let file = if config.storage.database_url.is_empty() {
         Some(config.database_path())
     } else {

@@ -9,6 +9,7 @@ use portcullis_core::Settings;
 use portcullis_core::settings::{MAX_CODE_LIFETIME, MAX_INTERACTION_LIFETIME, MAX_REQUEST_URI_LIFETIME};
 use serde::{Deserialize, Serialize};
 
+use crate::branding::BrandingConfig;
 use crate::config_shape::Shape;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,50 +91,6 @@ pub struct ScopeConfig {
     /// id_token.
     #[serde(default)]
     pub claims: Vec<String>,
-}
-
-/// The pages' look (issue 17 item 8). Every value is checked at start; the pages' security
-/// headers do not change with it (a logo adds only `img-src 'self'`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BrandingConfig {
-    /// The name shown in page titles and headers. Default `Portcullis`.
-    pub name: String,
-    /// A PNG, JPEG, WebP or SVG file (at most 256 KiB) read at start and served by the server
-    /// itself at `/branding/logo`. Empty: no logo.
-    pub logo_file: String,
-    /// Buttons, links and the focus ring: `#rgb` or `#rrggbb`, with a contrast of at least
-    /// 4.5:1 against `background_color`. Default `#1d4ed8`.
-    pub primary_color: String,
-    /// The page background, `#rgb` or `#rrggbb`. Default `#ffffff`.
-    pub background_color: String,
-    /// Links in every page's footer (`[[branding.footer_links]]` with `label` and an https
-    /// `url`), at most 10; in the file only.
-    pub footer_links: Vec<FooterLink>,
-    /// A directory of page templates (minijinja syntax, HTML-escaped): a file with the name of
-    /// a built-in template (`base.html`, `login.html`, `consent.html`, `error.html`,
-    /// `logout.html`, `signed-out.html`) replaces it. Empty: the built-in templates.
-    pub template_dir: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FooterLink {
-    pub label: String,
-    pub url: String,
-}
-
-impl Default for BrandingConfig {
-    fn default() -> Self {
-        Self {
-            name: "Portcullis".into(),
-            logo_file: String::new(),
-            primary_color: "#1d4ed8".into(),
-            background_color: "#ffffff".into(),
-            footer_links: Vec::new(),
-            template_dir: String::new(),
-        }
-    }
 }
 
 /// The built-in scopes as configuration.

@@ -31,7 +31,7 @@ use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::Config;
-use crate::{Failure, admin, app, now};
+use crate::{Failure, admin, now, setup};
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -172,7 +172,7 @@ impl Demo {
 
         // 2. the user and the initial access token, made in the local store
         let store = if local {
-            Some(app::open_store(config).await.map_err(|e| ("store", start_error(e)))?)
+            Some(setup::open_store(config).await.map_err(|e| ("store", start_error(e)))?)
         } else {
             None
         };

@@ -30,22 +30,10 @@ use crate::audit_events;
 use crate::connections::BodyBudget;
 use crate::pages;
 use crate::tls::PeerCertificate;
-use crate::web::{form, http_status};
+use crate::web::{InteractionId, form, http_status};
 
 pub const INTERACTION_ID: HeaderName = HeaderName::from_static("x-fapi-interaction-id");
 
-/// The request's `x-fapi-interaction-id` (echoed, or minted by [`conventions`]), as a request
-/// extension: what the evidence log files the request's signed messages under.
-#[derive(Clone, Debug, Default)]
-pub struct InteractionId(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for InteractionId {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts.extensions.get::<InteractionId>().cloned().unwrap_or_default())
-    }
-}
 const DPOP_NONCE: HeaderName = HeaderName::from_static("dpop-nonce");
 /// RFC 9701 §4: the media type of a signed introspection response.
 const INTROSPECTION_JWT: &str = "application/token-introspection+jwt";

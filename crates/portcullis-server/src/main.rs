@@ -21,7 +21,9 @@ mod login_failures;
 mod management;
 mod pages;
 mod server_cert;
+mod setup;
 mod signing_keys;
+mod time;
 mod timed_store;
 mod tls;
 mod users;
@@ -205,7 +207,7 @@ async fn run(command: Command, config: Config) -> Result<(), Failure> {
         Command::Keys(k) => Ok(signing_keys::command(&config, k).await?),
         Command::Demo(d) => demo_cmd::run(&config, d).await,
         Command::Audit(a) => {
-            let store = app::open_store(&config).await?;
+            let store = setup::open_store(&config).await?;
             match audit_cli::run(store.as_ref(), a).await {
                 Ok(true) => Ok(()),
                 // `audit verify` found a broken link (already printed): exit 1
@@ -268,13 +270,13 @@ async fn serve(config: Config) -> Result<(), Failure> {
     // among processes starting together on this data dir; the others adopt what it made
     // (issue 13 item 17)
     // the branding's files and templates are part of the configuration: a bad one is exit 2
-    let ui = app::load_ui(&config).map_err(Failure::Usage)?;
+    let ui = pages::load_ui(&config).map_err(Failure::Usage)?;
     let init = datadir::StartupLock::acquire(&config.server.data_dir).await?;
-    let store = app::open_store(&config).await?;
+    let store = setup::open_store(&config).await?;
     // issue 17 item 4: the signing keys are sealed at rest; a wrong key-encryption key is the
     // operator's to fix (exit 2)
     let custody = std::sync::Arc::new(signing_keys::Custody::load(&config, store.as_ref()).await?);
-    let settings = app::settings(&config).map_err(Failure::Usage)?;
+    let settings = setup::settings(&config).map_err(Failure::Usage)?;
     let keys = signing_keys::load(store.as_ref(), &settings, &custody, now()).await?;
     let (state, audit_writer) = app::build(&config, store.clone(), ui, keys, custody)
         .await
@@ -524,8 +526,8 @@ fn init_tracing(config: &Config) {
 }
 
 async fn client_command(config: &Config, command: ClientCommand) -> Result<(), Failure> {
-    let store = app::open_store(config).await?;
-    let settings = app::settings(config).map_err(Failure::Usage)?;
+    let store = setup::open_store(config).await?;
+    let settings = setup::settings(config).map_err(Failure::Usage)?;
     // the registration body needs a Provider only for URLs; build the JSON directly
     let body = |c: &Client| {
         let mut v = serde_json::to_value(&c.metadata).unwrap_or_default();

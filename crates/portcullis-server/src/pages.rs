@@ -33,10 +33,10 @@ use portcullis_jose::{b64url, b64url_decode};
 use crate::app::AppState;
 use crate::audit_events;
 use crate::branding::Ui;
-use crate::http::InteractionId;
 use crate::i18n::{Locale, Problem};
 use crate::login_failures::DEVICE_COOKIE_LIFETIME;
 use crate::users::Verdict;
+use crate::web::InteractionId;
 use crate::web::{form, html, html_with_form_targets, http_status};
 
 const SESSION_COOKIE: &str = "__Host-portcullis-session";
@@ -151,6 +151,14 @@ fn page(
             )
         }
     }
+}
+
+/// The pages' templates and branding (`[branding]`), read and trial-rendered once.
+pub fn load_ui(config: &crate::config::Config) -> Result<crate::branding::Ui, String> {
+    let base_path = url::Url::parse(&config.server.issuer)
+        .map(|u| u.path().trim_end_matches('/').to_owned())
+        .unwrap_or_default();
+    crate::branding::Ui::load(&config.branding, &base_path, sample_context)
 }
 
 /// The values a page template gets, with sample data: the start-up trial render of every

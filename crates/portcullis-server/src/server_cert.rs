@@ -121,7 +121,7 @@ fn parse(
     if not_after < now {
         return Err(about_cert(format!(
             "the certificate expired at {}",
-            crate::admin::utc(not_after)
+            crate::time::utc(not_after)
         )));
     }
     let private = PrivateKeyDer::from_pem_slice(key_pem)

@@ -271,23 +271,23 @@ pub async fn reload(store: &dyn Store, settings: &Settings, custody: &Custody, n
 pub async fn command(config: &Config, command: KeysCommand) -> Result<(), StartError> {
     // a rotation (or a first `keys list`, which creates the keys) waits for a starting server
     let _init = datadir::StartupLock::acquire(&config.server.data_dir).await?;
-    let store = crate::app::open_store(config).await?;
-    let settings = crate::app::settings(config).map_err(StartError::Usage)?;
+    let store = crate::setup::open_store(config).await?;
+    let settings = crate::setup::settings(config).map_err(StartError::Usage)?;
     let custody = Custody::load(config, store.as_ref()).await?;
     let t = crate::now();
     let ring = load(store.as_ref(), &settings, &custody, t).await?;
     let rt = |e: String| StartError::Runtime(e);
     match command {
         KeysCommand::List => {
-            let time = |t: Option<i64>| t.map_or_else(|| "-".to_owned(), crate::admin::utc);
+            let time = |t: Option<i64>| t.map_or_else(|| "-".to_owned(), crate::time::utc);
             for k in ring.describe(t) {
                 println!(
                     "{}\t{}\t{}\tcreated {}\tactivates {}\tretired {}\tremoved {}",
                     k.kid,
                     k.alg,
                     k.state.as_str(),
-                    crate::admin::utc(k.created_at),
-                    crate::admin::utc(k.activates_at),
+                    crate::time::utc(k.created_at),
+                    crate::time::utc(k.activates_at),
                     time(k.retired_at),
                     time(k.removed_at),
                 );
@@ -316,7 +316,7 @@ pub async fn command(config: &Config, command: KeysCommand) -> Result<(), StartE
                 .rotate_signing_keys(&keys, activates_at)
                 .await
                 .map_err(|e| rt(e.to_string()))?;
-            let when = crate::admin::utc(activates_at);
+            let when = crate::time::utc(activates_at);
             let kids: Vec<&str> = keys.iter().map(|k| k.kid.as_str()).collect();
             crate::audit_events::record_with(
                 "keys_rotated",

@@ -2,6 +2,8 @@
 //! the security headers of AS-SP-07/09.
 
 use axum::body::{Body, Bytes};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use portcullis_core::{OAuthError, Status};
@@ -95,5 +97,18 @@ pub fn http_status(s: Status) -> StatusCode {
         Status::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
         Status::InternalServerError => StatusCode::INTERNAL_SERVER_ERROR,
         Status::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+/// The request's `x-fapi-interaction-id` (echoed, or minted by the server's conventions middleware), as a request
+/// extension: what the evidence log files the request's signed messages under.
+#[derive(Clone, Debug, Default)]
+pub struct InteractionId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for InteractionId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts.extensions.get::<InteractionId>().cloned().unwrap_or_default())
     }
 }
