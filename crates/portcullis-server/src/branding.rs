@@ -152,7 +152,8 @@ pub struct Link {
 
 /// The logo file and its media type.
 pub struct Logo {
-    pub bytes: Vec<u8>,
+    /// Shared with every response (no copy per request).
+    pub bytes: axum::body::Bytes,
     pub content_type: &'static str,
 }
 
@@ -282,7 +283,16 @@ fn load_overrides(env: &mut Environment<'static>, dir: &Path) -> Result<(), Stri
             ));
         }
         let path = entry.path();
-        let meta = std::fs::metadata(&path).map_err(|e| format!("branding.template_dir {}: {e}", path.display()))?;
+        // review round 2, L8: the file itself, never where a link points (a template linked to
+        // the key-encryption key would print it on every page)
+        let meta =
+            std::fs::symlink_metadata(&path).map_err(|e| format!("branding.template_dir {}: {e}", path.display()))?;
+        if meta.file_type().is_symlink() {
+            return Err(format!(
+                "branding.template_dir {}: is a symbolic link; copy the template into the directory",
+                path.display()
+            ));
+        }
         if !meta.is_file() {
             continue;
         }
@@ -314,7 +324,10 @@ fn load_logo(path: &Path) -> Result<Logo, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("branding.logo_file {shown}: {e}"))?;
     let content_type =
         sniff_image(&bytes).ok_or_else(|| format!("branding.logo_file {shown}: not a PNG, JPEG, WebP or SVG image"))?;
-    Ok(Logo { bytes, content_type })
+    Ok(Logo {
+        bytes: bytes.into(),
+        content_type,
+    })
 }
 
 /// The media type of an image by its first bytes (the file name is not trusted).
@@ -402,6 +415,26 @@ impl Rgb {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Review round 2, L8: an override that is a symbolic link (to the key-encryption key, say)
+    /// stops the start instead of being shown on every page.
+    #[cfg(unix)]
+    #[test]
+    fn template_links_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("keys.key");
+        std::fs::write(&secret, "c2VjcmV0").unwrap();
+        let templates = dir.path().join("templates");
+        std::fs::create_dir(&templates).unwrap();
+        std::os::unix::fs::symlink(&secret, templates.join("error.html")).unwrap();
+        let b = BrandingConfig {
+            template_dir: templates.display().to_string(),
+            ..BrandingConfig::default()
+        };
+        let e = Ui::load(&b, "", crate::pages::sample_context).err().unwrap();
+        assert!(e.contains("symbolic link"), "{e}");
+        assert!(!e.contains("c2VjcmV0"));
+    }
 
     #[test]
     fn colours_are_hex_only() {
