@@ -7,7 +7,8 @@
 //! takes its values from a closed set (endpoint names, status codes, OAuth error codes, grant
 //! types), so a client cannot grow the series.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -108,17 +109,86 @@ pub fn endpoint_label(base: &str, path: &str) -> &'static str {
         "/revoke" => "revoke",
         "/api/accounts" | "/api/payments" => "demo_api",
         "/register" => "register",
+        "/switch-account" => "switch_account",
+        "/branding/logo" => "logo",
         _ if p.starts_with("/register/") => "registration_management",
         _ if path.starts_with("/.well-known/oauth-authorization-server") => "discovery",
         _ => "other",
     }
 }
 
+/// Every endpoint label [`endpoint_label`] gives.
+#[cfg(test)]
+const ENDPOINTS: [&str; 17] = [
+    "discovery",
+    "jwks",
+    "par",
+    "authorize",
+    "login",
+    "consent",
+    "logout",
+    "token",
+    "userinfo",
+    "introspect",
+    "revoke",
+    "demo_api",
+    "register",
+    "switch_account",
+    "logo",
+    "registration_management",
+    "other",
+];
+/// Every label [`status_label`] gives.
+#[cfg(test)]
+const STATUSES: [&str; 22] = [
+    "200", "201", "204", "302", "303", "400", "401", "403", "404", "405", "408", "409", "410", "413", "415", "429",
+    "500", "503", "2xx", "3xx", "4xx", "5xx",
+];
+
+type RequestKey = (&'static str, &'static str, &'static str);
+
+/// The request metrics' handles, registered on first use and kept (a registry lookup with
+/// labels per request costs more than the counting); bounded by the closed label sets.
+#[derive(Default)]
+struct RequestHandles {
+    requests: RwLock<HashMap<RequestKey, metrics::Counter>>,
+    durations: RwLock<HashMap<&'static str, metrics::Histogram>>,
+}
+
+static REQUEST_HANDLES: OnceLock<RequestHandles> = OnceLock::new();
+
+/// The handle under `key`, registered by `make` the first time.
+fn cached<K: std::hash::Hash + Eq + Copy, H: Clone>(
+    map: &RwLock<HashMap<K, H>>,
+    key: K,
+    make: impl FnOnce() -> H,
+) -> H {
+    if let Some(h) = map.read().unwrap_or_else(PoisonError::into_inner).get(&key) {
+        return h.clone();
+    }
+    map.write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(key)
+        .or_insert_with(make)
+        .clone()
+}
+
 /// Records one answered request.
 pub fn record_request(endpoint: &'static str, listener: &'static str, status: u16, started: Instant) {
     let status = status_label(status);
-    metrics::counter!(HTTP_REQUESTS, "endpoint" => endpoint, "listener" => listener, "status" => status).increment(1);
-    metrics::histogram!(HTTP_DURATION, "endpoint" => endpoint).record(started.elapsed().as_secs_f64());
+    let h = REQUEST_HANDLES.get_or_init(RequestHandles::default);
+    cached(
+        &h.requests,
+        (endpoint, listener, status),
+        || metrics::counter!(HTTP_REQUESTS, "endpoint" => endpoint, "listener" => listener, "status" => status),
+    )
+    .increment(1);
+    cached(
+        &h.durations,
+        endpoint,
+        || metrics::histogram!(HTTP_DURATION, "endpoint" => endpoint),
+    )
+    .record(started.elapsed().as_secs_f64());
 }
 
 /// Records an OAuth error response (its code is from a closed set).
@@ -147,6 +217,8 @@ fn status_label(status: u16) -> &'static str {
         404 => "404",
         405 => "405",
         408 => "408",
+        409 => "409",
+        410 => "410",
         413 => "413",
         415 => "415",
         429 => "429",
@@ -264,6 +336,16 @@ mod tests {
         assert_eq!(endpoint_label("/t", "/token"), "other");
         assert_eq!(endpoint_label("", "/anything/else"), "other");
         assert_eq!(endpoint_label("", "/par/"), "other");
+    }
+
+    #[test]
+    fn handles_cover_every_label() {
+        for endpoint in ["/par", "/register/x", "/nowhere", "/branding/logo", "/switch-account"] {
+            assert!(ENDPOINTS.contains(&endpoint_label("", endpoint)), "{endpoint}");
+        }
+        for status in [200, 409, 410, 418, 302, 599, 101] {
+            assert!(STATUSES.contains(&status_label(status)), "{status}");
+        }
     }
 
     #[test]
