@@ -19,8 +19,9 @@ pub struct AuthorizationParams {
 }
 
 /// A request pushed to the server (RFC 9126) and waiting for the user: everything needed to
-/// check the response and redeem the code. Keep it on the client side only.
-#[derive(Debug, Clone)]
+/// check the response and redeem the code. Keep it on the client side only (its `Debug` shows
+/// no secret).
+#[derive(Clone)]
 pub struct PendingAuthorization {
     /// RFC 9126 §2.2: the reference to the pushed request.
     pub request_uri: String,
@@ -39,8 +40,20 @@ pub struct PendingAuthorization {
     pub iss_required: bool,
 }
 
+impl std::fmt::Debug for PendingAuthorization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingAuthorization")
+            .field("request_uri", &self.request_uri)
+            .field("expires_in", &self.expires_in)
+            .field("redirect_uri", &self.redirect_uri)
+            .field("issuer", &self.issuer)
+            .field("iss_required", &self.iss_required)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The secrets of one authorization request, made before it is pushed.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct RequestSecrets {
     pub state: String,
     pub nonce: String,

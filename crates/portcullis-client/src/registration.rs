@@ -18,12 +18,21 @@ pub struct RegistrationRequest {
     pub extra: Map<String, Value>,
 }
 
-/// What the server registered.
-#[derive(Debug, Clone)]
+/// What the server registered (its `Debug` shows the client_id only: the document holds the
+/// registration access token).
+#[derive(Clone)]
 pub struct Registration {
     pub client_id: String,
     /// The server's answer (RFC 7591 §3.2.1): the metadata as registered.
     pub document: Value,
+}
+
+impl std::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RegistrationRequest {

@@ -7,8 +7,8 @@ use serde_json::{Map, Value};
 
 use crate::IdTokenError;
 
-/// A successful token response (RFC 6749 §5.1, RFC 9449 §5).
-#[derive(Debug, Clone, Deserialize)]
+/// A successful token response (RFC 6749 §5.1, RFC 9449 §5). Its `Debug` shows no token.
+#[derive(Clone, Deserialize)]
 pub struct TokenResponse {
     pub access_token: String,
     /// `DPoP` for a DPoP-bound token (RFC 9449 §5).
@@ -17,6 +17,18 @@ pub struct TokenResponse {
     pub refresh_token: Option<String>,
     pub id_token: Option<String>,
     pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse")
+            .field("token_type", &self.token_type)
+            .field("expires_in", &self.expires_in)
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "****"))
+            .field("id_token", &self.id_token.as_ref().map(|_| "****"))
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What an id_token must say to be accepted.
@@ -236,5 +248,38 @@ mod tests {
                 "{alg}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+
+    /// Logging a token response (or a pending authorization) never writes a secret.
+    #[test]
+    fn debug_shows_no_secret() {
+        let t = TokenResponse {
+            access_token: "at-secret".into(),
+            token_type: "DPoP".into(),
+            expires_in: Some(600),
+            refresh_token: Some("rt-secret".into()),
+            id_token: Some("idt-secret".into()),
+            scope: Some("openid".into()),
+        };
+        let shown = format!("{t:?}");
+        assert!(!shown.contains("secret") && shown.contains("DPoP"), "{shown}");
+        let p = crate::authorization::PendingAuthorization {
+            request_uri: "urn:x".into(),
+            expires_in: 90,
+            authorization_url: "https://as/authorize?x".into(),
+            redirect_uri: "https://rp/cb".into(),
+            state: "state-secret".into(),
+            nonce: "nonce-secret".into(),
+            code_verifier: "verifier-secret".into(),
+            issuer: "https://as".into(),
+            iss_required: true,
+        };
+        let shown = format!("{p:?}");
+        assert!(!shown.contains("secret") && shown.contains("urn:x"), "{shown}");
     }
 }

@@ -266,6 +266,14 @@ async fn serve(config: Config) -> Result<(), Failure> {
     init_tracing(&config);
     // before anything records a metric (the store's timing keeps its handles)
     let prometheus = management::install_recorder().map_err(rt)?;
+    // a next key must be in every JWKS a client holds before it signs: servers reload every
+    // 30 s and the JWKS may be cached for 60 s
+    if (1..90).contains(&config.keys.prepublication) {
+        tracing::warn!(
+            prepublication = config.keys.prepublication,
+            "keys.prepublication is shorter than 90 s (30 s reload + 60 s JWKS cache): clients may meet an unknown kid after a rotation"
+        );
+    }
     // first-start initialisation (database, keys, development certificates) has one winner
     // among processes starting together on this data dir; the others adopt what it made
     // (issue 13 item 17)
