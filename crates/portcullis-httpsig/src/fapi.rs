@@ -150,6 +150,43 @@ pub fn verify_request(
     verify_entry(entry, &MessageView::Request(*req), now, policy, keys)
 }
 
+/// A resource server's response signature (HS 5.3.2.1-2) for a request that had a body
+/// (`request_body_present`): the request's `"content-digest";req` is covered when the request
+/// sent a `Content-Digest` that can be a component, and left out (rather than failing the
+/// answer) when it sent none or a malformed one. `resp_headers` changes only on success.
+#[allow(clippy::too_many_arguments)]
+pub fn sign_response_binding_digest(
+    resp_headers: &mut HeaderMap,
+    status: u16,
+    body: &[u8],
+    request: &RequestView<'_>,
+    request_body_present: bool,
+    request_signature: Option<&VerifiedSignature>,
+    key: &SigningKey,
+    now: i64,
+) -> Result<SignedMessage, SigError> {
+    let with_digest = request_body_present && request.headers.contains_key("content-digest");
+    let mut headers = resp_headers.clone();
+    let signed = match sign_response(
+        &mut headers,
+        status,
+        body,
+        request,
+        with_digest,
+        request_signature,
+        key,
+        now,
+    ) {
+        Err(_) if with_digest => {
+            headers = resp_headers.clone();
+            sign_response(&mut headers, status, body, request, false, request_signature, key, now)
+        }
+        other => other,
+    }?;
+    *resp_headers = headers;
+    Ok(signed)
+}
+
 /// Signs a resource response (HS 5.3.2.1, RS-MS-09..12) under label `sig1`.
 ///
 /// Adds `Content-Digest` (sha-256) when `body` is non-empty, then `Signature-Input` and

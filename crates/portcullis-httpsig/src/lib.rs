@@ -27,8 +27,8 @@ pub use digest::{check_content_digest, content_digest};
 pub use error::SigError;
 pub use fapi::{
     DEFAULT_LABEL, RequestPolicy, ResponsePolicy, SignOptions, SignedMessage, TAG_REQUEST, TAG_RESPONSE,
-    VerifiedSignature, sign_request, sign_request_with, sign_response, sign_response_with, verify_request,
-    verify_response, verify_with_base,
+    VerifiedSignature, sign_request, sign_request_with, sign_response, sign_response_binding_digest,
+    sign_response_with, verify_request, verify_response, verify_with_base,
 };
 /// The `http` crate whose types the views borrow.
 pub use http;

@@ -852,31 +852,16 @@ pub async fn require_token(
         return (StatusCode::INTERNAL_SERVER_ERROR, "response too large to sign").into_response();
     };
     let status = res_parts.status.as_u16();
-    // HS 5.3.2.1-2: the request's `content-digest;req` when it had a body with one; a digest
-    // header that cannot be a component (malformed) is left out rather than failing the answer
-    let request_digest = has_body(&request_headers) && request_headers.contains_key("content-digest");
-    let sign = |headers: &mut HeaderMap, with_digest: bool| {
-        portcullis_httpsig::sign_response(
-            headers,
-            status,
-            &res_bytes,
-            &request,
-            with_digest,
-            signature.as_ref(),
-            &key,
-            now,
-        )
-    };
-    let mut headers = res_parts.headers.clone();
-    let signed = match sign(&mut headers, request_digest) {
-        Ok(m) => Ok(m),
-        Err(_) if request_digest => {
-            headers = res_parts.headers.clone();
-            sign(&mut headers, false)
-        }
-        Err(e) => Err(e),
-    };
-    res_parts.headers = headers;
+    let signed = portcullis_httpsig::sign_response_binding_digest(
+        &mut res_parts.headers,
+        status,
+        &res_bytes,
+        &request,
+        has_body(&request_headers),
+        signature.as_ref(),
+        &key,
+        now,
+    );
     match signed {
         Ok(_) => Response::from_parts(res_parts, axum::body::Body::from(res_bytes)),
         Err(e) => {

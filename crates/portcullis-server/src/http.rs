@@ -666,10 +666,7 @@ async fn demo_api(
         target_uri: &target_uri,
         headers: call.headers,
     };
-    // the request's digest is covered when its verified signature covered it (review L1: an
-    // unverified header is nothing to bind to, and may not even be well-formed)
-    let request_digest = !call.body.is_empty() && call.headers.contains_key("content-digest");
-    let (res, sent) = sign_response(s, res, &request, request_digest, request_signature.as_ref()).await;
+    let (res, sent) = sign_response(s, res, &request, !call.body.is_empty(), request_signature.as_ref()).await;
     if let (Some(client_id), Some((message, key, body))) = (client, sent) {
         evidence.push(Evidence {
             kind: EvidenceKind::ResourceResponse,
@@ -720,31 +717,16 @@ async fn sign_response(
             None,
         );
     };
-    let sign = |headers: &mut HeaderMap, with_digest: bool| {
-        portcullis_resource::httpsig::sign_response(
-            headers,
-            parts.status.as_u16(),
-            &bytes,
-            request,
-            with_digest,
-            request_signature,
-            key,
-            s.provider.now(),
-        )
-    };
-    // HS 5.3.2.1-2: the request's `content-digest;req` when it had a body with one; a digest
-    // header that cannot be a component (malformed, review L1) is left out rather than
-    // failing the answer
-    let mut headers = parts.headers.clone();
-    let signed = match sign(&mut headers, request_body_present) {
-        Ok(m) => Ok(m),
-        Err(_) if request_body_present => {
-            headers = parts.headers.clone();
-            sign(&mut headers, false)
-        }
-        Err(e) => Err(e),
-    };
-    parts.headers = headers;
+    let signed = portcullis_resource::httpsig::sign_response_binding_digest(
+        &mut parts.headers,
+        parts.status.as_u16(),
+        &bytes,
+        request,
+        request_body_present,
+        request_signature,
+        key,
+        s.provider.now(),
+    );
     match signed {
         Ok(message) => {
             let key = key.public_jwk().to_json().to_string();

@@ -218,3 +218,39 @@ fn several_signature_lines_and_labels_are_read() {
     // Signing again under a label already present is refused.
     assert!(sign_request(&mut h, "GET", URI, b"", client, NOW).is_err());
 }
+
+/// A resource server binds the request's `Content-Digest` (`;req`) when the request sent one it
+/// can cover, and leaves it out, rather than failing the answer, when there is none or it is
+/// malformed.
+#[test]
+fn response_binding_of_the_request_digest() {
+    let sign = |digest: Option<&'static [u8]>| {
+        let mut h = request_headers(false);
+        if let Some(d) = digest {
+            h.insert("content-digest", HeaderValue::from_bytes(d).unwrap());
+        }
+        let mut resp = HeaderMap::new();
+        portcullis_httpsig::sign_response_binding_digest(
+            &mut resp,
+            200,
+            b"{}",
+            &request("POST", &h),
+            true,
+            None,
+            server_key(Algorithm::Es256),
+            NOW,
+        )
+        .unwrap();
+        resp["signature-input"].to_str().unwrap().to_owned()
+    };
+    let digest = portcullis_httpsig::content_digest(BODY);
+    let bound = sign(Some(Box::leak(digest.into_bytes().into_boxed_slice())));
+    assert!(bound.contains("\"content-digest\";req"), "{bound}");
+    for unusable in [None, Some(&b"sha-256=\xff"[..])] {
+        let input = sign(unusable);
+        assert!(
+            !input.contains("\"content-digest\";req") && input.contains("\"@status\""),
+            "{input}"
+        );
+    }
+}
